@@ -1,0 +1,84 @@
+//! Finds Apache's and APR's headers with `apxs -q`, generates the bindings from `wrapper.h`,
+//! compiles the brigade shim, and records libpython's directory as an rpath so a module built for
+//! a pyenv Python finds its libpython when Apache loads it.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn apxs_query(apxs: &str, var: &str) -> String {
+    let out = Command::new(apxs)
+        .args(["-q", var])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `{apxs} -q {var}` ({e}); install apache2-dev or set APXS=/path/to/apxs")
+        });
+    if !out.status.success() {
+        panic!("`{apxs} -q {var}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=wrapper.h");
+    println!("cargo:rerun-if-changed=src/apache/shim.c");
+    println!("cargo:rerun-if-env-changed=APXS");
+
+    let apxs = env::var("APXS").unwrap_or_else(|_| "apxs".to_string());
+    let mut include_dirs: Vec<String> = Vec::new();
+    for var in ["INCLUDEDIR", "APR_INCLUDEDIR", "APU_INCLUDEDIR"] {
+        let dir = apxs_query(&apxs, var);
+        if !dir.is_empty() && !include_dirs.contains(&dir) {
+            include_dirs.push(dir);
+        }
+    }
+    // EXTRA_CPPFLAGS carries -D_GNU_SOURCE -D_REENTRANT …, which change struct layouts in APR.
+    let defines: Vec<String> = apxs_query(&apxs, "EXTRA_CPPFLAGS")
+        .split_whitespace()
+        .filter(|f| f.starts_with("-D"))
+        .map(str::to_string)
+        .collect();
+
+    let mut shim = cc::Build::new();
+    shim.file("src/apache/shim.c").warnings(true);
+    for dir in &include_dirs {
+        shim.include(dir);
+    }
+    for d in &defines {
+        let d = &d[2..];
+        match d.split_once('=') {
+            Some((k, v)) => shim.define(k, Some(v)),
+            None => shim.define(d, None),
+        };
+    }
+    // The module is loaded into httpd, which provides every ap_*/apr_* symbol: never link libapr.
+    shim.cargo_metadata(true).compile("mod_wsgi_rs_shim");
+
+    let mut builder = bindgen::Builder::default()
+        .header("wrapper.h")
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
+        .allowlist_function("ap_.*|apr_.*|mod_wsgi_rs_.*")
+        .allowlist_type("request_rec|server_rec|conn_rec|module|command_rec|cmd_parms|process_rec")
+        .allowlist_type("ap_.*|apr_.*")
+        .allowlist_var("MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|M_.*|APLOG_.*|OR_.*|ACCESS_CONF")
+        .allowlist_var("RSRC_CONF|EXEC_ON_READ|GLOBAL_ONLY|NOT_IN_.*|OPT_.*|AP_.*|APR_.*|REQUEST_.*")
+        .allowlist_var("ap_server_.*|ap_top_module|ap_prelinked_modules|unixd_config")
+        .derive_default(true)
+        .layout_tests(false)
+        .generate_comments(false);
+    for dir in &include_dirs {
+        builder = builder.clang_arg(format!("-I{dir}"));
+    }
+    for d in &defines {
+        builder = builder.clang_arg(d);
+    }
+    let bindings = builder.generate().expect("bindgen over wrapper.h failed (is libclang-dev installed?)");
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("bindings.rs");
+    bindings.write_to_file(out).expect("cannot write bindings.rs");
+
+    // Lets a module built for a pyenv (or other non-system) Python find its libpython at load time.
+    pyo3_build_config::add_libpython_rpath_link_args();
+    let cfg = pyo3_build_config::get();
+    let ver = cfg.version();
+    println!("cargo:rustc-env=MOD_WSGI_RS_BUILT_FOR_PYTHON={}.{}", ver.major, ver.minor);
+}

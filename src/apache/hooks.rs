@@ -1,0 +1,396 @@
+//! The hooks httpd calls: post_config (banner), child_init (start Python), translate_name
+//! (`WSGIScriptAlias`), and the handler that runs a WSGI script.
+
+use super::bindings as ap;
+use super::boundary::ffi_boundary;
+use super::config::{dir_config, server_config};
+use super::log::{request_log, server_log, APLOG_ERR};
+use super::pool::{c_bytes, pstrdup};
+use super::request::{table_get, Request};
+use crate::config::script_alias::{mapped_filename, prefix_match_len};
+use crate::config::{AliasOptions, AliasPattern, RequestSettings, ScriptAlias};
+use crate::python::{self, PythonSettings};
+use crate::script::{load_application, LoadError};
+use crate::wsgi::environ::{complete_cgi_vars, RequestFacts};
+use crate::wsgi::{run_app, Outcome, ProcessModel};
+use std::ffi::{c_void, CStr};
+use std::os::raw::{c_char, c_int};
+use std::ptr;
+use std::sync::OnceLock;
+
+const OK: c_int = ap::OK as c_int;
+const DECLINED: c_int = ap::DECLINED;
+const SERVER_ERROR: c_int = ap::HTTP_INTERNAL_SERVER_ERROR as c_int;
+
+/// The handler name `WSGIScriptAlias` sets and `SetHandler wsgi-script` selects.
+const HANDLER: &CStr = c"wsgi-script";
+/// The request note that marks a request mapped by `WSGIScriptAlias` (as C mod_wsgi names it).
+const ALIAS_NOTE: &CStr = c"alias-forced-type";
+const NOTE_PROCESS_GROUP: &CStr = c"mod_wsgi.process_group";
+const NOTE_APPLICATION_GROUP: &CStr = c"mod_wsgi.application_group";
+const NOTE_CALLABLE_OBJECT: &CStr = c"mod_wsgi.callable_object";
+const NOTE_PASS_AUTHORIZATION: &CStr = c"mod_wsgi.pass_authorization";
+
+/// Learned in child_init: whether this MPM runs threads and several processes.
+static PROCESS_MODEL: OnceLock<ProcessModel> = OnceLock::new();
+
+type SslIsHttps = unsafe extern "C" fn(*mut ap::conn_rec) -> c_int;
+/// mod_ssl's `ssl_is_https`, when mod_ssl is loaded.
+static SSL_IS_HTTPS: OnceLock<Option<SslIsHttps>> = OnceLock::new();
+
+pub unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
+    ffi_boundary("register_hooks", (), || {
+        // mod_alias's Alias/Redirect take precedence, as with C mod_wsgi; ours runs before
+        // mod_userdir and mod_vhost_alias.
+        static BEFORE_US: ModuleNames<2> = ModuleNames([c"mod_alias.c".as_ptr(), ptr::null()]);
+        static AFTER_US: ModuleNames<3> =
+            ModuleNames([c"mod_userdir.c".as_ptr(), c"mod_vhost_alias.c".as_ptr(), ptr::null()]);
+        let middle = ap::APR_HOOK_MIDDLE as c_int;
+        // SAFETY: registering hook functions with static predecessor/successor lists (null
+        // terminated) during httpd's hook registration phase.
+        unsafe {
+            ap::ap_hook_post_config(Some(post_config), ptr::null(), ptr::null(), middle);
+            ap::ap_hook_child_init(Some(child_init), ptr::null(), ptr::null(), middle);
+            ap::ap_hook_translate_name(
+                Some(translate_name),
+                BEFORE_US.0.as_ptr(),
+                AFTER_US.0.as_ptr(),
+                middle,
+            );
+            ap::ap_hook_handler(Some(handler), ptr::null(), ptr::null(), middle);
+        }
+    })
+}
+
+/// A null-terminated list of module names for hook ordering; httpd keeps the pointer.
+struct ModuleNames<const N: usize>([*const c_char; N]);
+
+// SAFETY: pointers to static C strings, never written.
+unsafe impl<const N: usize> Sync for ModuleNames<N> {}
+
+unsafe extern "C" fn post_config(
+    pconf: *mut ap::apr_pool_t,
+    _plog: *mut ap::apr_pool_t,
+    _ptemp: *mut ap::apr_pool_t,
+    _s: *mut ap::server_rec,
+) -> c_int {
+    ffi_boundary("post_config", OK, || {
+        let banner = format!("mod_wsgi-rs/{} Python/{}", crate::VERSION, crate::PYTHON_VERSION);
+        // SAFETY: pconf is the live config pool; the component string is copied into it.
+        unsafe { ap::ap_add_version_component(pconf, pstrdup(pconf, banner.as_bytes())) };
+        OK
+    })
+}
+
+fn mpm_query(what: u32) -> c_int {
+    let mut value: c_int = 0;
+    // SAFETY: ap_mpm_query writes one int for these query codes.
+    unsafe { ap::ap_mpm_query(what as c_int, &mut value) };
+    value
+}
+
+unsafe extern "C" fn finalize_python(_data: *mut c_void) -> ap::apr_status_t {
+    ffi_boundary("child exit", 0, || {
+        python::finalize();
+        0
+    })
+}
+
+unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_rec) {
+    ffi_boundary("child_init", (), || {
+        let _ = PROCESS_MODEL.set(ProcessModel {
+            multithread: mpm_query(ap::AP_MPMQ_IS_THREADED) != ap::AP_MPMQ_NOT_SUPPORTED as c_int,
+            multiprocess: mpm_query(ap::AP_MPMQ_MAX_DAEMONS) > 1,
+        });
+        // SAFETY: looking up an optional function by name; the result is null or mod_ssl's
+        // ssl_is_https, which has this signature.
+        let _ = SSL_IS_HTTPS.set(unsafe {
+            let f = ap::apr_dynamic_fn_retrieve(c"ssl_is_https".as_ptr());
+            f.map(|f| std::mem::transmute::<unsafe extern "C" fn(), SslIsHttps>(f))
+        });
+        // SAFETY: s is the main server, whose config was created by this module.
+        let conf = unsafe { server_config(s) };
+        let settings = PythonSettings { home: conf.python_home.clone(), path: conf.python_path.clone() };
+        match python::initialize(&settings) {
+            Ok(()) => {
+                // SAFETY: pchild lives until the child exits; the cleanup runs once then.
+                unsafe {
+                    ap::apr_pool_cleanup_register(
+                        pchild,
+                        ptr::null(),
+                        Some(finalize_python),
+                        Some(ap::apr_pool_cleanup_null),
+                    )
+                };
+            }
+            Err(e) => server_log(
+                s,
+                APLOG_ERR,
+                &format!("mod_wsgi (pid={}): Python could not be started: {e}", std::process::id()),
+            ),
+        }
+    })
+}
+
+/// Whether `alias` matches `uri`; returns the matched location, the script target (with regex
+/// substitutions made) and how many bytes of the URI matched.
+///
+/// # Safety
+/// `r` must be a live request whose `uri` is `uri`.
+unsafe fn match_alias(r: *mut ap::request_rec, alias: &ScriptAlias, uri: &[u8]) -> Option<(Vec<u8>, Vec<u8>, usize)> {
+    match &alias.pattern {
+        AliasPattern::Prefix(location) => {
+            let len = prefix_match_len(uri, location.as_bytes())?;
+            Some((location.as_bytes().to_vec(), alias.target.as_bytes().to_vec(), len))
+        }
+        AliasPattern::Regex(_) => {
+            let regex = alias.regex?.0 as *const ap::ap_regex_t;
+            let mut matches = [ap::ap_regmatch_t { rm_so: 0, rm_eo: 0 }; ap::AP_MAX_REG_MATCH as usize];
+            // SAFETY: regex was compiled by ap_pregcomp in the config pool; r->uri is a C
+            // string; matches has room for AP_MAX_REG_MATCH entries.
+            unsafe {
+                let uri_c = (*r).uri;
+                if ap::ap_regexec(regex, uri_c, matches.len(), matches.as_mut_ptr(), 0) != 0 {
+                    return None;
+                }
+                let end = matches[0].rm_eo as usize;
+                let target_c = pstrdup((*r).pool, alias.target.as_bytes());
+                let target = ap::ap_pregsub((*r).pool, target_c, uri_c, matches.len(), matches.as_mut_ptr());
+                if target.is_null() {
+                    return None;
+                }
+                Some((uri[..end].to_vec(), c_bytes(target).to_vec(), end))
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn translate_name(r: *mut ap::request_rec) -> c_int {
+    ffi_boundary("translate_name", DECLINED, || {
+        // SAFETY: r is the live request being translated; strings set on it are pool copies.
+        unsafe {
+            let uri = c_bytes((*r).uri);
+            if !uri.is_empty() && uri[0] != b'/' {
+                return DECLINED;
+            }
+            let conf = server_config((*r).server);
+            for alias in &conf.aliases {
+                let Some((location, target, matched)) = match_alias(r, alias, uri) else {
+                    continue;
+                };
+                if matched == 0 {
+                    continue;
+                }
+                let pool = (*r).pool;
+                (*r).filename = pstrdup(pool, &mapped_filename(&target, &location, uri, matched)) as *mut c_char;
+                (*r).handler = HANDLER.as_ptr();
+                let notes = (*r).notes;
+                ap::apr_table_setn(notes, ALIAS_NOTE.as_ptr(), HANDLER.as_ptr());
+                let opts = &alias.options;
+                for (note, value) in [
+                    (NOTE_PROCESS_GROUP, &opts.process_group),
+                    (NOTE_APPLICATION_GROUP, &opts.application_group),
+                    (NOTE_CALLABLE_OBJECT, &opts.callable_object),
+                ] {
+                    if let Some(v) = value {
+                        ap::apr_table_setn(notes, note.as_ptr(), pstrdup(pool, v.as_bytes()));
+                    }
+                }
+                if let Some(pass) = opts.pass_authorization {
+                    let v = if pass { c"1" } else { c"0" };
+                    ap::apr_table_setn(notes, NOTE_PASS_AUTHORIZATION.as_ptr(), v.as_ptr());
+                }
+                return OK;
+            }
+            DECLINED
+        }
+    })
+}
+
+unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
+    // SAFETY: r is the live request httpd hands to the handler.
+    ffi_boundary("handler", SERVER_ERROR, || unsafe { handle(r) })
+}
+
+fn log_script_error(r: *mut ap::request_rec, what: &str, filename: &[u8]) {
+    request_log(r, APLOG_ERR, &format!("{what}: {}", String::from_utf8_lossy(filename)));
+}
+
+/// The options a matched `WSGIScriptAlias` left in the request notes.
+///
+/// # Safety
+/// `notes` must be the live notes table of a request.
+unsafe fn alias_options(notes: *const ap::apr_table_t) -> Option<AliasOptions> {
+    // SAFETY: live table (caller's contract).
+    let get = |key: &CStr| unsafe { table_get(notes, key) }.map(|v| String::from_utf8_lossy(v).into_owned());
+    let aliased = get(ALIAS_NOTE).is_some_and(|v| v.eq_ignore_ascii_case("wsgi-script"));
+    aliased.then(|| AliasOptions {
+        process_group: get(NOTE_PROCESS_GROUP),
+        application_group: get(NOTE_APPLICATION_GROUP),
+        callable_object: get(NOTE_CALLABLE_OBJECT),
+        pass_authorization: get(NOTE_PASS_AUTHORIZATION).map(|v| v == "1"),
+    })
+}
+
+/// The request-body checks C mod_wsgi makes before running anything.
+///
+/// # Safety
+/// `r` must be a live request.
+unsafe fn check_request_body(r: *mut ap::request_rec, filename: &[u8]) -> Result<(), c_int> {
+    // SAFETY: live request and its headers table.
+    let headers = unsafe { (*r).headers_in };
+    // SAFETY: as above.
+    if let Some(te) = unsafe { table_get(headers, c"Transfer-Encoding") } {
+        if !te.eq_ignore_ascii_case(b"chunked") {
+            let te = String::from_utf8_lossy(te);
+            log_script_error(r, &format!("Unexpected value for Transfer-Encoding of '{te}' supplied. Only 'chunked' supported."), filename);
+            return Err(ap::HTTP_NOT_IMPLEMENTED as c_int);
+        }
+        log_script_error(
+            r,
+            "Received request requiring chunked transfer encoding, but optional support for \
+             chunked transfer encoding has not been enabled.",
+            filename,
+        );
+        return Err(ap::HTTP_LENGTH_REQUIRED as c_int);
+    }
+    // SAFETY: as above.
+    if let Some(len) = unsafe { table_get(headers, c"Content-Length") } {
+        let text = String::from_utf8_lossy(len);
+        let Ok(length) = text.trim().parse::<u64>() else {
+            log_script_error(r, &format!("Invalid Content-Length header value of '{text}' was supplied."), filename);
+            return Err(ap::HTTP_BAD_REQUEST as c_int);
+        };
+        // SAFETY: live request.
+        let limit = unsafe { ap::ap_get_limit_req_body(r) } as u64;
+        if limit != 0 && length > limit {
+            log_script_error(
+                r,
+                &format!("Request body of {length} bytes exceeds LimitRequestBody of {limit} bytes"),
+                filename,
+            );
+            return Err(ap::HTTP_REQUEST_ENTITY_TOO_LARGE as c_int);
+        }
+    }
+    Ok(())
+}
+
+/// Facts for the environ that come from the request and connection rather than CGI variables.
+///
+/// # Safety
+/// `r` must be a live request.
+unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
+    // SAFETY: live request, connection and local address; strings are copied out.
+    unsafe {
+        let c = (*r).connection;
+        if (*r).log_id.is_null() {
+            ap::ap_run_generate_log_id(c, r, &mut (*r).log_id);
+        }
+        let optional = |p: *const c_char| (!p.is_null()).then(|| String::from_utf8_lossy(c_bytes(p)).into_owned());
+        let local = (*c).local_addr;
+        RequestFacts {
+            authorization: table_get((*r).headers_in, c"Authorization").map(<[u8]>::to_vec),
+            is_https: SSL_IS_HTTPS.get().copied().flatten().is_some_and(|f| f(c) != 0),
+            handler: optional((*r).handler).unwrap_or_default(),
+            request_start_us: (*r).request_time,
+            request_id: optional((*r).log_id),
+            connection_id: optional((*c).log_id),
+            listener_host: if local.is_null() { String::new() } else { optional((*local).hostname).unwrap_or_default() },
+            listener_port: if local.is_null() { 0 } else { (*local).port },
+        }
+    }
+}
+
+/// Runs the WSGI script a request maps to.
+///
+/// # Safety
+/// `r` must be the live request of this handler call.
+unsafe fn handle(r: *mut ap::request_rec) -> c_int {
+    // SAFETY: r is live for this call; strings read from it are copied before it changes.
+    unsafe {
+        let handler = c_bytes((*r).handler);
+        if handler != HANDLER.to_bytes() && handler != b"application/x-httpd-wsgi" {
+            return DECLINED;
+        }
+        let filename = c_bytes((*r).filename).to_vec();
+        let alias = alias_options((*r).notes);
+        if alias.is_none() && ap::ap_allow_options(r) & ap::OPT_EXECCGI as c_int == 0 {
+            log_script_error(r, "Options ExecCGI is off in this directory", &filename);
+            return ap::HTTP_FORBIDDEN as c_int;
+        }
+        if (*r).finfo.filetype == ap::apr_filetype_e_APR_NOFILE {
+            log_script_error(r, "Target WSGI script not found or unable to stat", &filename);
+            return ap::HTTP_NOT_FOUND as c_int;
+        }
+        if (*r).finfo.filetype == ap::apr_filetype_e_APR_DIR {
+            log_script_error(r, "Attempt to invoke directory as WSGI application", &filename);
+            return ap::HTTP_FORBIDDEN as c_int;
+        }
+        if (*r).used_path_info == ap::AP_REQ_REJECT_PATH_INFO as c_int && !c_bytes((*r).path_info).is_empty() {
+            log_script_error(r, "AcceptPathInfo off disallows user's path", &filename);
+            return ap::HTTP_NOT_FOUND as c_int;
+        }
+        let settings = RequestSettings::resolve(dir_config(r), alias.as_ref());
+        if let Err(status) = check_request_body(r, &filename) {
+            return status;
+        }
+        let mut request = Request::new(r);
+        if let Err(status) = request.setup_body() {
+            return status;
+        }
+        let mut vars = request.cgi_vars();
+        complete_cgi_vars(&mut vars, &settings, &request_facts(r));
+        let mtime = (*r).finfo.mtime;
+        let script = String::from_utf8_lossy(&filename).into_owned();
+        let model = PROCESS_MODEL.get().copied().unwrap_or_default();
+        let ran = python::attached(|py| {
+            match load_application(py, &script, mtime, settings.script_reloading, &settings.callable_object) {
+                Ok(app) => run_app(py, &app, &vars, model, &script, Box::new(request)) == Outcome::Sent,
+                Err(LoadError::NoCallable) => {
+                    request_log(
+                        r,
+                        APLOG_ERR,
+                        &format!(
+                            "mod_wsgi (pid={}): Target WSGI script '{script}' does not contain WSGI application '{}'.",
+                            std::process::id(),
+                            settings.callable_object
+                        ),
+                    );
+                    return Err(ap::HTTP_NOT_FOUND as c_int);
+                }
+                Err(LoadError::Failed(err)) => {
+                    request_log(
+                        r,
+                        APLOG_ERR,
+                        &format!(
+                            "mod_wsgi (pid={}): Failed to exec Python script file '{script}'.",
+                            std::process::id()
+                        ),
+                    );
+                    request_log(
+                        r,
+                        APLOG_ERR,
+                        &format!(
+                            "mod_wsgi (pid={}): Exception occurred processing WSGI script '{script}'.",
+                            std::process::id()
+                        ),
+                    );
+                    for line in crate::wsgi::adapter::format_exception(py, &err) {
+                        request_log(r, APLOG_ERR, &line);
+                    }
+                    false
+                }
+            }
+            .then_some(())
+            .ok_or(SERVER_ERROR)
+        });
+        match ran {
+            Ok(Ok(())) => OK,
+            Ok(Err(status)) => status,
+            Err(python::NotRunning) => {
+                request_log(r, APLOG_ERR, "mod_wsgi-rs: Python is not running in this process (see the errors logged when the child started)");
+                SERVER_ERROR
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Writing to Apache's error log. Messages are always passed as the argument of a `"%s"` format,
+//! never as the format itself, so text from an application or a request cannot be interpreted.
+
+use super::bindings as ap;
+use std::ffi::CString;
+use std::os::raw::c_int;
+use std::ptr;
+
+pub use super::bindings::{APLOG_DEBUG, APLOG_ERR, APLOG_INFO, APLOG_NOTICE, APLOG_WARNING};
+
+fn module_index() -> c_int {
+    // SAFETY: httpd writes module_index once while loading the module, before any hook or
+    // directive runs; reading a plain int from it afterwards is a read of initialised memory.
+    unsafe { (*ptr::addr_of!(crate::wsgi_module)).module_index }
+}
+
+fn c_message(msg: &str) -> CString {
+    CString::new(msg.replace('\0', "\\0")).expect("NULs replaced")
+}
+
+/// Logs to the error log of server `s` (or the main server's when `s` is null).
+pub fn server_log(s: *const ap::server_rec, level: u32, msg: &str) {
+    let text = c_message(msg);
+    // SAFETY: ap_log_error_ accepts a null server (it then logs to the main error log); the
+    // format is a literal "%s" with exactly one matching C-string argument.
+    unsafe {
+        ap::ap_log_error_(
+            c"mod_wsgi_rs".as_ptr(),
+            0,
+            module_index(),
+            level as c_int,
+            0,
+            s,
+            c"%s".as_ptr(),
+            text.as_ptr(),
+        )
+    }
+}
+
+/// Logs an error to the main server's error log (used where no server or request is at hand).
+pub fn server_error(msg: &str) {
+    // SAFETY: ap_server_conf is httpd's pointer to the main server (null before it exists,
+    // which server_log accepts).
+    let s = unsafe { ap::ap_server_conf };
+    server_log(s, APLOG_ERR, msg);
+}
+
+/// Logs against a request, so the entry carries the client address and request id.
+pub fn request_log(r: *const ap::request_rec, level: u32, msg: &str) {
+    let text = c_message(msg);
+    // SAFETY: r is a live request for the duration of the handler that calls this; the format
+    // is a literal "%s" with exactly one matching C-string argument.
+    unsafe {
+        ap::ap_log_rerror_(
+            c"mod_wsgi_rs".as_ptr(),
+            0,
+            module_index(),
+            level as c_int,
+            0,
+            r,
+            c"%s".as_ptr(),
+            text.as_ptr(),
+        )
+    }
+}

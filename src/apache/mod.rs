@@ -1,0 +1,10 @@
+//! The only place that touches Apache httpd and APR pointers.
+
+pub mod bindings;
+pub mod boundary;
+pub mod config;
+pub mod hooks;
+pub mod log;
+pub mod module;
+pub mod pool;
+pub mod request;

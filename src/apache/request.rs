@@ -1,0 +1,194 @@
+//! A request as the WSGI adapter sees it: Apache's `request_rec` behind safe accessors and the
+//! `RequestIo` implementation (body in, status/headers/body out, logging).
+
+use super::bindings as ap;
+use super::log::{request_log, APLOG_DEBUG, APLOG_ERR, APLOG_INFO, APLOG_WARNING};
+use super::pool::{c_bytes, pstrdup};
+use crate::wsgi::environ::CgiVars;
+use crate::wsgi::{Level, RequestIo, ResponseHead};
+use std::ffi::CStr;
+use std::os::raw::c_char;
+
+/// Apache's description of an APR status code.
+pub fn apr_error_text(status: ap::apr_status_t) -> String {
+    let mut buf = [0 as c_char; 256];
+    // SAFETY: apr_strerror writes a NUL-terminated message of at most buf.len() bytes.
+    unsafe {
+        ap::apr_strerror(status, buf.as_mut_ptr(), buf.len());
+        CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
+    }
+}
+
+pub struct Request {
+    r: *mut ap::request_rec,
+    out: *mut ap::apr_bucket_brigade,
+    body_requested: bool,
+}
+
+// SAFETY: a Request is used by the thread running its handler (blocking calls are made with the
+// GIL released, on the same thread); httpd keeps request_rec alive until the handler returns,
+// and the Request does not outlive the handler.
+unsafe impl Send for Request {}
+
+impl Request {
+    /// # Safety
+    /// `r` must be the live request of the handler that creates this, which must not let the
+    /// Request outlive it.
+    pub unsafe fn new(r: *mut ap::request_rec) -> Request {
+        // SAFETY: r is live; the brigade lives in the request pool.
+        let out = unsafe { ap::apr_brigade_create((*r).pool, (*(*r).connection).bucket_alloc) };
+        Request { r, out, body_requested: false }
+    }
+
+    fn rec(&self) -> &ap::request_rec {
+        // SAFETY: r is live for the Request's lifetime (constructor contract).
+        unsafe { &*self.r }
+    }
+}
+
+/// Reads `key` from an APR table.
+///
+/// # Safety
+/// `table` must be a live APR table; the result borrows its storage.
+pub unsafe fn table_get<'a>(table: *const ap::apr_table_t, key: &CStr) -> Option<&'a [u8]> {
+    // SAFETY: live table; apr_table_get returns null or a NUL-terminated value it owns.
+    let v = unsafe { ap::apr_table_get(table, key.as_ptr()) };
+    if v.is_null() {
+        None
+    } else {
+        // SAFETY: non-null C string owned by the table.
+        Some(unsafe { c_bytes(v) })
+    }
+}
+
+/// All entries of an APR table, in order.
+///
+/// # Safety
+/// `table` must be a live APR table.
+pub unsafe fn table_entries(table: *const ap::apr_table_t) -> Vec<(Vec<u8>, Vec<u8>)> {
+    // SAFETY: an apr_table_t begins with its apr_array_header_t of apr_table_entry_t (the
+    // apr_table_elts macro); nelts entries are initialised.
+    unsafe {
+        let header = &*(table as *const ap::apr_array_header_t);
+        let entries = std::slice::from_raw_parts(
+            header.elts as *const ap::apr_table_entry_t,
+            header.nelts as usize,
+        );
+        entries
+            .iter()
+            .filter(|e| !e.key.is_null())
+            .map(|e| (c_bytes(e.key).to_vec(), c_bytes(e.val).to_vec()))
+            .collect()
+    }
+}
+
+impl Request {
+    /// Apache's CGI variables for this request (what a CGI script would get), via httpd's own
+    /// `ap_add_cgi_vars` and `ap_add_common_vars`.
+    pub fn cgi_vars(&self) -> CgiVars {
+        // SAFETY: r is live; both functions fill r->subprocess_env from the request.
+        unsafe {
+            ap::ap_add_cgi_vars(self.r);
+            ap::ap_add_common_vars(self.r);
+            CgiVars(table_entries(self.rec().subprocess_env))
+        }
+    }
+
+    /// Makes body reading possible; an error status when the request's framing is refused.
+    pub fn setup_body(&mut self) -> Result<(), i32> {
+        // SAFETY: r is live; called once before any read.
+        let status = unsafe { ap::ap_setup_client_block(self.r, ap::REQUEST_CHUNKED_DECHUNK as i32) };
+        if status == ap::OK as i32 {
+            Ok(())
+        } else {
+            Err(status)
+        }
+    }
+}
+
+fn level_of(level: Level) -> u32 {
+    match level {
+        Level::Error => APLOG_ERR,
+        Level::Warning => APLOG_WARNING,
+        Level::Info => APLOG_INFO,
+        Level::Debug => APLOG_DEBUG,
+    }
+}
+
+impl RequestIo for Request {
+    fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        if !self.body_requested {
+            self.body_requested = true;
+            // SAFETY: r is live and set up for reading; this sends "100 Continue" if asked for.
+            if unsafe { ap::ap_should_client_block(self.r) } == 0 {
+                return Ok(0);
+            }
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: r is live; buf is writable for buf.len() bytes.
+        let n = unsafe { ap::ap_get_client_block(self.r, buf.as_mut_ptr() as *mut c_char, buf.len()) };
+        if n < 0 {
+            return Err("Apache/mod_wsgi request data read error: the request body could not be \
+                        read (client gone, bad chunked encoding or timeout)"
+                .to_string());
+        }
+        Ok(n as usize)
+    }
+
+    fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String> {
+        let r = self.r;
+        // SAFETY: r is live; every string stored in the request is copied into its pool first.
+        unsafe {
+            let pool = (*r).pool;
+            (*r).status = head.status as i32;
+            (*r).status_line = pstrdup(pool, head.status_line.as_bytes());
+            for (name, value) in &head.headers {
+                let value_c = pstrdup(pool, value.as_bytes());
+                if name.eq_ignore_ascii_case("content-type") {
+                    ap::ap_set_content_type(r, value_c);
+                } else if name.eq_ignore_ascii_case("content-length") {
+                    if let Some(len) = head.content_length {
+                        ap::ap_set_content_length(r, len as ap::apr_off_t);
+                    }
+                } else {
+                    let table = if name.eq_ignore_ascii_case("www-authenticate") {
+                        (*r).err_headers_out
+                    } else {
+                        (*r).headers_out
+                    };
+                    ap::apr_table_add(table, pstrdup(pool, name.as_bytes()), value_c);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String> {
+        // SAFETY: r and the brigade are live; data is valid for the call (the bucket is
+        // transient: Apache copies it if it must keep it after the call returns).
+        let status = unsafe {
+            if (*(*self.r).connection).aborted != 0 {
+                return Err("Apache/mod_wsgi failed to write response data: client closed the connection".into());
+            }
+            ap::mod_wsgi_rs_write(self.r, self.out, data.as_ptr() as *const c_char, data.len(), flush as i32)
+        };
+        if status != 0 {
+            return Err(format!(
+                "Apache/mod_wsgi failed to write response data: {}",
+                apr_error_text(status)
+            ));
+        }
+        Ok(())
+    }
+
+    fn abort_response(&mut self) {
+        // SAFETY: r and the brigade are live.
+        unsafe { ap::mod_wsgi_rs_abort(self.r, self.out) };
+    }
+
+    fn log(&mut self, level: Level, msg: &str) {
+        request_log(self.r, level_of(level), msg);
+    }
+}

@@ -1,0 +1,51 @@
+/*
+ * The few parts of the APR bucket-brigade API that exist only as macros (ring insertion), wrapped
+ * in plain functions that Rust can call. Nothing else belongs here.
+ */
+#include "../../wrapper.h"
+
+/* Append a transient bucket (copied by Apache only if it must set it aside) and pass it on. */
+apr_status_t mod_wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const char *data,
+                               apr_size_t len, int flush)
+{
+    apr_bucket *b;
+    apr_status_t rv;
+
+    b = apr_bucket_transient_create(data, len, r->connection->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(bb, b);
+    if (flush) {
+        b = apr_bucket_flush_create(r->connection->bucket_alloc);
+        APR_BRIGADE_INSERT_TAIL(bb, b);
+    }
+    rv = ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_cleanup(bb);
+    return rv;
+}
+
+apr_status_t mod_wsgi_rs_flush(request_rec *r, apr_bucket_brigade *bb)
+{
+    apr_status_t rv;
+
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(r->connection->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_cleanup(bb);
+    return rv;
+}
+
+/*
+ * End a response that has started but cannot be completed. An error bucket with status 502 is
+ * what httpd's chunking filter recognises as a broken backend: it then leaves out the final
+ * chunk and closes the connection, so the client sees a truncated response, not a complete one.
+ */
+apr_status_t mod_wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb)
+{
+    apr_status_t rv;
+
+    r->connection->keepalive = AP_CONN_CLOSE;
+    APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL, r->pool,
+                                                       r->connection->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(r->connection->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_cleanup(bb);
+    return rv;
+}

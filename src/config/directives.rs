@@ -1,0 +1,261 @@
+//! The directive table: every directive C mod_wsgi 4.9 accepts is known here, so a config written
+//! for it either works or fails `apache2 -t` with a message naming the directive.
+
+use super::groups::{check_application_group, check_process_group};
+use super::script_alias::ScriptAlias;
+use super::words::{parse_on_off, split_words};
+use super::{DirConfig, ServerConfig};
+use std::ffi::CStr;
+
+/// Where a directive may appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Main server only, outside any `<VirtualHost>` (`WSGIPythonHome`, …).
+    Global,
+    /// Main server or virtual host, not in `<Directory>`/`<Location>`.
+    Server,
+    /// Server, virtual host, directory and `.htaccess` (with `AllowOverride FileInfo`).
+    Directory,
+}
+
+/// What a directive does with its raw arguments.
+#[derive(Clone, Copy)]
+pub enum Action {
+    Server(fn(&mut ServerConfig, &str, &str) -> Result<(), String>),
+    Dir(fn(&mut DirConfig, &str, &str) -> Result<(), String>),
+    /// Recognised, but its feature has not landed: refused with this explanation.
+    NotYetSupported(&'static str),
+}
+
+impl Directive {
+    pub fn name_str(&self) -> &'static str {
+        self.name.to_str().expect("directive names are ASCII")
+    }
+}
+
+pub struct Directive {
+    /// NUL-terminated because httpd's command table points at it directly.
+    pub name: &'static CStr,
+    pub scope: Scope,
+    pub action: Action,
+    pub help: &'static CStr,
+}
+
+const DAEMON: &str = "daemon mode has not landed yet; run the application embedded";
+const INTERP: &str = "the Python interpreter settings of this directive have not landed yet";
+const ADAPTER: &str = "this part of the WSGI adapter has not landed yet";
+const HOOKS: &str = "authentication, access and dispatch scripts are not implemented yet";
+const NEVER: &str = "mod_wsgi-rs does not implement it";
+
+pub const DIRECTIVES: &[Directive] = &[
+    Directive {
+        name: c"WSGIScriptAlias",
+        scope: Scope::Server,
+        action: Action::Server(add_script_alias),
+        help: c"URL path, path to a WSGI script or directory, and optional key=value options",
+    },
+    Directive {
+        name: c"WSGIScriptAliasMatch",
+        scope: Scope::Server,
+        action: Action::Server(add_script_alias_match),
+        help: c"regular expression, path to a WSGI script, and optional key=value options",
+    },
+    Directive {
+        name: c"WSGIPythonHome",
+        scope: Scope::Global,
+        action: Action::Server(set_python_home),
+        help: c"Python prefix or virtual environment to use",
+    },
+    Directive {
+        name: c"WSGIPythonPath",
+        scope: Scope::Global,
+        action: Action::Server(set_python_path),
+        help: c"':'-separated directories added (as site directories) to the front of sys.path",
+    },
+    Directive {
+        name: c"WSGICallableObject",
+        scope: Scope::Directory,
+        action: Action::Dir(set_callable_object),
+        help: c"name of the WSGI application object in the script (default: application)",
+    },
+    Directive {
+        name: c"WSGIApplicationGroup",
+        scope: Scope::Directory,
+        action: Action::Dir(set_application_group),
+        help: c"application group (Python interpreter) the script runs in",
+    },
+    Directive {
+        name: c"WSGIProcessGroup",
+        scope: Scope::Directory,
+        action: Action::Dir(set_process_group),
+        help: c"process group the script runs in",
+    },
+    Directive {
+        name: c"WSGIPassAuthorization",
+        scope: Scope::Directory,
+        action: Action::Dir(set_pass_authorization),
+        help: c"On|Off: pass the Authorization header to the application as HTTP_AUTHORIZATION",
+    },
+    Directive {
+        name: c"WSGIScriptReloading",
+        scope: Scope::Directory,
+        action: Action::Dir(set_script_reloading),
+        help: c"On|Off: reload a script whose modification time changed",
+    },
+    not_yet(c"WSGIDaemonProcess", Scope::Server, DAEMON),
+    not_yet(c"WSGISocketPrefix", Scope::Global, DAEMON),
+    not_yet(c"WSGISocketRotation", Scope::Global, DAEMON),
+    not_yet(c"WSGIAcceptMutex", Scope::Global, DAEMON),
+    not_yet(c"WSGIRestrictProcess", Scope::Directory, DAEMON),
+    not_yet(c"WSGIRestrictEmbedded", Scope::Global, DAEMON),
+    not_yet(c"WSGIErrorOverride", Scope::Directory, DAEMON),
+    not_yet(c"WSGIServerMetrics", Scope::Global, DAEMON),
+    not_yet(c"WSGIImportScript", Scope::Server, INTERP),
+    not_yet(c"WSGILazyInitialization", Scope::Global, INTERP),
+    not_yet(c"WSGIVerboseDebugging", Scope::Global, INTERP),
+    not_yet(c"WSGIDontWriteBytecode", Scope::Global, INTERP),
+    not_yet(c"WSGIPythonWarnings", Scope::Global, INTERP),
+    not_yet(c"WSGIPythonOptimize", Scope::Global, INTERP),
+    not_yet(c"WSGIPythonEggs", Scope::Global, INTERP),
+    not_yet(c"WSGIPythonHashSeed", Scope::Global, INTERP),
+    not_yet(c"WSGIDestroyInterpreter", Scope::Global, INTERP),
+    not_yet(c"WSGIRestrictStdin", Scope::Global, INTERP),
+    not_yet(c"WSGIRestrictStdout", Scope::Global, INTERP),
+    not_yet(c"WSGIRestrictSignal", Scope::Global, INTERP),
+    not_yet(c"WSGICaseSensitivity", Scope::Directory, ADAPTER),
+    not_yet(c"WSGIChunkedRequest", Scope::Directory, ADAPTER),
+    not_yet(c"WSGIMapHEADToGET", Scope::Directory, ADAPTER),
+    not_yet(c"WSGIEnableSendfile", Scope::Directory, ADAPTER),
+    not_yet(c"WSGIIgnoreActivity", Scope::Directory, ADAPTER),
+    not_yet(c"WSGITrustedProxyHeaders", Scope::Directory, ADAPTER),
+    not_yet(c"WSGITrustedProxies", Scope::Directory, ADAPTER),
+    not_yet(c"WSGIPassApacheRequest", Scope::Directory, NEVER),
+    not_yet(c"WSGIHandlerScript", Scope::Directory, HOOKS),
+    not_yet(c"WSGIDispatchScript", Scope::Directory, HOOKS),
+    not_yet(c"WSGIAccessScript", Scope::Directory, HOOKS),
+    not_yet(c"WSGIAuthUserScript", Scope::Directory, HOOKS),
+    not_yet(c"WSGIAuthGroupScript", Scope::Directory, HOOKS),
+    not_yet(c"WSGIUserAuthoritative", Scope::Directory, HOOKS),
+    not_yet(c"WSGIGroupAuthoritative", Scope::Directory, HOOKS),
+    not_yet(c"WSGINewRelicConfigFile", Scope::Global, NEVER),
+    not_yet(c"WSGINewRelicEnvironment", Scope::Global, NEVER),
+];
+
+const fn not_yet(name: &'static CStr, scope: Scope, why: &'static str) -> Directive {
+    Directive { name, scope, action: Action::NotYetSupported(why), help: c"not supported yet" }
+}
+
+/// The message for a recognised directive whose feature is missing.
+pub fn not_supported_message(name: &str, why: &str) -> String {
+    format!("{name} is not supported yet by mod_wsgi-rs: {why}")
+}
+
+/// The single argument of a one-argument directive.
+fn one_word(name: &str, args: &str) -> Result<String, String> {
+    let mut words = split_words(args);
+    if words.len() != 1 {
+        return Err(format!("{name} takes one argument"));
+    }
+    Ok(words.remove(0))
+}
+
+fn add_script_alias(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.aliases.push(ScriptAlias::parse(name, args, false)?);
+    Ok(())
+}
+
+fn add_script_alias_match(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.aliases.push(ScriptAlias::parse(name, args, true)?);
+    Ok(())
+}
+
+fn set_python_home(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python_home = Some(one_word(name, args)?);
+    Ok(())
+}
+
+fn set_python_path(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    let value = one_word(name, args)?;
+    c.python_path = value.split(':').filter(|d| !d.is_empty()).map(str::to_string).collect();
+    Ok(())
+}
+
+fn set_callable_object(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.callable_object = Some(one_word(name, args)?);
+    Ok(())
+}
+
+fn set_application_group(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    let value = one_word(name, args)?;
+    check_application_group(name, &value)?;
+    c.application_group = Some(value);
+    Ok(())
+}
+
+fn set_process_group(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    let value = one_word(name, args)?;
+    check_process_group(name, &value)?;
+    c.process_group = Some(value);
+    Ok(())
+}
+
+fn set_pass_authorization(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.pass_authorization = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_script_reloading(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.script_reloading = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(name: &str) -> &'static Directive {
+        DIRECTIVES.iter().find(|d| d.name_str() == name).unwrap()
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = DIRECTIVES.iter().map(|d| d.name_str()).collect();
+        names.sort();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(n, names.len());
+    }
+
+    #[test]
+    fn python_path_splits_on_colons() {
+        let mut c = ServerConfig::default();
+        let Action::Server(f) = find("WSGIPythonPath").action else { panic!() };
+        f(&mut c, "WSGIPythonPath", "/a:/b::/c").unwrap();
+        assert_eq!(c.python_path, vec!["/a", "/b", "/c"]);
+    }
+
+    #[test]
+    fn one_argument_directives_refuse_two() {
+        let mut c = DirConfig::default();
+        let Action::Dir(f) = find("WSGICallableObject").action else { panic!() };
+        let e = f(&mut c, "WSGICallableObject", "a b").unwrap_err();
+        assert_eq!(e, "WSGICallableObject takes one argument");
+    }
+
+    #[test]
+    fn pass_authorization_parses_flag() {
+        let mut c = DirConfig::default();
+        let Action::Dir(f) = find("WSGIPassAuthorization").action else { panic!() };
+        f(&mut c, "WSGIPassAuthorization", "On").unwrap();
+        assert_eq!(c.pass_authorization, Some(true));
+        assert!(f(&mut c, "WSGIPassAuthorization", "maybe").is_err());
+    }
+
+    #[test]
+    fn daemon_directives_are_refused_with_their_name() {
+        let d = find("WSGIDaemonProcess");
+        let Action::NotYetSupported(why) = d.action else { panic!() };
+        let msg = not_supported_message(d.name_str(), why);
+        assert!(msg.starts_with("WSGIDaemonProcess is not supported yet"), "{msg}");
+    }
+}

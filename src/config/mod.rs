@@ -1,0 +1,157 @@
+//! Typed configuration: what the directives set, per server and per directory, and how Apache's
+//! nested contexts merge. No Apache types here; `src/apache/directives.rs` feeds it.
+
+pub mod directives;
+pub mod groups;
+pub mod script_alias;
+pub mod words;
+
+pub use script_alias::{AliasOptions, AliasPattern, RegexHandle, ScriptAlias};
+
+/// Per-server settings (main server and each virtual host).
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// In the order they appear; a virtual host's own aliases are tried before the main server's.
+    pub aliases: Vec<ScriptAlias>,
+    /// `WSGIPythonHome` and `WSGIPythonPath` are global: only the main server's are used.
+    pub python_home: Option<String>,
+    pub python_path: Vec<String>,
+}
+
+impl ServerConfig {
+    pub fn merge(base: &ServerConfig, add: &ServerConfig) -> ServerConfig {
+        let mut aliases = add.aliases.clone();
+        aliases.extend(base.aliases.iter().cloned());
+        ServerConfig {
+            aliases,
+            python_home: add.python_home.clone().or_else(|| base.python_home.clone()),
+            python_path: if add.python_path.is_empty() {
+                base.python_path.clone()
+            } else {
+                add.python_path.clone()
+            },
+        }
+    }
+}
+
+/// Per-directory settings; in server context they are the defaults Apache merges below.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirConfig {
+    pub application_group: Option<String>,
+    pub process_group: Option<String>,
+    pub callable_object: Option<String>,
+    pub pass_authorization: Option<bool>,
+    pub script_reloading: Option<bool>,
+}
+
+impl DirConfig {
+    pub fn merge(base: &DirConfig, add: &DirConfig) -> DirConfig {
+        fn pick<T: Clone>(add: &Option<T>, base: &Option<T>) -> Option<T> {
+            add.clone().or_else(|| base.clone())
+        }
+        DirConfig {
+            application_group: pick(&add.application_group, &base.application_group),
+            process_group: pick(&add.process_group, &base.process_group),
+            callable_object: pick(&add.callable_object, &base.callable_object),
+            pass_authorization: pick(&add.pass_authorization, &base.pass_authorization),
+            script_reloading: pick(&add.script_reloading, &base.script_reloading),
+        }
+    }
+}
+
+/// What one request runs with: directory settings, overridden by the matched alias's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSettings {
+    pub callable_object: String,
+    pub pass_authorization: bool,
+    pub script_reloading: bool,
+    /// '' for embedded mode, as in C mod_wsgi's environ.
+    pub process_group: String,
+    /// '' for the main interpreter, as in C mod_wsgi's environ.
+    pub application_group: String,
+}
+
+impl RequestSettings {
+    pub fn resolve(dir: &DirConfig, alias: Option<&AliasOptions>) -> RequestSettings {
+        let from_alias = |f: fn(&AliasOptions) -> &Option<String>| alias.and_then(|a| f(a).clone());
+        let callable_object = from_alias(|a| &a.callable_object)
+            .or_else(|| dir.callable_object.clone())
+            .unwrap_or_else(|| "application".to_string());
+        let pass_authorization = alias
+            .and_then(|a| a.pass_authorization)
+            .or(dir.pass_authorization)
+            .unwrap_or(false);
+        // Every group that passes config-time checks today is the embedded process and the main
+        // interpreter, whose names in environ are ''.
+        let _ = (from_alias(|a| &a.process_group), from_alias(|a| &a.application_group));
+        RequestSettings {
+            callable_object,
+            pass_authorization,
+            script_reloading: dir.script_reloading.unwrap_or(true),
+            process_group: String::new(),
+            application_group: String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_merge_prefers_the_inner_value() {
+        let base = DirConfig {
+            callable_object: Some("a".into()),
+            pass_authorization: Some(true),
+            ..Default::default()
+        };
+        let add = DirConfig { callable_object: Some("b".into()), ..Default::default() };
+        let m = DirConfig::merge(&base, &add);
+        assert_eq!(m.callable_object.as_deref(), Some("b"));
+        assert_eq!(m.pass_authorization, Some(true));
+    }
+
+    #[test]
+    fn server_merge_tries_vhost_aliases_first() {
+        let alias = |p: &str| ScriptAlias {
+            pattern: AliasPattern::Prefix(p.into()),
+            target: "/x.wsgi".into(),
+            options: Default::default(),
+            regex: None,
+        };
+        let base = ServerConfig { aliases: vec![alias("/main")], ..Default::default() };
+        let add = ServerConfig { aliases: vec![alias("/vhost")], ..Default::default() };
+        let m = ServerConfig::merge(&base, &add);
+        assert_eq!(m.aliases[0].pattern, AliasPattern::Prefix("/vhost".into()));
+        assert_eq!(m.aliases[1].pattern, AliasPattern::Prefix("/main".into()));
+    }
+
+    #[test]
+    fn alias_options_override_directory_settings() {
+        let dir = DirConfig {
+            callable_object: Some("dir_app".into()),
+            pass_authorization: Some(true),
+            ..Default::default()
+        };
+        let opts = AliasOptions {
+            callable_object: Some("alias_app".into()),
+            pass_authorization: Some(false),
+            ..Default::default()
+        };
+        let s = RequestSettings::resolve(&dir, Some(&opts));
+        assert_eq!(s.callable_object, "alias_app");
+        assert!(!s.pass_authorization);
+        let s = RequestSettings::resolve(&dir, None);
+        assert_eq!(s.callable_object, "dir_app");
+        assert!(s.pass_authorization);
+    }
+
+    #[test]
+    fn defaults_match_c_mod_wsgi() {
+        let s = RequestSettings::resolve(&DirConfig::default(), None);
+        assert_eq!(s.callable_object, "application");
+        assert!(!s.pass_authorization);
+        assert!(s.script_reloading);
+        assert_eq!(s.application_group, "");
+    }
+}

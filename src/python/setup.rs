@@ -1,0 +1,46 @@
+//! What the main interpreter needs before it serves requests, and before it is finalised.
+
+use super::runtime::PythonSettings;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+/// Puts the `WSGIPythonPath` directories (as site directories, so their `.pth` files are
+/// honoured) at the front of `sys.path`, and creates the WSGI adapter's types.
+pub fn prepare_main_interpreter(py: Python<'_>, settings: &PythonSettings) -> Result<(), String> {
+    let describe = |e: PyErr| format!("cannot prepare the Python interpreter: {e}");
+    add_site_directories(py, &settings.path).map_err(describe)?;
+    crate::wsgi::interp::prepare(py).map_err(describe)?;
+    Ok(())
+}
+
+fn add_site_directories(py: Python<'_>, dirs: &[String]) -> PyResult<()> {
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let sys_path = py.import("sys")?.getattr("path")?.cast_into::<PyList>()?;
+    let before: Vec<String> = sys_path.extract()?;
+    let site = py.import("site")?;
+    for dir in dirs {
+        site.call_method1("addsitedir", (dir,))?;
+    }
+    let now: Vec<String> = sys_path.extract()?;
+    let mut front: Vec<String> = now.iter().filter(|p| !before.contains(p)).cloned().collect();
+    // A directory already on sys.path is still moved to the front, as asked.
+    for dir in dirs {
+        if !front.contains(dir) {
+            front.push(dir.clone());
+        }
+    }
+    let rest: Vec<String> = before.into_iter().filter(|p| !front.contains(p)).collect();
+    let new_path: Vec<String> = front.into_iter().chain(rest).collect();
+    sys_path.call_method1("clear", ())?;
+    for p in new_path {
+        sys_path.append(p)?;
+    }
+    Ok(())
+}
+
+/// Runs before `Py_FinalizeEx`: lets go of the objects the adapter kept for this interpreter.
+pub fn before_finalize(py: Python<'_>) {
+    crate::wsgi::interp::release(py);
+}

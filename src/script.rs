@@ -1,0 +1,112 @@
+//! A `.wsgi` file as a Python module: named `_mod_wsgi_<md5 of its path>` in `sys.modules`,
+//! loaded on first use and loaded afresh when its modification time changes.
+
+use crate::python::detached;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyModule};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Why no application could be had from a script.
+pub enum LoadError {
+    /// Reading, compiling or running the script failed.
+    Failed(PyErr),
+    /// The script ran but has no attribute of the callable's name.
+    NoCallable,
+}
+
+/// Serialises loading: two threads' first requests for a script import it once.
+static LOAD_LOCK: Mutex<()> = Mutex::new(());
+/// Module names by script path, so the digest is computed once per script.
+static MODULE_NAMES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+fn module_name(py: Python<'_>, path: &str) -> PyResult<String> {
+    if let Some(name) = MODULE_NAMES.lock().unwrap().get_or_insert_with(HashMap::new).get(path) {
+        return Ok(name.clone());
+    }
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("usedforsecurity", false)?;
+    let digest: String = py
+        .import("hashlib")?
+        .call_method("md5", (PyBytes::new(py, path.as_bytes()),), Some(&kwargs))?
+        .call_method0("hexdigest")?
+        .extract()?;
+    let name = format!("_mod_wsgi_{digest}");
+    MODULE_NAMES.lock().unwrap().get_or_insert_with(HashMap::new).insert(path.to_string(), name.clone());
+    Ok(name)
+}
+
+/// The loaded module for `path` if it is current (or reloading is off).
+fn current_module<'py>(
+    py: Python<'py>,
+    name: &str,
+    mtime: i64,
+    reloading: bool,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let modules = py.import("sys")?.getattr("modules")?;
+    let Some(module) = modules.cast::<PyDict>()?.get_item(name)? else {
+        return Ok(None);
+    };
+    // `__mtime__` is set only once the script has run to completion, so a module that another
+    // thread is still executing is not current: its caller waits for the load lock instead.
+    let Some(loaded_mtime) = module.getattr("__mtime__").and_then(|m| m.extract::<i64>()).ok() else {
+        return Ok(None);
+    };
+    Ok((!reloading || loaded_mtime == mtime).then_some(module))
+}
+
+/// Runs the script's code in a new module registered as `name`; on failure nothing stays
+/// registered, so the next request tries again.
+fn load_module<'py>(py: Python<'py>, name: &str, path: &str, mtime: i64) -> PyResult<Bound<'py, PyAny>> {
+    let source = std::fs::read(path)?;
+    let builtins = py.import("builtins")?;
+    let code = builtins.getattr("compile")?.call1((PyBytes::new(py, &source), path, "exec", 0, true))?;
+    let module = PyModule::new(py, name)?;
+    module.setattr("__file__", path)?;
+    let modules = py.import("sys")?.getattr("modules")?;
+    modules.set_item(name, &module)?;
+    let ran = builtins.getattr("exec")?.call1((code, module.dict()));
+    if let Err(e) = ran.and_then(|_| module.setattr("__mtime__", mtime)) {
+        let _ = modules.del_item(name);
+        return Err(e);
+    }
+    Ok(module.into_any())
+}
+
+/// Holds LOAD_LOCK without holding the GIL while waiting for it.
+fn lock_loading(py: Python<'_>) -> std::sync::MutexGuard<'static, ()> {
+    loop {
+        if let Ok(guard) = LOAD_LOCK.try_lock() {
+            return guard;
+        }
+        // Wait for the current holder with the GIL released (it may need the GIL to finish).
+        detached(py, || drop(LOAD_LOCK.lock()));
+    }
+}
+
+/// The WSGI application `callable` of the script at `path` (modification time `mtime`, in
+/// microseconds), loading or reloading the script as needed.
+pub fn load_application<'py>(
+    py: Python<'py>,
+    path: &str,
+    mtime: i64,
+    reloading: bool,
+    callable: &str,
+) -> Result<Bound<'py, PyAny>, LoadError> {
+    let name = module_name(py, path).map_err(LoadError::Failed)?;
+    let module = match current_module(py, &name, mtime, reloading).map_err(LoadError::Failed)? {
+        Some(m) => m,
+        None => {
+            let _guard = lock_loading(py);
+            match current_module(py, &name, mtime, reloading).map_err(LoadError::Failed)? {
+                Some(m) => m,
+                None => load_module(py, &name, path, mtime).map_err(LoadError::Failed)?,
+            }
+        }
+    };
+    match module.getattr(callable) {
+        Ok(app) => Ok(app),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => Err(LoadError::NoCallable),
+        Err(e) => Err(LoadError::Failed(e)),
+    }
+}

@@ -1,0 +1,228 @@
+//! One WSGI call, as PEP 3333 lays it out: build the environ, call the application with
+//! `start_response`, send what it returns, and always call its `close()`.
+
+use super::callbacks::{flush_log, type_name, LogPayload, Slot, ADAPTER_METHODS};
+use super::environ::{url_scheme, CgiVars};
+use super::interp;
+use super::io::{Level, RequestIo};
+use super::state::RequestState;
+use crate::python::objects::{bound_function, latin1_str, new_handle};
+use crate::python::scoped::Scoped;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use std::sync::Arc;
+
+/// What the server learns about the process once, for `wsgi.multithread`/`wsgi.multiprocess`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessModel {
+    pub multithread: bool,
+    pub multiprocess: bool,
+}
+
+/// How the call ended, for the server's status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A response was sent (possibly truncated after an error, which was logged).
+    Sent,
+    /// Failed before anything was sent: the server answers 500 (the error was logged).
+    ServerError,
+}
+
+/// Calls `app` for one request whose I/O is `io`.
+pub fn run_app(
+    py: Python<'_>,
+    app: &Bound<'_, PyAny>,
+    vars: &CgiVars,
+    model: ProcessModel,
+    script: &str,
+    io: Box<dyn RequestIo>,
+) -> Outcome {
+    let mut state = RequestState::new(io, script.to_string());
+    Scoped::run(&mut state, |slot| {
+        let call = Call { py, slot, script };
+        call.run(app, vars, model)
+    })
+}
+
+struct Call<'a, 'py> {
+    py: Python<'py>,
+    slot: &'a Arc<Slot>,
+    script: &'a str,
+}
+
+impl<'py> Call<'_, 'py> {
+    fn run(&self, app: &Bound<'py, PyAny>, vars: &CgiVars, model: ProcessModel) -> Outcome {
+        let objects = interp::objects(self.py);
+        let prepared = (|| -> PyResult<_> {
+            let adapter = new_handle(&objects.adapter_type(self.py), self.slot.clone())?;
+            let start_response = bound_function(&adapter, ADAPTER_METHODS.get(c"start_response"))?;
+            let input = new_handle(&objects.input_type(self.py), self.slot.clone())?;
+            let log = Arc::new(LogPayload::new(self.slot.clone()));
+            let errors = new_handle(&objects.log_type(self.py), log.clone())?;
+            let environ = build_environ(self.py, vars, model, &input, &errors)?;
+            Ok((start_response, environ, log))
+        })();
+        let (start_response, environ, log) = match prepared {
+            Ok(p) => p,
+            Err(e) => return self.fail(e),
+        };
+        let outcome = match app.call1((environ, start_response)) {
+            Ok(result) => {
+                let sent = self.send_result(&result);
+                let closed = self.close(&result);
+                match (sent, closed) {
+                    (Ok(()), Ok(())) => self.finish(),
+                    (Err(e), _) | (Ok(()), Err(e)) => self.fail(e),
+                }
+            }
+            Err(e) => self.fail(e),
+        };
+        if let Err(e) = flush_log(self.py, &log) {
+            self.log_exception(e);
+        }
+        outcome
+    }
+
+    /// Sends each item of the application's iterable. A list or tuple is written without
+    /// flushing between items; anything else (a generator) is flushed item by item so the client
+    /// sees it as it is produced.
+    fn send_result(&self, result: &Bound<'py, PyAny>) -> PyResult<()> {
+        if let Ok(list) = result.cast::<PyList>() {
+            for item in list.iter() {
+                self.write_item(&item, false)?;
+            }
+        } else if let Ok(tuple) = result.cast::<PyTuple>() {
+            for item in tuple.iter() {
+                self.write_item(&item, false)?;
+            }
+        } else {
+            for item in result.try_iter()? {
+                self.write_item(&item?, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_item(&self, item: &Bound<'py, PyAny>, flush: bool) -> PyResult<()> {
+        let bytes = item.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "sequence of byte string values expected, value of type {} found",
+                type_name(item)
+            ))
+        })?;
+        let data = bytes.as_bytes();
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.with_state(|st| {
+            if !st.started() {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "response has not been started",
+                ));
+            }
+            st.write(self.py, data, flush).map_err(pyo3::exceptions::PyOSError::new_err)
+        })
+    }
+
+    fn close(&self, result: &Bound<'py, PyAny>) -> PyResult<()> {
+        if result.hasattr("close")? {
+            result.call_method0("close")?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Outcome {
+        let finished = self.with_state(|st| {
+            if !st.started() {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "response has not been started",
+                ));
+            }
+            st.finish(self.py).map_err(pyo3::exceptions::PyOSError::new_err)
+        });
+        match finished {
+            Ok(()) => Outcome::Sent,
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn with_state<R>(&self, f: impl FnOnce(&mut RequestState) -> PyResult<R>) -> PyResult<R> {
+        self.slot
+            .with(f)
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("{e:?}")))?
+    }
+
+    /// Logs `err`; a response already under way is truncated, otherwise the server sends a 500.
+    fn fail(&self, err: PyErr) -> Outcome {
+        self.log_exception(err);
+        let py = self.py;
+        let sent = self.slot.with(|st| {
+            if st.headers_sent() {
+                st.abort(py);
+                true
+            } else {
+                false
+            }
+        });
+        match sent {
+            Ok(true) => Outcome::Sent,
+            _ => Outcome::ServerError,
+        }
+    }
+
+    /// Writes the exception and its traceback to the error log, one entry per line.
+    fn log_exception(&self, err: PyErr) {
+        let mut lines = vec![format!(
+            "mod_wsgi (pid={}): Exception occurred processing WSGI script '{}'.",
+            std::process::id(),
+            self.script
+        )];
+        lines.extend(format_exception(self.py, &err));
+        let py = self.py;
+        let _ = self.slot.with(|st| {
+            for line in &lines {
+                st.log(py, Level::Error, line);
+            }
+        });
+    }
+}
+
+/// The traceback of `err` as Python's `traceback` module prints it, split into lines.
+pub fn format_exception(py: Python<'_>, err: &PyErr) -> Vec<String> {
+    let formatted = py
+        .import("traceback")
+        .and_then(|tb| {
+            tb.call_method1(
+                "format_exception",
+                (err.get_type(py), err.value(py), err.traceback(py)),
+            )
+        })
+        .and_then(|parts| parts.extract::<Vec<String>>());
+    match formatted {
+        Ok(parts) => parts.concat().lines().map(str::to_string).collect(),
+        Err(_) => vec![err.to_string()],
+    }
+}
+
+fn build_environ<'py>(
+    py: Python<'py>,
+    vars: &CgiVars,
+    model: ProcessModel,
+    input: &Bound<'py, PyAny>,
+    errors: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let environ = PyDict::new(py);
+    for (key, value) in &vars.0 {
+        environ.set_item(latin1_str(py, key)?, latin1_str(py, value)?)?;
+    }
+    environ.set_item("wsgi.version", (1, 0))?;
+    environ.set_item("wsgi.url_scheme", url_scheme(vars))?;
+    environ.set_item("wsgi.input", input)?;
+    environ.set_item("wsgi.input_terminated", true)?;
+    environ.set_item("wsgi.errors", errors)?;
+    environ.set_item("wsgi.multithread", model.multithread)?;
+    environ.set_item("wsgi.multiprocess", model.multiprocess)?;
+    environ.set_item("wsgi.run_once", false)?;
+    Ok(environ)
+}

@@ -1,0 +1,164 @@
+//! The string part of the WSGI environ: Apache's CGI variables plus mod_wsgi's fix-ups and
+//! `mod_wsgi.*` keys. Values stay bytes here; the adapter turns each into a Latin-1 `str`
+//! ("bytes as str", PEP 3333). The `wsgi.*` objects are added by the adapter.
+
+use crate::config::RequestSettings;
+
+/// CGI variables in the order Apache produced them; keys are unique.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgiVars(pub Vec<(Vec<u8>, Vec<u8>)>);
+
+impl CgiVars {
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.0.iter().find(|(k, _)| k == key.as_bytes()).map(|(_, v)| v.as_slice())
+    }
+
+    pub fn set(&mut self, key: &str, value: impl Into<Vec<u8>>) {
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| k == key.as_bytes()) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key.as_bytes().to_vec(), value)),
+        }
+    }
+}
+
+/// Facts about the request and connection that the environ reports beyond Apache's variables.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    pub authorization: Option<Vec<u8>>,
+    pub is_https: bool,
+    pub handler: String,
+    pub request_start_us: i64,
+    pub request_id: Option<String>,
+    pub connection_id: Option<String>,
+    pub listener_host: String,
+    pub listener_port: u16,
+}
+
+/// Collapses runs of `/` in a path that starts with `/`; other values are left alone.
+pub fn collapse_slashes(path: &[u8]) -> Vec<u8> {
+    if path.first() != Some(&b'/') {
+        return path.to_vec();
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for &b in path {
+        if b == b'/' && out.last() == Some(&b'/') {
+            continue;
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// Applies mod_wsgi's fix-ups to Apache's CGI variables and adds its `mod_wsgi.*` keys.
+pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: &RequestFacts) {
+    // Apache leaves credentials out of the CGI variables; WSGIPassAuthorization lets them in.
+    if settings.pass_authorization {
+        if let Some(auth) = &facts.authorization {
+            vars.set("HTTP_AUTHORIZATION", auth.clone());
+        }
+    }
+    let script_name = collapse_slashes(vars.get("SCRIPT_NAME").unwrap_or_default());
+    let path_info = collapse_slashes(vars.get("PATH_INFO").unwrap_or_default());
+    vars.set("SCRIPT_NAME", script_name.clone());
+    vars.set("PATH_INFO", path_info.clone());
+    vars.set("mod_wsgi.script_name", script_name);
+    vars.set("mod_wsgi.path_info", path_info);
+    if facts.is_https {
+        vars.set("HTTPS", "1");
+    }
+    vars.set("mod_wsgi.process_group", settings.process_group.as_str());
+    vars.set("mod_wsgi.application_group", settings.application_group.as_str());
+    vars.set("mod_wsgi.callable_object", settings.callable_object.as_str());
+    vars.set("mod_wsgi.request_handler", facts.handler.as_str());
+    vars.set("mod_wsgi.handler_script", "");
+    vars.set("mod_wsgi.script_reloading", if settings.script_reloading { "1" } else { "0" });
+    vars.set("mod_wsgi.listener_host", facts.listener_host.as_str());
+    vars.set("mod_wsgi.listener_port", facts.listener_port.to_string());
+    vars.set("mod_wsgi.enable_sendfile", "0");
+    vars.set("mod_wsgi.ignore_activity", "0");
+    vars.set("mod_wsgi.request_start", facts.request_start_us.to_string());
+    if let Some(id) = &facts.request_id {
+        vars.set("mod_wsgi.request_id", id.as_str());
+    }
+    if let Some(id) = &facts.connection_id {
+        vars.set("mod_wsgi.connection_id", id.as_str());
+    }
+}
+
+/// `wsgi.url_scheme` from the `HTTPS` variable, as C mod_wsgi decides it.
+pub fn url_scheme(vars: &CgiVars) -> &'static str {
+    match vars.get("HTTPS") {
+        Some(v) if v.eq_ignore_ascii_case(b"on") || v == b"1" => "https",
+        _ => "http",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DirConfig, RequestSettings};
+
+    fn settings() -> RequestSettings {
+        RequestSettings::resolve(&DirConfig::default(), None)
+    }
+
+    #[test]
+    fn collapses_runs_of_slashes_only_in_paths() {
+        assert_eq!(collapse_slashes(b"//a///b/"), b"/a/b/");
+        assert_eq!(collapse_slashes(b"a//b"), b"a//b");
+        assert_eq!(collapse_slashes(b""), b"");
+    }
+
+    #[test]
+    fn missing_path_info_becomes_empty() {
+        let mut v = CgiVars(vec![(b"SCRIPT_NAME".to_vec(), b"/hello".to_vec())]);
+        complete_cgi_vars(&mut v, &settings(), &RequestFacts::default());
+        assert_eq!(v.get("PATH_INFO"), Some(&b""[..]));
+        assert_eq!(v.get("SCRIPT_NAME"), Some(&b"/hello"[..]));
+        assert_eq!(v.get("mod_wsgi.script_name"), Some(&b"/hello"[..]));
+    }
+
+    #[test]
+    fn authorization_passes_only_when_enabled() {
+        let facts =
+            RequestFacts { authorization: Some(b"Basic xyz".to_vec()), ..Default::default() };
+        let mut v = CgiVars::default();
+        complete_cgi_vars(&mut v, &settings(), &facts);
+        assert_eq!(v.get("HTTP_AUTHORIZATION"), None);
+        let mut s = settings();
+        s.pass_authorization = true;
+        complete_cgi_vars(&mut v, &s, &facts);
+        assert_eq!(v.get("HTTP_AUTHORIZATION"), Some(&b"Basic xyz"[..]));
+    }
+
+    #[test]
+    fn https_sets_the_scheme() {
+        let mut v = CgiVars::default();
+        assert_eq!(url_scheme(&v), "http");
+        complete_cgi_vars(&mut v, &settings(), &RequestFacts { is_https: true, ..Default::default() });
+        assert_eq!(url_scheme(&v), "https");
+        v.set("HTTPS", "On");
+        assert_eq!(url_scheme(&v), "https");
+        v.set("HTTPS", "off");
+        assert_eq!(url_scheme(&v), "http");
+    }
+
+    #[test]
+    fn mod_wsgi_keys_are_present() {
+        let mut v = CgiVars::default();
+        let facts = RequestFacts {
+            handler: "wsgi-script".into(),
+            listener_port: 8080,
+            request_id: Some("abc".into()),
+            ..Default::default()
+        };
+        complete_cgi_vars(&mut v, &settings(), &facts);
+        assert_eq!(v.get("mod_wsgi.callable_object"), Some(&b"application"[..]));
+        assert_eq!(v.get("mod_wsgi.request_handler"), Some(&b"wsgi-script"[..]));
+        assert_eq!(v.get("mod_wsgi.listener_port"), Some(&b"8080"[..]));
+        assert_eq!(v.get("mod_wsgi.request_id"), Some(&b"abc"[..]));
+        assert_eq!(v.get("mod_wsgi.script_reloading"), Some(&b"1"[..]));
+        assert_eq!(v.get("mod_wsgi.application_group"), Some(&b""[..]));
+    }
+}

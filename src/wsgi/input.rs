@@ -1,0 +1,131 @@
+//! `wsgi.input` semantics over a byte source: `read`, `read(n)`, `readline([n])`, with a buffer
+//! for what `readline` read past the end of a line. No Python here.
+
+/// A blocking source of body bytes: fills the buffer, returns 0 at the end.
+pub type Source<'a> = &'a mut (dyn FnMut(&mut [u8]) -> Result<usize, String> + Send);
+
+const CHUNK: usize = 64 * 1024;
+const LINE_CHUNK: usize = 8 * 1024;
+
+#[derive(Debug, Default)]
+pub struct BodyReader {
+    buffered: Vec<u8>,
+    eof: bool,
+}
+
+impl BodyReader {
+    fn take_buffered(&mut self, max: usize) -> Vec<u8> {
+        let n = max.min(self.buffered.len());
+        self.buffered.drain(..n).collect()
+    }
+
+    /// Appends up to `want` more bytes from `src` to `out`; false at end of body.
+    fn fill(&mut self, src: Source<'_>, out: &mut Vec<u8>, want: usize) -> Result<bool, String> {
+        if self.eof {
+            return Ok(false);
+        }
+        let start = out.len();
+        out.resize(start + want, 0);
+        let n = src(&mut out[start..])?;
+        out.truncate(start + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n > 0)
+    }
+
+    /// `read(size)`: up to `size` bytes (all that remain when `None`), fewer only at the end.
+    pub fn read(&mut self, src: Source<'_>, size: Option<usize>) -> Result<Vec<u8>, String> {
+        let limit = size.unwrap_or(usize::MAX);
+        let mut out = self.take_buffered(limit);
+        while out.len() < limit {
+            let want = (limit - out.len()).min(CHUNK);
+            if !self.fill(src, &mut out, want)? {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `readline(size)`: up to and including the next `\n`, at most `size` bytes.
+    pub fn readline(&mut self, src: Source<'_>, size: Option<usize>) -> Result<Vec<u8>, String> {
+        let limit = size.unwrap_or(usize::MAX);
+        let mut scanned = 0;
+        loop {
+            if let Some(i) = self.buffered[scanned..].iter().position(|&b| b == b'\n') {
+                return Ok(self.take_buffered((scanned + i + 1).min(limit)));
+            }
+            scanned = self.buffered.len();
+            if self.buffered.len() >= limit {
+                return Ok(self.take_buffered(limit));
+            }
+            let mut more = std::mem::take(&mut self.buffered);
+            let got = self.fill(src, &mut more, LINE_CHUNK);
+            self.buffered = more;
+            if !got? {
+                return Ok(self.take_buffered(limit));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body delivered in small, uneven pieces, as a network read would.
+    fn source(body: &'static [u8]) -> impl FnMut(&mut [u8]) -> Result<usize, String> + Send {
+        let mut pos = 0;
+        move |buf: &mut [u8]| {
+            let n = buf.len().min(3).min(body.len() - pos);
+            buf[..n].copy_from_slice(&body[pos..pos + n]);
+            pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn read_all_and_then_empty() {
+        let mut s = source(b"hello world");
+        let mut r = BodyReader::default();
+        assert_eq!(r.read(&mut s, None).unwrap(), b"hello world");
+        assert_eq!(r.read(&mut s, None).unwrap(), b"");
+        assert_eq!(r.read(&mut s, Some(10)).unwrap(), b"");
+    }
+
+    #[test]
+    fn read_n_returns_exactly_n_until_the_end() {
+        let mut s = source(b"abcdefgh");
+        let mut r = BodyReader::default();
+        assert_eq!(r.read(&mut s, Some(5)).unwrap(), b"abcde");
+        assert_eq!(r.read(&mut s, Some(5)).unwrap(), b"fgh");
+        assert_eq!(r.read(&mut s, Some(0)).unwrap(), b"");
+    }
+
+    #[test]
+    fn readline_splits_lines_and_keeps_the_rest() {
+        let mut s = source(b"one\ntwo\nthree");
+        let mut r = BodyReader::default();
+        assert_eq!(r.readline(&mut s, None).unwrap(), b"one\n");
+        assert_eq!(r.readline(&mut s, None).unwrap(), b"two\n");
+        assert_eq!(r.read(&mut s, Some(2)).unwrap(), b"th");
+        assert_eq!(r.readline(&mut s, None).unwrap(), b"ree");
+        assert_eq!(r.readline(&mut s, None).unwrap(), b"");
+    }
+
+    #[test]
+    fn readline_honours_its_limit() {
+        let mut s = source(b"abcdef\nxyz");
+        let mut r = BodyReader::default();
+        assert_eq!(r.readline(&mut s, Some(4)).unwrap(), b"abcd");
+        assert_eq!(r.readline(&mut s, Some(10)).unwrap(), b"ef\n");
+        assert_eq!(r.readline(&mut s, Some(10)).unwrap(), b"xyz");
+    }
+
+    #[test]
+    fn errors_pass_through() {
+        let mut s = |_: &mut [u8]| -> Result<usize, String> { Err("client went away".into()) };
+        let mut r = BodyReader::default();
+        assert_eq!(r.read(&mut s, None).unwrap_err(), "client went away");
+    }
+}

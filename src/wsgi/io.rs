@@ -1,0 +1,34 @@
+//! What the adapter needs from the server for one request. The Apache layer implements it; the
+//! daemon-mode transport will too. Every method may block and is called with the GIL released.
+
+/// Severity of a log entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warning,
+    Info,
+    Debug,
+}
+
+/// Status and headers as the application gave them, already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub status_line: String,
+    pub headers: Vec<(String, String)>,
+    pub content_length: Option<u64>,
+}
+
+pub trait RequestIo: Send {
+    /// Reads up to `buf.len()` bytes of the request body; `Ok(0)` at its end.
+    fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String>;
+    /// Sets the response status and headers; called once, before any body byte.
+    fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String>;
+    /// Sends body bytes; with `flush`, pushes them to the client now.
+    fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String>;
+    /// Ends a response that has started but cannot be completed, so the client sees it is
+    /// truncated instead of a complete response.
+    fn abort_response(&mut self);
+    /// Writes one line to the server's error log, attributed to this request.
+    fn log(&mut self, level: Level, msg: &str);
+}

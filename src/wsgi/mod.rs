@@ -1,0 +1,14 @@
+//! The WSGI adapter (PEP 3333), written against safe types: the server side is the `RequestIo`
+//! trait, the Python side pyo3's `Bound` API.
+
+pub mod adapter;
+pub mod callbacks;
+pub mod environ;
+pub mod headers;
+pub mod input;
+pub mod interp;
+pub mod io;
+pub mod state;
+
+pub use adapter::{run_app, Outcome, ProcessModel};
+pub use io::{Level, RequestIo, ResponseHead};

@@ -1,0 +1,128 @@
+//! The state of one request's response, shared by the adapter and the Python callbacks through a
+//! `Scoped` slot. Blocking calls to the server run with the GIL released.
+
+use super::input::BodyReader;
+use super::io::{Level, RequestIo, ResponseHead};
+use crate::python::detached;
+use pyo3::Python;
+
+pub struct RequestState {
+    io: Box<dyn RequestIo>,
+    /// Set by `start_response`; sent before the first body byte (or at the end).
+    head: Option<ResponseHead>,
+    headers_sent: bool,
+    bytes_sent: u64,
+    input: BodyReader,
+    /// The script, for log messages.
+    pub script: String,
+}
+
+/// What `start_response` may be told.
+pub enum StartError {
+    /// Called again without `exc_info`.
+    AlreadyStarted,
+    /// Called with `exc_info` after headers went out: the caller re-raises the exception.
+    HeadersSent,
+}
+
+impl RequestState {
+    pub fn new(io: Box<dyn RequestIo>, script: String) -> Self {
+        RequestState {
+            io,
+            head: None,
+            headers_sent: false,
+            bytes_sent: 0,
+            input: BodyReader::default(),
+            script,
+        }
+    }
+
+    pub fn headers_sent(&self) -> bool {
+        self.headers_sent
+    }
+
+    pub fn started(&self) -> bool {
+        self.head.is_some()
+    }
+
+    /// Records the status and headers from `start_response`.
+    pub fn start(&mut self, head: ResponseHead, has_exc_info: bool) -> Result<(), StartError> {
+        if has_exc_info {
+            if self.headers_sent {
+                return Err(StartError::HeadersSent);
+            }
+        } else if self.head.is_some() {
+            return Err(StartError::AlreadyStarted);
+        }
+        self.head = Some(head);
+        Ok(())
+    }
+
+    fn send_headers_if_needed(&mut self, py: Python<'_>) -> Result<(), String> {
+        if self.headers_sent {
+            return Ok(());
+        }
+        let head = self.head.as_ref().ok_or("response has not been started")?;
+        let io = &mut *self.io;
+        detached(py, || io.send_headers(head))?;
+        self.headers_sent = true;
+        Ok(())
+    }
+
+    /// Sends body bytes (headers first if needed), never more than a declared Content-Length.
+    pub fn write(&mut self, py: Python<'_>, data: &[u8], flush: bool) -> Result<(), String> {
+        self.send_headers_if_needed(py)?;
+        let allowed = match self.head.as_ref().and_then(|h| h.content_length) {
+            Some(len) => (len.saturating_sub(self.bytes_sent)).min(data.len() as u64) as usize,
+            None => data.len(),
+        };
+        if allowed == 0 {
+            return Ok(());
+        }
+        let io = &mut *self.io;
+        let chunk = &data[..allowed];
+        detached(py, || io.write_body(chunk, flush))?;
+        self.bytes_sent += allowed as u64;
+        Ok(())
+    }
+
+    /// Completes the response after the application's iterable is exhausted.
+    pub fn finish(&mut self, py: Python<'_>) -> Result<(), String> {
+        self.send_headers_if_needed(py)?;
+        if let Some(declared) = self.head.as_ref().and_then(|h| h.content_length) {
+            if self.bytes_sent < declared {
+                let msg = format!(
+                    "mod_wsgi (pid={}): Truncated response for WSGI script '{}': Content-Length \
+                     was {declared} but only {} bytes were returned.",
+                    std::process::id(),
+                    self.script,
+                    self.bytes_sent
+                );
+                self.log(py, Level::Error, &msg);
+                self.abort(py);
+            }
+        }
+        Ok(())
+    }
+
+    /// Visibly truncates a response that has started.
+    pub fn abort(&mut self, py: Python<'_>) {
+        let io = &mut *self.io;
+        detached(py, || io.abort_response());
+    }
+
+    pub fn read_input(&mut self, py: Python<'_>, size: Option<usize>) -> Result<Vec<u8>, String> {
+        let RequestState { io, input, .. } = self;
+        detached(py, || input.read(&mut |buf: &mut [u8]| io.read_body(buf), size))
+    }
+
+    pub fn readline_input(&mut self, py: Python<'_>, size: Option<usize>) -> Result<Vec<u8>, String> {
+        let RequestState { io, input, .. } = self;
+        detached(py, || input.readline(&mut |buf: &mut [u8]| io.read_body(buf), size))
+    }
+
+    pub fn log(&mut self, py: Python<'_>, level: Level, msg: &str) {
+        let io = &mut *self.io;
+        detached(py, || io.log(level, msg));
+    }
+}

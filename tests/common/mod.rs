@@ -1,0 +1,350 @@
+//! The integration-test harness: a real Apache httpd with our module, on 127.0.0.1 and a free
+//! port, configured from a generated file in a fresh directory, and stopped by the pid in its
+//! PidFile. Plus a small HTTP/1.1 client that reports exactly what came over the wire.
+
+#![allow(dead_code)]
+
+pub mod apps;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const APACHE: &str = "/usr/sbin/apache2";
+pub const MODULES: &str = "/usr/lib/apache2/modules";
+
+/// The module under test: `$MOD_WSGI_SO`, else this checkout's release build.
+pub fn module_path() -> PathBuf {
+    let path = match std::env::var_os("MOD_WSGI_SO") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libmod_wsgi.so"),
+    };
+    assert!(
+        path.is_file(),
+        "{} does not exist: run `cargo build --release` first (the test script does)",
+        path.display()
+    );
+    path
+}
+
+/// The Python the module under test was built for: `$MOD_WSGI_PYTHON`, else Debian's.
+pub fn python() -> PathBuf {
+    std::env::var_os("MOD_WSGI_PYTHON").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/python3".into())
+}
+
+/// A fresh directory readable by Apache's children (which run as www-data when we are root).
+pub fn temp_dir(name: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let base = std::env::temp_dir().join("mod_wsgi_rs_tests");
+    let dir = base.join(format!("{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for d in [&base, &dir] {
+        set_mode(d, 0o777);
+    }
+    dir
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Options of a test server.
+pub struct Options {
+    /// Threads per child (event MPM); two children are started.
+    pub threads: u32,
+    pub processes: u32,
+    /// Replaces the `LoadModule wsgi_module …` line when set.
+    pub load_module: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { threads: 8, processes: 1, load_module: None }
+    }
+}
+
+pub struct Apache {
+    pub dir: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+/// The config every test server shares; `extra` is the test's own part.
+pub fn config_text(dir: &Path, port: u16, opts: &Options, extra: &str) -> String {
+    let user = if is_root() { "User www-data\nGroup www-data\n" } else { "" };
+    let load = opts.load_module.clone().unwrap_or_else(|| {
+        format!("LoadModule wsgi_module \"{}\"", module_path().display())
+    });
+    let (threads, processes) = (opts.threads, opts.processes);
+    let workers = threads * processes;
+    format!(
+        r#"ServerRoot "{dir}"
+DefaultRuntimeDir "{dir}"
+PidFile "{dir}/httpd.pid"
+ScoreBoardFile "{dir}/scoreboard"
+ErrorLog "{dir}/error.log"
+LogLevel info
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+{user}LoadModule mpm_event_module {MODULES}/mod_mpm_event.so
+LoadModule authz_core_module {MODULES}/mod_authz_core.so
+LoadModule mime_module {MODULES}/mod_mime.so
+LoadModule alias_module {MODULES}/mod_alias.so
+{load}
+StartServers {processes}
+ServerLimit {processes}
+ThreadLimit {threads}
+ThreadsPerChild {threads}
+MaxRequestWorkers {workers}
+MinSpareThreads 1
+MaxSpareThreads {workers}
+TypesConfig /etc/mime.types
+KeepAlive On
+Timeout 20
+<Directory />
+    Require all denied
+</Directory>
+<Directory "{dir}">
+    Require all granted
+</Directory>
+{extra}
+"#,
+        dir = dir.display()
+    )
+}
+
+/// Runs `apache2 -t` on a config; returns (passed, output).
+pub fn config_test(name: &str, extra: &str) -> (bool, String) {
+    let dir = temp_dir(name);
+    let conf = dir.join("httpd.conf");
+    std::fs::write(&conf, config_text(&dir, free_port(), &Options::default(), extra)).unwrap();
+    let out = Command::new(APACHE)
+        .arg("-d")
+        .arg(&dir)
+        .arg("-f")
+        .arg(&conf)
+        .arg("-t")
+        .output()
+        .expect("run apache2 -t");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+impl Apache {
+    /// Writes `files` (name, content) into a fresh directory, then starts Apache with `extra`
+    /// appended to the base config. `{dir}` in `extra` and in files is that directory.
+    pub fn start(name: &str, files: &[(&str, &str)], extra: &str) -> Apache {
+        Self::start_with(name, files, extra, Options::default())
+    }
+
+    pub fn start_with(name: &str, files: &[(&str, &str)], extra: &str, opts: Options) -> Apache {
+        let dir = temp_dir(name);
+        let d = dir.display().to_string();
+        for (file, content) in files {
+            let path = dir.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, content.replace("{dir}", &d)).unwrap();
+            set_mode(path.parent().unwrap(), 0o777);
+        }
+        let port = free_port();
+        let conf = dir.join("httpd.conf");
+        std::fs::write(&conf, config_text(&dir, port, &opts, &extra.replace("{dir}", &d))).unwrap();
+        let (ok, text) = {
+            let out = Command::new(APACHE).arg("-d").arg(&dir).arg("-f").arg(&conf).arg("-t").output().unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        };
+        assert!(ok, "apache2 -t failed for {name}:\n{text}");
+        let child = Command::new(APACHE)
+            .arg("-d")
+            .arg(&dir)
+            .arg("-f")
+            .arg(&conf)
+            .arg("-DFOREGROUND")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.join("console.log")).unwrap()))
+            .spawn()
+            .expect("start apache2");
+        let apache = Apache { dir, port, child: Some(child) };
+        apache.wait_ready();
+        apache
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.dir.join("httpd.pid").exists() && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("apache did not start; error log:\n{}", self.error_log());
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until the error log contains `needle`; returns the log.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.error_log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], b"")
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        http_request(self.port, method, path, headers, body)
+    }
+
+    /// Stops Apache (SIGTERM to the pid in its PidFile), waits for it, and returns the log.
+    pub fn stop(&mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            let pid = std::fs::read_to_string(self.dir.join("httpd.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+                .unwrap_or(child.id() as i32);
+            // SAFETY: signalling the httpd parent this test started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("apache did not stop within 20 s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.error_log()
+    }
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+        }
+    }
+}
+
+/// What came back for one request.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// False when the connection ended before the response was complete (a truncated body or
+    /// a chunked body without its last chunk).
+    pub complete: bool,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (closed afterwards).
+pub fn http_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut has_length = false;
+    for (k, v) in headers {
+        has_length |= k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding");
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !has_length && (!body.is_empty() || method == "POST") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    read_response(stream, method == "HEAD")
+}
+
+pub fn read_response(stream: TcpStream, head_only: bool) -> Response {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let get = |n: &str| headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    let mut complete = true;
+    if head_only || status == 304 || status == 204 {
+    } else if get("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        complete = false;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let Ok(size) = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16) else { break };
+            if size == 0 {
+                complete = true;
+                break;
+            }
+            let mut chunk = vec![0; size + 2];
+            if reader.read_exact(&mut chunk).is_err() {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(len) = get("Content-Length").and_then(|v| v.parse::<usize>().ok()) {
+        let _ = (&mut reader).take(len as u64).read_to_end(&mut body);
+        complete = body.len() == len;
+    } else {
+        let _ = reader.read_to_end(&mut body);
+    }
+    let _ = reader.get_ref().shutdown(Shutdown::Both);
+    Response { status, headers, body, complete }
+}

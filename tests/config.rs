@@ -1,0 +1,56 @@
+//! Directives are accepted or refused by `apache2 -t`, with the directive named.
+
+mod common;
+
+use common::config_test;
+
+fn refused(name: &str, conf: &str, expect: &[&str]) {
+    let (ok, out) = config_test(name, conf);
+    assert!(!ok, "apache2 -t accepted:\n{conf}");
+    for e in expect {
+        assert!(out.contains(e), "{e:?} not in:\n{out}");
+    }
+}
+
+#[test]
+fn ifmodule_matches_by_file_and_by_identifier() {
+    let (ok, out) = config_test(
+        "ifmodule",
+        "<IfModule !mod_wsgi.c>\nError mod_wsgi.c not matched\n</IfModule>\n\
+         <IfModule !wsgi_module>\nError wsgi_module not matched\n</IfModule>",
+    );
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn supported_directives_pass() {
+    let (ok, out) = config_test(
+        "supported",
+        "WSGIPythonPath /tmp\nWSGIPythonHome /usr\nWSGIApplicationGroup %{GLOBAL}\n\
+         WSGIProcessGroup %{GLOBAL}\n\
+         WSGIScriptAlias /a /tmp/a.wsgi process-group=%{GLOBAL} application-group=%{GLOBAL} callable-object=app pass-authorization=Off\n\
+         WSGIScriptAliasMatch ^/b/(.*) /tmp/$1.wsgi\n\
+         <Directory /tmp>\nWSGICallableObject app\nWSGIPassAuthorization On\nWSGIScriptReloading Off\n</Directory>",
+    );
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn unsupported_directives_are_refused_by_name() {
+    refused("daemon", "WSGIDaemonProcess site processes=2", &["WSGIDaemonProcess is not supported yet"]);
+    refused("chunked", "WSGIChunkedRequest On", &["WSGIChunkedRequest is not supported yet"]);
+    refused("appgroup", "WSGIApplicationGroup %{RESOURCE}", &["WSGIApplicationGroup '%{RESOURCE}'"]);
+    refused("procgroup", "WSGIProcessGroup site", &["WSGIProcessGroup 'site'"]);
+    refused("misspelt", "WSGIScriptAlia /a /b.wsgi", &["WSGIScriptAlia"]);
+}
+
+#[test]
+fn bad_arguments_are_refused_with_the_directive_named() {
+    refused("badoption", "WSGIScriptAlias /a /tmp/a.wsgi threads=4", &["WSGIScriptAlias: invalid option 'threads'"]);
+    refused("badgroup", "WSGIScriptAlias /a /tmp/a.wsgi application-group=other", &["application-group 'other'"]);
+    refused("noarg", "WSGIScriptAlias /a", &["WSGIScriptAlias takes a URL path"]);
+    refused("badflag", "WSGIPassAuthorization maybe", &["WSGIPassAuthorization must be On or Off"]);
+    refused("badregex", "WSGIScriptAliasMatch ^(/x /tmp/x.wsgi", &["WSGIScriptAliasMatch: regular expression"]);
+    refused("vhosthome", "<VirtualHost 127.0.0.1:1>\nWSGIPythonHome /usr\n</VirtualHost>", &["WSGIPythonHome"]);
+    refused("aliasindir", "<Directory /tmp>\nWSGIScriptAlias /a /tmp/a.wsgi\n</Directory>", &["WSGIScriptAlias"]);
+}

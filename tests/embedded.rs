@@ -1,0 +1,450 @@
+//! Embedded mode end to end: real Apache httpd, real CPython, real HTTP requests.
+
+mod common;
+
+use common::apps::{environ_value, parse_environ, ENVIRON};
+use common::{Apache, Options};
+
+const HELLO: &str = r#"
+def application(environ, start_response):
+    body = b"Hello, world!"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+#[test]
+fn script_alias_serves_the_app_with_script_name_and_path_info_split() {
+    let apache = Apache::start(
+        "alias",
+        &[("hello.wsgi", HELLO), ("environ.wsgi", ENVIRON)],
+        "WSGIScriptAlias /hello {dir}/hello.wsgi\nWSGIScriptAlias /env {dir}/environ.wsgi",
+    );
+    let r = apache.get("/hello/x/y");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "Hello, world!");
+    let env = parse_environ(&apache.get("/env/x/y?a=1&b=%20x").text());
+    assert_eq!(environ_value(&env, "SCRIPT_NAME"), Some("/env"));
+    assert_eq!(environ_value(&env, "PATH_INFO"), Some("/x/y"));
+    assert_eq!(environ_value(&env, "QUERY_STRING"), Some("a=1&b=%20x"));
+    let env = parse_environ(&apache.get("/env").text());
+    assert_eq!(environ_value(&env, "PATH_INFO"), Some(""), "PATH_INFO is '' when absent");
+    let env = parse_environ(&apache.get("//env///x//y").text());
+    assert_eq!(environ_value(&env, "SCRIPT_NAME"), Some("/env"), "runs of / collapse");
+    assert_eq!(environ_value(&env, "PATH_INFO"), Some("/x/y"));
+    let r = apache.get("/hellox");
+    assert_ne!(r.status, 200, "an alias matches whole path segments only");
+}
+
+#[test]
+fn script_alias_at_root_gives_empty_script_name() {
+    let apache = Apache::start("root", &[("environ.wsgi", ENVIRON)], "WSGIScriptAlias / {dir}/environ.wsgi");
+    let env = parse_environ(&apache.get("/a/b").text());
+    assert_eq!(environ_value(&env, "SCRIPT_NAME"), Some(""));
+    assert_eq!(environ_value(&env, "PATH_INFO"), Some("/a/b"));
+}
+
+#[test]
+fn script_alias_match_substitutes_groups() {
+    let apache = Apache::start(
+        "aliasmatch",
+        &[("apps/one.wsgi", ENVIRON), ("apps/two.wsgi", HELLO)],
+        "WSGIScriptAliasMatch ^/app/([^/]+) {dir}/apps/$1.wsgi",
+    );
+    let env = parse_environ(&apache.get("/app/one/rest").text());
+    assert_eq!(environ_value(&env, "SCRIPT_NAME"), Some("/app/one"));
+    assert_eq!(environ_value(&env, "PATH_INFO"), Some("/rest"));
+    assert_eq!(apache.get("/app/two").text(), "Hello, world!");
+    assert_eq!(apache.get("/app/three").status, 404);
+}
+
+/// Decodes a Latin-1 response body (one character per byte).
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+#[test]
+fn environ_has_cgi_and_wsgi_keys_as_latin1_str() {
+    let apache = Apache::start("environ", &[("environ.wsgi", ENVIRON)], "WSGIScriptAlias /env {dir}/environ.wsgi");
+    let r = apache.request(
+        "GET",
+        "/env/caf%C3%A9",
+        &[("X-Custom-Header", "v\u{e9}"), ("Authorization", "Basic c2VjcmV0"), ("X_Spoof", "1")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let env = parse_environ(&latin1(&r.body));
+    for (key, want) in [
+        ("REQUEST_METHOD", "GET"),
+        ("SERVER_NAME", "127.0.0.1"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("REMOTE_ADDR", "127.0.0.1"),
+        ("wsgi.url_scheme", "http"),
+        ("wsgi.version", "(1, 0)"),
+        ("wsgi.multithread", "True"),
+        ("wsgi.run_once", "False"),
+        ("wsgi.input_terminated", "True"),
+        ("mod_wsgi.process_group", ""),
+        ("mod_wsgi.application_group", ""),
+        ("mod_wsgi.callable_object", "application"),
+        ("mod_wsgi.request_handler", "wsgi-script"),
+        ("mod_wsgi.script_reloading", "1"),
+        ("types", "str"),
+    ] {
+        assert_eq!(environ_value(&env, key), Some(want), "{key}");
+    }
+    assert_eq!(environ_value(&env, "SERVER_PORT"), Some(apache.port.to_string().as_str()));
+    assert_eq!(environ_value(&env, "mod_wsgi.listener_port"), Some(apache.port.to_string().as_str()));
+    // UTF-8 bytes of the path arrive as one Latin-1 character per byte ("bytes as str").
+    assert_eq!(environ_value(&env, "PATH_INFO"), Some("/caf\u{c3}\u{a9}"));
+    assert_eq!(environ_value(&env, "HTTP_X_CUSTOM_HEADER"), Some("v\u{c3}\u{a9}"));
+    assert_eq!(environ_value(&env, "HTTP_AUTHORIZATION"), None, "Authorization is hidden by default");
+    assert_eq!(environ_value(&env, "HTTP_X_SPOOF"), None, "headers with '_' are dropped");
+}
+
+#[test]
+fn pass_authorization_option_and_directive() {
+    let apache = Apache::start(
+        "passauth",
+        &[("environ.wsgi", ENVIRON)],
+        "WSGIScriptAlias /opt {dir}/environ.wsgi pass-authorization=On\n\
+         WSGIScriptAlias /dir {dir}/environ.wsgi\n\
+         <Location /dir>\nWSGIPassAuthorization On\n</Location>\n\
+         WSGIScriptAlias /off {dir}/environ.wsgi",
+    );
+    let auth = [("Authorization", "Basic c2VjcmV0")];
+    for path in ["/opt", "/dir"] {
+        let env = parse_environ(&apache.request("GET", path, &auth, b"").text());
+        assert_eq!(environ_value(&env, "HTTP_AUTHORIZATION"), Some("Basic c2VjcmV0"), "{path}");
+    }
+    let env = parse_environ(&apache.request("GET", "/off", &auth, b"").text());
+    assert_eq!(environ_value(&env, "HTTP_AUTHORIZATION"), None);
+}
+
+#[test]
+fn set_handler_requires_exec_cgi() {
+    let apache = Apache::start(
+        "sethandler",
+        &[("cgi/ok/app.wsgi", HELLO), ("cgi/no/app.wsgi", HELLO)],
+        "Alias /ok {dir}/cgi/ok\nAlias /no {dir}/cgi/no\n\
+         <Directory {dir}/cgi/ok>\nOptions ExecCGI\nSetHandler wsgi-script\n</Directory>\n\
+         <Directory {dir}/cgi/no>\nSetHandler wsgi-script\n</Directory>\n\
+         <Directory {dir}/cgi>\nAddHandler wsgi-script .wsgi\n</Directory>",
+    );
+    assert_eq!(apache.get("/ok/app.wsgi").text(), "Hello, world!");
+    assert_eq!(apache.get("/no/app.wsgi").status, 403);
+    let log = apache.wait_for_log("Options ExecCGI is off");
+    assert!(log.contains("Options ExecCGI is off in this directory"), "{log}");
+    assert_eq!(apache.get("/ok/missing.wsgi").status, 404);
+}
+
+#[test]
+fn callable_object_is_configurable_and_missing_one_is_404() {
+    let app = "def app(environ, start_response):\n    start_response('200 OK', [])\n    return [b'custom']\n";
+    let apache = Apache::start(
+        "callable",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /opt {dir}/app.wsgi callable-object=app\n\
+         WSGIScriptAlias /dir {dir}/app.wsgi\n<Location /dir>\nWSGICallableObject app\n</Location>\n\
+         WSGIScriptAlias /none {dir}/app.wsgi",
+    );
+    assert_eq!(apache.get("/opt").text(), "custom");
+    assert_eq!(apache.get("/dir").text(), "custom");
+    assert_eq!(apache.get("/none").status, 404);
+    let log = apache.wait_for_log("does not contain WSGI application");
+    assert!(log.contains("does not contain WSGI application 'application'"), "{log}");
+}
+
+#[test]
+fn exceptions_are_500_with_a_traceback_and_the_child_survives() {
+    let bad = "def helper():\n    raise ValueError('boom')\n\ndef application(environ, start_response):\n    helper()\n";
+    let broken = "def broken(:\n    pass\n";
+    let apache = Apache::start(
+        "exception",
+        &[("bad.wsgi", bad), ("broken.wsgi", broken), ("hello.wsgi", HELLO)],
+        "WSGIScriptAlias /bad {dir}/bad.wsgi\nWSGIScriptAlias /broken {dir}/broken.wsgi\nWSGIScriptAlias /hello {dir}/hello.wsgi",
+    );
+    for _ in 0..3 {
+        assert_eq!(apache.get("/bad").status, 500);
+        assert_eq!(apache.get("/broken").status, 500);
+        assert_eq!(apache.get("/hello").status, 200);
+    }
+    let log = apache.wait_for_log("SyntaxError");
+    assert!(log.contains("Exception occurred processing WSGI script"), "{log}");
+    assert!(log.contains("Traceback (most recent call last):"), "{log}");
+    assert!(log.contains("in helper"), "the traceback names the frames: {log}");
+    assert!(log.contains("ValueError: boom"), "{log}");
+    assert!(log.contains("SyntaxError"), "{log}");
+    assert!(!log.contains("exit signal"), "no child crashed: {log}");
+}
+
+#[test]
+fn bad_headers_are_a_500_never_an_injected_header() {
+    let app = r#"
+def application(environ, start_response):
+    kind = environ["PATH_INFO"]
+    if kind == "/value":
+        start_response("200 OK", [("X-Test", "a\r\nX-Injected: yes")])
+    elif kind == "/name":
+        start_response("200 OK", [("X Bad", "v")])
+    elif kind == "/status":
+        start_response("200 OK\r\nX-Injected: yes", [])
+    elif kind == "/tuple":
+        start_response("200 OK", (("X-A", "b"),))
+    elif kind == "/bytes":
+        start_response("200 OK", [(b"X-A", "b")])
+    elif kind == "/body":
+        start_response("200 OK", [])
+        return ["text is not bytes"]
+    elif kind == "/caught":
+        try:
+            start_response("200 OK", [("X-Test", "a\nb")])
+        except ValueError as e:
+            start_response("200 OK", [("X-Error", type(e).__name__)])
+            return [b"recovered"]
+    return [b"should not be sent"]
+"#;
+    let apache = Apache::start("badheaders", &[("app.wsgi", app)], "WSGIScriptAlias /app {dir}/app.wsgi");
+    for path in ["/value", "/name", "/status", "/tuple", "/bytes", "/body"] {
+        let r = apache.get(&format!("/app{path}"));
+        assert_eq!(r.status, 500, "{path}");
+        assert!(r.header("X-Injected").is_none(), "{path}");
+        assert!(!r.text().contains("should not be sent"), "{path}");
+    }
+    let r = apache.get("/app/caught");
+    assert_eq!((r.status, r.header("X-Error"), r.text().as_str()), (200, Some("ValueError"), "recovered"));
+    let log = apache.error_log();
+    assert!(log.contains("TypeError: expected list object for headers"), "{log}");
+    assert!(log.contains("sequence of byte string values expected, value of type str found"), "{log}");
+}
+
+#[test]
+fn streaming_write_input_and_close() {
+    let app = r#"
+import os
+MARK = os.path.join(os.path.dirname(__file__), "closed")
+
+class Body:
+    def __init__(self, parts, fail=False):
+        self.parts, self.fail = parts, fail
+    def __iter__(self):
+        for p in self.parts:
+            yield p
+        if self.fail:
+            raise RuntimeError("mid-stream failure")
+    def close(self):
+        with open(MARK, "a") as f:
+            f.write("closed\n")
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    inp = environ["wsgi.input"]
+    if path == "/echo":
+        data = inp.read()
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [data]
+    if path == "/lines":
+        first = inp.readline()
+        rest = list(inp)
+        out = b"first=%r rest=%r more=%r" % (first, rest, inp.read())
+        start_response("200 OK", [])
+        return [out]
+    if path == "/sized":
+        a = inp.read(3)
+        b = inp.read(100)
+        start_response("200 OK", [])
+        return [b"%s|%s|%s" % (a, b, inp.read(5))]
+    if path == "/write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written;")
+        return [b"returned"]
+    if path == "/fail":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body([b"partial-"], fail=True)
+    if path == "/generator":
+        start_response("200 OK", [])
+        return Body([b"a", b"", b"b", b"c"])
+    if path == "/short":
+        start_response("200 OK", [("Content-Length", "100")])
+        return Body([b"only this"])
+    if path == "/long":
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"123456789"]
+"#;
+    let apache = Apache::start("streaming", &[("app.wsgi", app)], "WSGIScriptAlias /app {dir}/app.wsgi");
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let r = apache.request("POST", "/app/echo", &[], &body);
+    assert_eq!(r.status, 200);
+    assert!(r.body == body, "echoed {} of {} bytes", r.body.len(), body.len());
+    let r = apache.request("POST", "/app/lines", &[], b"one\ntwo\nthree");
+    assert_eq!(r.text(), "first=b'one\\n' rest=[b'two\\n', b'three'] more=b''");
+    let r = apache.request("POST", "/app/sized", &[], b"abcdefgh");
+    assert_eq!(r.text(), "abc|defgh|");
+    let r = apache.get("/app/write");
+    assert_eq!(r.text(), "written;returned");
+    let r = apache.get("/app/generator");
+    assert_eq!((r.text().as_str(), r.complete), ("abc", true));
+    let r = apache.get("/app/fail");
+    assert_eq!(r.status, 200);
+    assert!(!r.complete, "an error mid-stream must truncate the response visibly");
+    assert_eq!(r.text(), "partial-");
+    let r = apache.get("/app/short");
+    assert!(!r.complete, "fewer bytes than Content-Length must not look complete");
+    let r = apache.get("/app/long");
+    assert_eq!((r.text().as_str(), r.complete), ("1234", true), "never more than Content-Length");
+    let closed = std::fs::read_to_string(apache.path("closed")).unwrap_or_default();
+    assert_eq!(closed.lines().count(), 3, "close() called after success, failure and truncation");
+    let log = apache.error_log();
+    assert!(log.contains("RuntimeError: mid-stream failure"), "{log}");
+    assert!(log.contains("Truncated response"), "{log}");
+}
+
+#[test]
+fn wsgi_errors_lines_go_to_the_error_log() {
+    let app = r#"
+def application(environ, start_response):
+    errors = environ["wsgi.errors"]
+    errors.write("first line\nsecond ")
+    errors.writelines(["line\n", "tail"])
+    errors.flush()
+    start_response("200 OK", [])
+    return [b"ok"]
+"#;
+    let apache = Apache::start("errors", &[("app.wsgi", app)], "WSGIScriptAlias /app {dir}/app.wsgi");
+    assert_eq!(apache.get("/app").text(), "ok");
+    let log = apache.wait_for_log("tail");
+    for line in ["first line", "second line", "tail"] {
+        assert!(
+            log.lines().any(|l| l.contains("[wsgi:error]") && l.contains("[client 127.0.0.1") && l.ends_with(line)),
+            "{line:?} missing: {log}"
+        );
+    }
+}
+
+#[test]
+fn two_hundred_concurrent_requests_are_all_served() {
+    let slow = r#"
+import time
+def application(environ, start_response):
+    time.sleep(0.05)
+    body = environ["QUERY_STRING"].encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+"#;
+    let apache = Apache::start_with(
+        "concurrent",
+        &[("slow.wsgi", slow)],
+        "WSGIScriptAlias /slow {dir}/slow.wsgi",
+        Options { threads: 64, processes: 4, ..Default::default() },
+    );
+    let port = apache.port;
+    let handles: Vec<_> = (0..200)
+        .map(|i| std::thread::spawn(move || common::http_request(port, "GET", &format!("/slow?{i}"), &[], b"")))
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let r = h.join().unwrap();
+        assert_eq!((r.status, r.text()), (200, i.to_string()));
+    }
+}
+
+#[test]
+fn script_reloads_when_its_mtime_changes() {
+    let v1 = "def application(e, sr):\n    sr('200 OK', [])\n    return [b'v1']\n";
+    let v2 = "def application(e, sr):\n    sr('200 OK', [])\n    return [b'v2']\n";
+    let apache = Apache::start(
+        "reload",
+        &[("app.wsgi", v1), ("fixed.wsgi", v1)],
+        "WSGIScriptAlias /app {dir}/app.wsgi\nWSGIScriptAlias /fixed {dir}/fixed.wsgi\n\
+         <Location /fixed>\nWSGIScriptReloading Off\n</Location>",
+    );
+    assert_eq!(apache.get("/app").text(), "v1");
+    assert_eq!(apache.get("/fixed").text(), "v1");
+    for name in ["app.wsgi", "fixed.wsgi"] {
+        let path = apache.path(name);
+        std::fs::write(&path, v2).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(later).unwrap();
+    }
+    assert_eq!(apache.get("/app").text(), "v2");
+    assert_eq!(apache.get("/fixed").text(), "v1", "WSGIScriptReloading Off keeps the loaded script");
+}
+
+#[test]
+fn python_path_adds_site_directories_first() {
+    let app = r#"
+import sys, mylib, fromdotpth
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [("%s %s %s" % (mylib.NAME, fromdotpth.NAME, sys.path[0])).encode()]
+"#;
+    let apache = Apache::start(
+        "pythonpath",
+        &[
+            ("app.wsgi", app),
+            ("lib/mylib.py", "NAME = 'mylib'\n"),
+            ("lib/extra.pth", "{dir}/pth\n"),
+            ("pth/fromdotpth.py", "NAME = 'pth'\n"),
+        ],
+        "WSGIPythonPath {dir}/lib\nWSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let dir = apache.dir.display().to_string();
+    assert_eq!(apache.get("/app").text(), format!("mylib pth {dir}/lib"));
+}
+
+#[test]
+fn python_home_accepts_a_virtual_environment() {
+    let venv = common::temp_dir("venv").join("env");
+    let ok = std::process::Command::new(common::python())
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "python3 -m venv failed");
+    let apache = Apache::start(
+        "pythonhome",
+        &[("environ.wsgi", ENVIRON)],
+        &format!("WSGIPythonHome {}\nWSGIScriptAlias /env {{dir}}/environ.wsgi", venv.display()),
+    );
+    let env = parse_environ(&apache.get("/env").text());
+    assert_eq!(environ_value(&env, "prefix"), Some(venv.to_str().unwrap()));
+}
+
+#[test]
+fn python_is_finalised_at_child_exit() {
+    let app = r#"
+import atexit, os
+MARK = os.path.join(os.path.dirname(__file__), "atexit-%d" % os.getpid())
+atexit.register(lambda: open(MARK, "w").write("ran"))
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [str(os.getpid()).encode()]
+"#;
+    let mut apache = Apache::start("finalize", &[("app.wsgi", app)], "WSGIScriptAlias /app {dir}/app.wsgi");
+    let pid = apache.get("/app").text();
+    let log = apache.stop();
+    let mark = apache.path(&format!("atexit-{pid}"));
+    assert_eq!(std::fs::read_to_string(&mark).unwrap_or_default(), "ran", "atexit ran at child exit: {log}");
+    assert!(!log.contains("exit signal"), "{log}");
+}
+
+#[test]
+fn server_banner_names_the_module_and_python() {
+    let apache = Apache::start("banner", &[("hello.wsgi", HELLO)], "ServerTokens Full\nWSGIScriptAlias /hello {dir}/hello.wsgi");
+    let r = apache.get("/hello");
+    let server = r.header("Server").unwrap_or_default().to_string();
+    assert!(server.contains(&format!("mod_wsgi-rs/{}", env!("CARGO_PKG_VERSION"))), "{server}");
+    assert!(server.contains("Python/3."), "{server}");
+}
+
+#[test]
+fn request_body_framing_is_checked_before_the_app_runs() {
+    let apache = Apache::start(
+        "framing",
+        &[("hello.wsgi", HELLO)],
+        "WSGIScriptAlias /hello {dir}/hello.wsgi\nLimitRequestBody 10",
+    );
+    let r = apache.request("POST", "/hello", &[("Transfer-Encoding", "chunked")], b"3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(r.status, 411, "chunked request bodies need WSGIChunkedRequest, not supported yet");
+    let r = apache.request("POST", "/hello", &[], b"more than ten bytes");
+    assert_eq!(r.status, 413);
+}

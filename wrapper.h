@@ -1,0 +1,23 @@
+/* The Apache httpd 2.4 and APR headers that bindgen turns into src/apache/bindings.rs. */
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_main.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <ap_mpm.h>
+#include <ap_regex.h>
+#include <mpm_common.h>
+#include <util_script.h>
+#include <apr_strings.h>
+#include <apr_tables.h>
+#include <apr_buckets.h>
+#include <apr_optional.h>
+#include <http_connection.h>
+
+/* Exported by src/apache/shim.c: the macro-only parts of the brigade API. */
+apr_status_t mod_wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const char *data,
+                               apr_size_t len, int flush);
+apr_status_t mod_wsgi_rs_flush(request_rec *r, apr_bucket_brigade *bb);
+apr_status_t mod_wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb);
