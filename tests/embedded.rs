@@ -92,6 +92,7 @@ fn environ_has_cgi_and_wsgi_keys_as_latin1_str() {
     ] {
         assert_eq!(environ_value(&env, key), Some(want), "{key}");
     }
+    assert_eq!(environ_value(&env, "python"), Some(common::python_version().as_str()));
     assert_eq!(environ_value(&env, "SERVER_PORT"), Some(apache.port.to_string().as_str()));
     assert_eq!(environ_value(&env, "mod_wsgi.listener_port"), Some(apache.port.to_string().as_str()));
     // UTF-8 bytes of the path arrive as one Latin-1 character per byte ("bytes as str").

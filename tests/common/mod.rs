@@ -27,12 +27,21 @@ pub fn module_path() -> PathBuf {
         "{} does not exist: run `cargo build --release` first (the test script does)",
         path.display()
     );
-    path
+    path.canonicalize().unwrap()
 }
 
 /// The Python the module under test was built for: `$MOD_WSGI_PYTHON`, else Debian's.
 pub fn python() -> PathBuf {
     std::env::var_os("MOD_WSGI_PYTHON").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/python3".into())
+}
+
+/// "major.minor" of [`python`].
+pub fn python_version() -> String {
+    let out = Command::new(python())
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .expect("run the test Python");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A fresh directory readable by Apache's children (which run as www-data when we are root).
@@ -90,6 +99,13 @@ pub fn config_text(dir: &Path, port: u16, opts: &Options, extra: &str) -> String
     let load = opts.load_module.clone().unwrap_or_else(|| {
         format!("LoadModule wsgi_module \"{}\"", module_path().display())
     });
+    // A Python whose own prefix Apache's User cannot read (a pyenv under /root) is tested with
+    // a readable copy of its prefix as the default Python home.
+    let home = match std::env::var("MOD_WSGI_PYTHON_HOME") {
+        Ok(h) if !extra.contains("WSGIPythonHome") => format!("WSGIPythonHome \"{h}\"\n"),
+        _ => String::new(),
+    };
+    let load = format!("{load}\n{home}");
     let (threads, processes) = (opts.threads, opts.processes);
     let workers = threads * processes;
     format!(
