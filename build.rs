@@ -11,10 +11,15 @@ fn apxs_query(apxs: &str, var: &str) -> String {
         .args(["-q", var])
         .output()
         .unwrap_or_else(|e| {
-            panic!("cannot run `{apxs} -q {var}` ({e}); install apache2-dev or set APXS=/path/to/apxs")
+            panic!(
+                "cannot run `{apxs} -q {var}` ({e}); install apache2-dev or set APXS=/path/to/apxs"
+            )
         });
     if !out.status.success() {
-        panic!("`{apxs} -q {var}` failed: {}", String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "`{apxs} -q {var}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -61,7 +66,9 @@ fn main() {
         .allowlist_type("request_rec|server_rec|conn_rec|module|command_rec|cmd_parms|process_rec")
         .allowlist_type("ap_.*|apr_.*")
         .allowlist_var("MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|M_.*|APLOG_.*|OR_.*|ACCESS_CONF")
-        .allowlist_var("RSRC_CONF|EXEC_ON_READ|GLOBAL_ONLY|NOT_IN_.*|OPT_.*|AP_.*|APR_.*|REQUEST_.*")
+        .allowlist_var(
+            "RSRC_CONF|EXEC_ON_READ|GLOBAL_ONLY|NOT_IN_.*|OPT_.*|AP_.*|APR_.*|REQUEST_.*",
+        )
         .allowlist_var("ap_server_.*|ap_top_module|ap_prelinked_modules|unixd_config")
         .derive_default(true)
         .layout_tests(false)
@@ -72,13 +79,20 @@ fn main() {
     for d in &defines {
         builder = builder.clang_arg(d);
     }
-    let bindings = builder.generate().expect("bindgen over wrapper.h failed (is libclang-dev installed?)");
+    let bindings = builder
+        .generate()
+        .expect("bindgen over wrapper.h failed (is libclang-dev installed?)");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("bindings.rs");
-    bindings.write_to_file(out).expect("cannot write bindings.rs");
+    bindings
+        .write_to_file(out)
+        .expect("cannot write bindings.rs");
 
     // Lets a module built for a pyenv (or other non-system) Python find its libpython at load time.
     pyo3_build_config::add_libpython_rpath_link_args();
     let cfg = pyo3_build_config::get();
     let ver = cfg.version();
-    println!("cargo:rustc-env=MOD_WSGI_RS_BUILT_FOR_PYTHON={}.{}", ver.major, ver.minor);
+    println!(
+        "cargo:rustc-env=MOD_WSGI_RS_BUILT_FOR_PYTHON={}.{}",
+        ver.major, ver.minor
+    );
 }

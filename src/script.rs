@@ -21,7 +21,12 @@ static LOAD_LOCK: Mutex<()> = Mutex::new(());
 static MODULE_NAMES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 
 fn module_name(py: Python<'_>, path: &str) -> PyResult<String> {
-    if let Some(name) = MODULE_NAMES.lock().unwrap().get_or_insert_with(HashMap::new).get(path) {
+    if let Some(name) = MODULE_NAMES
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .get(path)
+    {
         return Ok(name.clone());
     }
     let kwargs = PyDict::new(py);
@@ -32,7 +37,11 @@ fn module_name(py: Python<'_>, path: &str) -> PyResult<String> {
         .call_method0("hexdigest")?
         .extract()?;
     let name = format!("_mod_wsgi_{digest}");
-    MODULE_NAMES.lock().unwrap().get_or_insert_with(HashMap::new).insert(path.to_string(), name.clone());
+    MODULE_NAMES
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert(path.to_string(), name.clone());
     Ok(name)
 }
 
@@ -49,7 +58,11 @@ fn current_module<'py>(
     };
     // `__mtime__` is set only once the script has run to completion, so a module that another
     // thread is still executing is not current: its caller waits for the load lock instead.
-    let Some(loaded_mtime) = module.getattr("__mtime__").and_then(|m| m.extract::<i64>()).ok() else {
+    let Some(loaded_mtime) = module
+        .getattr("__mtime__")
+        .and_then(|m| m.extract::<i64>())
+        .ok()
+    else {
         return Ok(None);
     };
     Ok((!reloading || loaded_mtime == mtime).then_some(module))
@@ -57,10 +70,18 @@ fn current_module<'py>(
 
 /// Runs the script's code in a new module registered as `name`; on failure nothing stays
 /// registered, so the next request tries again.
-fn load_module<'py>(py: Python<'py>, name: &str, path: &str, mtime: i64) -> PyResult<Bound<'py, PyAny>> {
+fn load_module<'py>(
+    py: Python<'py>,
+    name: &str,
+    path: &str,
+    mtime: i64,
+) -> PyResult<Bound<'py, PyAny>> {
     let source = std::fs::read(path)?;
     let builtins = py.import("builtins")?;
-    let code = builtins.getattr("compile")?.call1((PyBytes::new(py, &source), path, "exec", 0, true))?;
+    let code =
+        builtins
+            .getattr("compile")?
+            .call1((PyBytes::new(py, &source), path, "exec", 0, true))?;
     let module = PyModule::new(py, name)?;
     module.setattr("__file__", path)?;
     let modules = py.import("sys")?.getattr("modules")?;
@@ -106,7 +127,9 @@ pub fn load_application<'py>(
     };
     match module.getattr(callable) {
         Ok(app) => Ok(app),
-        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => Err(LoadError::NoCallable),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {
+            Err(LoadError::NoCallable)
+        }
         Err(e) => Err(LoadError::Failed(e)),
     }
 }

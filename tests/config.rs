@@ -37,20 +37,64 @@ fn supported_directives_pass() {
 
 #[test]
 fn unsupported_directives_are_refused_by_name() {
-    refused("daemon", "WSGIDaemonProcess site processes=2", &["WSGIDaemonProcess is not supported yet"]);
-    refused("chunked", "WSGIChunkedRequest On", &["WSGIChunkedRequest is not supported yet"]);
-    refused("appgroup", "WSGIApplicationGroup %{RESOURCE}", &["WSGIApplicationGroup '%{RESOURCE}'"]);
-    refused("procgroup", "WSGIProcessGroup site", &["WSGIProcessGroup 'site'"]);
+    refused(
+        "daemon",
+        "WSGIDaemonProcess site processes=2",
+        &["WSGIDaemonProcess is not supported yet"],
+    );
+    refused(
+        "chunked",
+        "WSGIChunkedRequest On",
+        &["WSGIChunkedRequest is not supported yet"],
+    );
+    refused(
+        "appgroup",
+        "WSGIApplicationGroup %{RESOURCE}",
+        &["WSGIApplicationGroup '%{RESOURCE}'"],
+    );
+    refused(
+        "procgroup",
+        "WSGIProcessGroup site",
+        &["WSGIProcessGroup 'site'"],
+    );
     refused("misspelt", "WSGIScriptAlia /a /b.wsgi", &["WSGIScriptAlia"]);
 }
 
 #[test]
 fn bad_arguments_are_refused_with_the_directive_named() {
-    refused("badoption", "WSGIScriptAlias /a /tmp/a.wsgi threads=4", &["WSGIScriptAlias: invalid option 'threads'"]);
-    refused("badgroup", "WSGIScriptAlias /a /tmp/a.wsgi application-group=other", &["application-group 'other'"]);
-    refused("noarg", "WSGIScriptAlias /a", &["WSGIScriptAlias takes a URL path"]);
-    refused("badflag", "WSGIPassAuthorization maybe", &["WSGIPassAuthorization must be On or Off"]);
-    refused("badregex", "WSGIScriptAliasMatch ^(/x /tmp/x.wsgi", &["WSGIScriptAliasMatch: regular expression"]);
-    refused("vhosthome", "<VirtualHost 127.0.0.1:1>\nWSGIPythonHome /usr\n</VirtualHost>", &["WSGIPythonHome"]);
-    refused("aliasindir", "<Directory /tmp>\nWSGIScriptAlias /a /tmp/a.wsgi\n</Directory>", &["WSGIScriptAlias"]);
+    refused(
+        "badoption",
+        "WSGIScriptAlias /a /tmp/a.wsgi threads=4",
+        &["WSGIScriptAlias: invalid option 'threads'"],
+    );
+    refused(
+        "badgroup",
+        "WSGIScriptAlias /a /tmp/a.wsgi application-group=other",
+        &["application-group 'other'"],
+    );
+    refused(
+        "noarg",
+        "WSGIScriptAlias /a",
+        &["WSGIScriptAlias takes a URL path"],
+    );
+    refused(
+        "badflag",
+        "WSGIPassAuthorization maybe",
+        &["WSGIPassAuthorization must be On or Off"],
+    );
+    refused(
+        "badregex",
+        "WSGIScriptAliasMatch ^(/x /tmp/x.wsgi",
+        &["WSGIScriptAliasMatch: regular expression"],
+    );
+    refused(
+        "vhosthome",
+        "<VirtualHost 127.0.0.1:1>\nWSGIPythonHome /usr\n</VirtualHost>",
+        &["WSGIPythonHome"],
+    );
+    refused(
+        "aliasindir",
+        "<Directory /tmp>\nWSGIScriptAlias /a /tmp/a.wsgi\n</Directory>",
+        &["WSGIScriptAlias"],
+    );
 }

@@ -27,9 +27,17 @@ fn script_alias_serves_the_app_with_script_name_and_path_info_split() {
     assert_eq!(environ_value(&env, "PATH_INFO"), Some("/x/y"));
     assert_eq!(environ_value(&env, "QUERY_STRING"), Some("a=1&b=%20x"));
     let env = parse_environ(&apache.get("/env").text());
-    assert_eq!(environ_value(&env, "PATH_INFO"), Some(""), "PATH_INFO is '' when absent");
+    assert_eq!(
+        environ_value(&env, "PATH_INFO"),
+        Some(""),
+        "PATH_INFO is '' when absent"
+    );
     let env = parse_environ(&apache.get("//env///x//y").text());
-    assert_eq!(environ_value(&env, "SCRIPT_NAME"), Some("/env"), "runs of / collapse");
+    assert_eq!(
+        environ_value(&env, "SCRIPT_NAME"),
+        Some("/env"),
+        "runs of / collapse"
+    );
     assert_eq!(environ_value(&env, "PATH_INFO"), Some("/x/y"));
     let r = apache.get("/hellox");
     assert_ne!(r.status, 200, "an alias matches whole path segments only");
@@ -37,7 +45,11 @@ fn script_alias_serves_the_app_with_script_name_and_path_info_split() {
 
 #[test]
 fn script_alias_at_root_gives_empty_script_name() {
-    let apache = Apache::start("root", &[("environ.wsgi", ENVIRON)], "WSGIScriptAlias / {dir}/environ.wsgi");
+    let apache = Apache::start(
+        "root",
+        &[("environ.wsgi", ENVIRON)],
+        "WSGIScriptAlias / {dir}/environ.wsgi",
+    );
     let env = parse_environ(&apache.get("/a/b").text());
     assert_eq!(environ_value(&env, "SCRIPT_NAME"), Some(""));
     assert_eq!(environ_value(&env, "PATH_INFO"), Some("/a/b"));
@@ -64,11 +76,19 @@ fn latin1(bytes: &[u8]) -> String {
 
 #[test]
 fn environ_has_cgi_and_wsgi_keys_as_latin1_str() {
-    let apache = Apache::start("environ", &[("environ.wsgi", ENVIRON)], "WSGIScriptAlias /env {dir}/environ.wsgi");
+    let apache = Apache::start(
+        "environ",
+        &[("environ.wsgi", ENVIRON)],
+        "WSGIScriptAlias /env {dir}/environ.wsgi",
+    );
     let r = apache.request(
         "GET",
         "/env/caf%C3%A9",
-        &[("X-Custom-Header", "v\u{e9}"), ("Authorization", "Basic c2VjcmV0"), ("X_Spoof", "1")],
+        &[
+            ("X-Custom-Header", "v\u{e9}"),
+            ("Authorization", "Basic c2VjcmV0"),
+            ("X_Spoof", "1"),
+        ],
         b"",
     );
     assert_eq!(r.status, 200);
@@ -92,14 +112,34 @@ fn environ_has_cgi_and_wsgi_keys_as_latin1_str() {
     ] {
         assert_eq!(environ_value(&env, key), Some(want), "{key}");
     }
-    assert_eq!(environ_value(&env, "python"), Some(common::python_version().as_str()));
-    assert_eq!(environ_value(&env, "SERVER_PORT"), Some(apache.port.to_string().as_str()));
-    assert_eq!(environ_value(&env, "mod_wsgi.listener_port"), Some(apache.port.to_string().as_str()));
+    assert_eq!(
+        environ_value(&env, "python"),
+        Some(common::python_version().as_str())
+    );
+    assert_eq!(
+        environ_value(&env, "SERVER_PORT"),
+        Some(apache.port.to_string().as_str())
+    );
+    assert_eq!(
+        environ_value(&env, "mod_wsgi.listener_port"),
+        Some(apache.port.to_string().as_str())
+    );
     // UTF-8 bytes of the path arrive as one Latin-1 character per byte ("bytes as str").
     assert_eq!(environ_value(&env, "PATH_INFO"), Some("/caf\u{c3}\u{a9}"));
-    assert_eq!(environ_value(&env, "HTTP_X_CUSTOM_HEADER"), Some("v\u{c3}\u{a9}"));
-    assert_eq!(environ_value(&env, "HTTP_AUTHORIZATION"), None, "Authorization is hidden by default");
-    assert_eq!(environ_value(&env, "HTTP_X_SPOOF"), None, "headers with '_' are dropped");
+    assert_eq!(
+        environ_value(&env, "HTTP_X_CUSTOM_HEADER"),
+        Some("v\u{c3}\u{a9}")
+    );
+    assert_eq!(
+        environ_value(&env, "HTTP_AUTHORIZATION"),
+        None,
+        "Authorization is hidden by default"
+    );
+    assert_eq!(
+        environ_value(&env, "HTTP_X_SPOOF"),
+        None,
+        "headers with '_' are dropped"
+    );
 }
 
 #[test]
@@ -115,7 +155,11 @@ fn pass_authorization_option_and_directive() {
     let auth = [("Authorization", "Basic c2VjcmV0")];
     for path in ["/opt", "/dir"] {
         let env = parse_environ(&apache.request("GET", path, &auth, b"").text());
-        assert_eq!(environ_value(&env, "HTTP_AUTHORIZATION"), Some("Basic c2VjcmV0"), "{path}");
+        assert_eq!(
+            environ_value(&env, "HTTP_AUTHORIZATION"),
+            Some("Basic c2VjcmV0"),
+            "{path}"
+        );
     }
     let env = parse_environ(&apache.request("GET", "/off", &auth, b"").text());
     assert_eq!(environ_value(&env, "HTTP_AUTHORIZATION"), None);
@@ -134,7 +178,10 @@ fn set_handler_requires_exec_cgi() {
     assert_eq!(apache.get("/ok/app.wsgi").text(), "Hello, world!");
     assert_eq!(apache.get("/no/app.wsgi").status, 403);
     let log = apache.wait_for_log("Options ExecCGI is off");
-    assert!(log.contains("Options ExecCGI is off in this directory"), "{log}");
+    assert!(
+        log.contains("Options ExecCGI is off in this directory"),
+        "{log}"
+    );
     assert_eq!(apache.get("/ok/missing.wsgi").status, 404);
 }
 
@@ -152,7 +199,10 @@ fn callable_object_is_configurable_and_missing_one_is_404() {
     assert_eq!(apache.get("/dir").text(), "custom");
     assert_eq!(apache.get("/none").status, 404);
     let log = apache.wait_for_log("does not contain WSGI application");
-    assert!(log.contains("does not contain WSGI application 'application'"), "{log}");
+    assert!(
+        log.contains("does not contain WSGI application 'application'"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -170,9 +220,15 @@ fn exceptions_are_500_with_a_traceback_and_the_child_survives() {
         assert_eq!(apache.get("/hello").status, 200);
     }
     let log = apache.wait_for_log("SyntaxError");
-    assert!(log.contains("Exception occurred processing WSGI script"), "{log}");
+    assert!(
+        log.contains("Exception occurred processing WSGI script"),
+        "{log}"
+    );
     assert!(log.contains("Traceback (most recent call last):"), "{log}");
-    assert!(log.contains("in helper"), "the traceback names the frames: {log}");
+    assert!(
+        log.contains("in helper"),
+        "the traceback names the frames: {log}"
+    );
     assert!(log.contains("ValueError: boom"), "{log}");
     assert!(log.contains("SyntaxError"), "{log}");
     assert!(!log.contains("exit signal"), "no child crashed: {log}");
@@ -204,7 +260,11 @@ def application(environ, start_response):
             return [b"recovered"]
     return [b"should not be sent"]
 "#;
-    let apache = Apache::start("badheaders", &[("app.wsgi", app)], "WSGIScriptAlias /app {dir}/app.wsgi");
+    let apache = Apache::start(
+        "badheaders",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
     for path in ["/value", "/name", "/status", "/tuple", "/bytes", "/body"] {
         let r = apache.get(&format!("/app{path}"));
         assert_eq!(r.status, 500, "{path}");
@@ -212,10 +272,19 @@ def application(environ, start_response):
         assert!(!r.text().contains("should not be sent"), "{path}");
     }
     let r = apache.get("/app/caught");
-    assert_eq!((r.status, r.header("X-Error"), r.text().as_str()), (200, Some("ValueError"), "recovered"));
+    assert_eq!(
+        (r.status, r.header("X-Error"), r.text().as_str()),
+        (200, Some("ValueError"), "recovered")
+    );
     let log = apache.error_log();
-    assert!(log.contains("TypeError: expected list object for headers"), "{log}");
-    assert!(log.contains("sequence of byte string values expected, value of type str found"), "{log}");
+    assert!(
+        log.contains("TypeError: expected list object for headers"),
+        "{log}"
+    );
+    assert!(
+        log.contains("sequence of byte string values expected, value of type str found"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -271,13 +340,25 @@ def application(environ, start_response):
         start_response("200 OK", [("Content-Length", "4")])
         return [b"123456789"]
 "#;
-    let apache = Apache::start("streaming", &[("app.wsgi", app)], "WSGIScriptAlias /app {dir}/app.wsgi");
+    let apache = Apache::start(
+        "streaming",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
     let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let r = apache.request("POST", "/app/echo", &[], &body);
     assert_eq!(r.status, 200);
-    assert!(r.body == body, "echoed {} of {} bytes", r.body.len(), body.len());
+    assert!(
+        r.body == body,
+        "echoed {} of {} bytes",
+        r.body.len(),
+        body.len()
+    );
     let r = apache.request("POST", "/app/lines", &[], b"one\ntwo\nthree");
-    assert_eq!(r.text(), "first=b'one\\n' rest=[b'two\\n', b'three'] more=b''");
+    assert_eq!(
+        r.text(),
+        "first=b'one\\n' rest=[b'two\\n', b'three'] more=b''"
+    );
     let r = apache.request("POST", "/app/sized", &[], b"abcdefgh");
     assert_eq!(r.text(), "abc|defgh|");
     let r = apache.get("/app/write");
@@ -286,14 +367,28 @@ def application(environ, start_response):
     assert_eq!((r.text().as_str(), r.complete), ("abc", true));
     let r = apache.get("/app/fail");
     assert_eq!(r.status, 200);
-    assert!(!r.complete, "an error mid-stream must truncate the response visibly");
+    assert!(
+        !r.complete,
+        "an error mid-stream must truncate the response visibly"
+    );
     assert_eq!(r.text(), "partial-");
     let r = apache.get("/app/short");
-    assert!(!r.complete, "fewer bytes than Content-Length must not look complete");
+    assert!(
+        !r.complete,
+        "fewer bytes than Content-Length must not look complete"
+    );
     let r = apache.get("/app/long");
-    assert_eq!((r.text().as_str(), r.complete), ("1234", true), "never more than Content-Length");
+    assert_eq!(
+        (r.text().as_str(), r.complete),
+        ("1234", true),
+        "never more than Content-Length"
+    );
     let closed = std::fs::read_to_string(apache.path("closed")).unwrap_or_default();
-    assert_eq!(closed.lines().count(), 3, "close() called after success, failure and truncation");
+    assert_eq!(
+        closed.lines().count(),
+        3,
+        "close() called after success, failure and truncation"
+    );
     let log = apache.error_log();
     assert!(log.contains("RuntimeError: mid-stream failure"), "{log}");
     assert!(log.contains("Truncated response"), "{log}");
@@ -310,12 +405,18 @@ def application(environ, start_response):
     start_response("200 OK", [])
     return [b"ok"]
 "#;
-    let apache = Apache::start("errors", &[("app.wsgi", app)], "WSGIScriptAlias /app {dir}/app.wsgi");
+    let apache = Apache::start(
+        "errors",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
     assert_eq!(apache.get("/app").text(), "ok");
     let log = apache.wait_for_log("tail");
     for line in ["first line", "second line", "tail"] {
         assert!(
-            log.lines().any(|l| l.contains("[wsgi:error]") && l.contains("[client 127.0.0.1") && l.ends_with(line)),
+            log.lines().any(|l| l.contains("[wsgi:error]")
+                && l.contains("[client 127.0.0.1")
+                && l.ends_with(line)),
             "{line:?} missing: {log}"
         );
     }
@@ -335,11 +436,19 @@ def application(environ, start_response):
         "concurrent",
         &[("slow.wsgi", slow)],
         "WSGIScriptAlias /slow {dir}/slow.wsgi",
-        Options { threads: 64, processes: 4, ..Default::default() },
+        Options {
+            threads: 64,
+            processes: 4,
+            ..Default::default()
+        },
     );
     let port = apache.port;
     let handles: Vec<_> = (0..200)
-        .map(|i| std::thread::spawn(move || common::http_request(port, "GET", &format!("/slow?{i}"), &[], b"")))
+        .map(|i| {
+            std::thread::spawn(move || {
+                common::http_request(port, "GET", &format!("/slow?{i}"), &[], b"")
+            })
+        })
         .collect();
     for (i, h) in handles.into_iter().enumerate() {
         let r = h.join().unwrap();
@@ -363,10 +472,19 @@ fn script_reloads_when_its_mtime_changes() {
         let path = apache.path(name);
         std::fs::write(&path, v2).unwrap();
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(later).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
     }
     assert_eq!(apache.get("/app").text(), "v2");
-    assert_eq!(apache.get("/fixed").text(), "v1", "WSGIScriptReloading Off keeps the loaded script");
+    assert_eq!(
+        apache.get("/fixed").text(),
+        "v1",
+        "WSGIScriptReloading Off keeps the loaded script"
+    );
 }
 
 #[test]
@@ -404,7 +522,10 @@ fn python_home_accepts_a_virtual_environment() {
     let apache = Apache::start(
         "pythonhome",
         &[("environ.wsgi", ENVIRON)],
-        &format!("WSGIPythonHome {}\nWSGIScriptAlias /env {{dir}}/environ.wsgi", venv.display()),
+        &format!(
+            "WSGIPythonHome {}\nWSGIScriptAlias /env {{dir}}/environ.wsgi",
+            venv.display()
+        ),
     );
     let env = parse_environ(&apache.get("/env").text());
     assert_eq!(environ_value(&env, "prefix"), Some(venv.to_str().unwrap()));
@@ -420,20 +541,35 @@ def application(environ, start_response):
     start_response("200 OK", [])
     return [str(os.getpid()).encode()]
 "#;
-    let mut apache = Apache::start("finalize", &[("app.wsgi", app)], "WSGIScriptAlias /app {dir}/app.wsgi");
+    let mut apache = Apache::start(
+        "finalize",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
     let pid = apache.get("/app").text();
     let log = apache.stop();
     let mark = apache.path(&format!("atexit-{pid}"));
-    assert_eq!(std::fs::read_to_string(&mark).unwrap_or_default(), "ran", "atexit ran at child exit: {log}");
+    assert_eq!(
+        std::fs::read_to_string(&mark).unwrap_or_default(),
+        "ran",
+        "atexit ran at child exit: {log}"
+    );
     assert!(!log.contains("exit signal"), "{log}");
 }
 
 #[test]
 fn server_banner_names_the_module_and_python() {
-    let apache = Apache::start("banner", &[("hello.wsgi", HELLO)], "ServerTokens Full\nWSGIScriptAlias /hello {dir}/hello.wsgi");
+    let apache = Apache::start(
+        "banner",
+        &[("hello.wsgi", HELLO)],
+        "ServerTokens Full\nWSGIScriptAlias /hello {dir}/hello.wsgi",
+    );
     let r = apache.get("/hello");
     let server = r.header("Server").unwrap_or_default().to_string();
-    assert!(server.contains(&format!("mod_wsgi-rs/{}", env!("CARGO_PKG_VERSION"))), "{server}");
+    assert!(
+        server.contains(&format!("mod_wsgi-rs/{}", env!("CARGO_PKG_VERSION"))),
+        "{server}"
+    );
     assert!(server.contains("Python/3."), "{server}");
 }
 
@@ -444,8 +580,16 @@ fn request_body_framing_is_checked_before_the_app_runs() {
         &[("hello.wsgi", HELLO)],
         "WSGIScriptAlias /hello {dir}/hello.wsgi\nLimitRequestBody 10",
     );
-    let r = apache.request("POST", "/hello", &[("Transfer-Encoding", "chunked")], b"3\r\nabc\r\n0\r\n\r\n");
-    assert_eq!(r.status, 411, "chunked request bodies need WSGIChunkedRequest, not supported yet");
+    let r = apache.request(
+        "POST",
+        "/hello",
+        &[("Transfer-Encoding", "chunked")],
+        b"3\r\nabc\r\n0\r\n\r\n",
+    );
+    assert_eq!(
+        r.status, 411,
+        "chunked request bodies need WSGIChunkedRequest, not supported yet"
+    );
     let r = apache.request("POST", "/hello", &[], b"more than ten bytes");
     assert_eq!(r.status, 413);
 }

@@ -41,7 +41,7 @@ pub unsafe fn dir_config<'a>(r: *const ap::request_rec) -> &'a DirConfig {
     unsafe { &*(module_slot((*r).per_dir_config) as *const DirConfig) }
 }
 
-pub unsafe extern "C" fn create_server_config(
+pub(crate) unsafe extern "C" fn create_server_config(
     p: *mut ap::apr_pool_t,
     _s: *mut ap::server_rec,
 ) -> *mut c_void {
@@ -51,7 +51,7 @@ pub unsafe extern "C" fn create_server_config(
     })
 }
 
-pub unsafe extern "C" fn merge_server_config(
+pub(crate) unsafe extern "C" fn merge_server_config(
     p: *mut ap::apr_pool_t,
     base: *mut c_void,
     add: *mut c_void,
@@ -59,21 +59,27 @@ pub unsafe extern "C" fn merge_server_config(
     ffi_boundary("merge_server_config", ptr::null_mut(), || {
         // SAFETY: both were created by create_server_config and live in the config pool.
         let merged = unsafe {
-            ServerConfig::merge(&*(base as *const ServerConfig), &*(add as *const ServerConfig))
+            ServerConfig::merge(
+                &*(base as *const ServerConfig),
+                &*(add as *const ServerConfig),
+            )
         };
         // SAFETY: httpd passes a live config pool.
         unsafe { give_to_pool(p, merged) as *mut c_void }
     })
 }
 
-pub unsafe extern "C" fn create_dir_config(p: *mut ap::apr_pool_t, _dir: *mut c_char) -> *mut c_void {
+pub(crate) unsafe extern "C" fn create_dir_config(
+    p: *mut ap::apr_pool_t,
+    _dir: *mut c_char,
+) -> *mut c_void {
     ffi_boundary("create_dir_config", ptr::null_mut(), || {
         // SAFETY: httpd passes a live config pool.
         unsafe { give_to_pool(p, DirConfig::default()) as *mut c_void }
     })
 }
 
-pub unsafe extern "C" fn merge_dir_config(
+pub(crate) unsafe extern "C" fn merge_dir_config(
     p: *mut ap::apr_pool_t,
     base: *mut c_void,
     add: *mut c_void,
@@ -88,7 +94,7 @@ pub unsafe extern "C" fn merge_dir_config(
 }
 
 /// The single RAW_ARGS handler behind every directive; `cmd->info` is its index in DIRECTIVES.
-pub unsafe extern "C" fn handle_directive(
+pub(crate) unsafe extern "C" fn handle_directive(
     cmd: *mut ap::cmd_parms,
     mconfig: *mut c_void,
     args: *const c_char,
@@ -150,12 +156,18 @@ pub unsafe extern "C" fn handle_directive(
 ///
 /// # Safety
 /// `pool` must be the live config pool.
-unsafe fn compile_regex(pool: *mut ap::apr_pool_t, name: &str, re: &str) -> Result<RegexHandle, String> {
+unsafe fn compile_regex(
+    pool: *mut ap::apr_pool_t,
+    name: &str,
+    re: &str,
+) -> Result<RegexHandle, String> {
     // SAFETY: the pattern is copied into the pool as a C string; ap_pregcomp registers the
     // compiled regex's cleanup on the same pool.
     let compiled = unsafe { ap::ap_pregcomp(pool, pstrdup(pool, re.as_bytes()), 0) };
     if compiled.is_null() {
-        return Err(format!("{name}: regular expression '{re}' could not be compiled"));
+        return Err(format!(
+            "{name}: regular expression '{re}' could not be compiled"
+        ));
     }
     Ok(RegexHandle(compiled as usize))
 }
@@ -176,7 +188,9 @@ const fn build_commands() -> CommandTable {
     while i < DIRECTIVES.len() {
         let d = &DIRECTIVES[i];
         table[i].name = d.name.as_ptr();
-        table[i].func = ap::cmd_func { raw_args: Some(handle_directive) };
+        table[i].func = ap::cmd_func {
+            raw_args: Some(handle_directive),
+        };
         table[i].cmd_data = ptr::without_provenance_mut(i);
         table[i].req_override = match d.scope {
             Scope::Global | Scope::Server => ap::RSRC_CONF as c_int,

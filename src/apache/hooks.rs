@@ -38,13 +38,16 @@ type SslIsHttps = unsafe extern "C" fn(*mut ap::conn_rec) -> c_int;
 /// mod_ssl's `ssl_is_https`, when mod_ssl is loaded.
 static SSL_IS_HTTPS: OnceLock<Option<SslIsHttps>> = OnceLock::new();
 
-pub unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
+pub(crate) unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
     ffi_boundary("register_hooks", (), || {
         // mod_alias's Alias/Redirect take precedence, as with C mod_wsgi; ours runs before
         // mod_userdir and mod_vhost_alias.
         static BEFORE_US: ModuleNames<2> = ModuleNames([c"mod_alias.c".as_ptr(), ptr::null()]);
-        static AFTER_US: ModuleNames<3> =
-            ModuleNames([c"mod_userdir.c".as_ptr(), c"mod_vhost_alias.c".as_ptr(), ptr::null()]);
+        static AFTER_US: ModuleNames<3> = ModuleNames([
+            c"mod_userdir.c".as_ptr(),
+            c"mod_vhost_alias.c".as_ptr(),
+            ptr::null(),
+        ]);
         let middle = ap::APR_HOOK_MIDDLE as c_int;
         // SAFETY: registering hook functions with static predecessor/successor lists (null
         // terminated) during httpd's hook registration phase.
@@ -75,7 +78,11 @@ unsafe extern "C" fn post_config(
     _s: *mut ap::server_rec,
 ) -> c_int {
     ffi_boundary("post_config", OK, || {
-        let banner = format!("mod_wsgi-rs/{} Python/{}", crate::VERSION, crate::PYTHON_VERSION);
+        let banner = format!(
+            "mod_wsgi-rs/{} Python/{}",
+            crate::VERSION,
+            crate::PYTHON_VERSION
+        );
         // SAFETY: pconf is the live config pool; the component string is copied into it.
         unsafe { ap::ap_add_version_component(pconf, pstrdup(pconf, banner.as_bytes())) };
         OK
@@ -110,7 +117,10 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
         });
         // SAFETY: s is the main server, whose config was created by this module.
         let conf = unsafe { server_config(s) };
-        let settings = PythonSettings { home: conf.python_home.clone(), path: conf.python_path.clone() };
+        let settings = PythonSettings {
+            home: conf.python_home.clone(),
+            path: conf.python_path.clone(),
+        };
         match python::initialize(&settings) {
             Ok(()) => {
                 // SAFETY: pchild lives until the child exits; the cleanup runs once then.
@@ -126,7 +136,10 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
             Err(e) => server_log(
                 s,
                 APLOG_ERR,
-                &format!("mod_wsgi (pid={}): Python could not be started: {e}", std::process::id()),
+                &format!(
+                    "mod_wsgi (pid={}): Python could not be started: {e}",
+                    std::process::id()
+                ),
             ),
         }
     })
@@ -137,15 +150,24 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
 ///
 /// # Safety
 /// `r` must be a live request whose `uri` is `uri`.
-unsafe fn match_alias(r: *mut ap::request_rec, alias: &ScriptAlias, uri: &[u8]) -> Option<(Vec<u8>, Vec<u8>, usize)> {
+unsafe fn match_alias(
+    r: *mut ap::request_rec,
+    alias: &ScriptAlias,
+    uri: &[u8],
+) -> Option<(Vec<u8>, Vec<u8>, usize)> {
     match &alias.pattern {
         AliasPattern::Prefix(location) => {
             let len = prefix_match_len(uri, location.as_bytes())?;
-            Some((location.as_bytes().to_vec(), alias.target.as_bytes().to_vec(), len))
+            Some((
+                location.as_bytes().to_vec(),
+                alias.target.as_bytes().to_vec(),
+                len,
+            ))
         }
         AliasPattern::Regex(_) => {
             let regex = alias.regex?.0 as *const ap::ap_regex_t;
-            let mut matches = [ap::ap_regmatch_t { rm_so: 0, rm_eo: 0 }; ap::AP_MAX_REG_MATCH as usize];
+            let mut matches =
+                [ap::ap_regmatch_t { rm_so: 0, rm_eo: 0 }; ap::AP_MAX_REG_MATCH as usize];
             // SAFETY: regex was compiled by ap_pregcomp in the config pool; r->uri is a C
             // string; matches has room for AP_MAX_REG_MATCH entries.
             unsafe {
@@ -155,7 +177,13 @@ unsafe fn match_alias(r: *mut ap::request_rec, alias: &ScriptAlias, uri: &[u8]) 
                 }
                 let end = matches[0].rm_eo as usize;
                 let target_c = pstrdup((*r).pool, alias.target.as_bytes());
-                let target = ap::ap_pregsub((*r).pool, target_c, uri_c, matches.len(), matches.as_mut_ptr());
+                let target = ap::ap_pregsub(
+                    (*r).pool,
+                    target_c,
+                    uri_c,
+                    matches.len(),
+                    matches.as_mut_ptr(),
+                );
                 if target.is_null() {
                     return None;
                 }
@@ -182,7 +210,8 @@ unsafe extern "C" fn translate_name(r: *mut ap::request_rec) -> c_int {
                     continue;
                 }
                 let pool = (*r).pool;
-                (*r).filename = pstrdup(pool, &mapped_filename(&target, &location, uri, matched)) as *mut c_char;
+                (*r).filename = pstrdup(pool, &mapped_filename(&target, &location, uri, matched))
+                    as *mut c_char;
                 (*r).handler = HANDLER.as_ptr();
                 let notes = (*r).notes;
                 ap::apr_table_setn(notes, ALIAS_NOTE.as_ptr(), HANDLER.as_ptr());
@@ -213,7 +242,11 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
 }
 
 fn log_script_error(r: *mut ap::request_rec, what: &str, filename: &[u8]) {
-    request_log(r, APLOG_ERR, &format!("{what}: {}", String::from_utf8_lossy(filename)));
+    request_log(
+        r,
+        APLOG_ERR,
+        &format!("{what}: {}", String::from_utf8_lossy(filename)),
+    );
 }
 
 /// The options a matched `WSGIScriptAlias` left in the request notes.
@@ -222,7 +255,9 @@ fn log_script_error(r: *mut ap::request_rec, what: &str, filename: &[u8]) {
 /// `notes` must be the live notes table of a request.
 unsafe fn alias_options(notes: *const ap::apr_table_t) -> Option<AliasOptions> {
     // SAFETY: live table (caller's contract).
-    let get = |key: &CStr| unsafe { table_get(notes, key) }.map(|v| String::from_utf8_lossy(v).into_owned());
+    let get = |key: &CStr| {
+        unsafe { table_get(notes, key) }.map(|v| String::from_utf8_lossy(v).into_owned())
+    };
     let aliased = get(ALIAS_NOTE).is_some_and(|v| v.eq_ignore_ascii_case("wsgi-script"));
     aliased.then(|| AliasOptions {
         process_group: get(NOTE_PROCESS_GROUP),
@@ -258,7 +293,11 @@ unsafe fn check_request_body(r: *mut ap::request_rec, filename: &[u8]) -> Result
     if let Some(len) = unsafe { table_get(headers, c"Content-Length") } {
         let text = String::from_utf8_lossy(len);
         let Ok(length) = text.trim().parse::<u64>() else {
-            log_script_error(r, &format!("Invalid Content-Length header value of '{text}' was supplied."), filename);
+            log_script_error(
+                r,
+                &format!("Invalid Content-Length header value of '{text}' was supplied."),
+                filename,
+            );
             return Err(ap::HTTP_BAD_REQUEST as c_int);
         };
         // SAFETY: live request.
@@ -266,7 +305,9 @@ unsafe fn check_request_body(r: *mut ap::request_rec, filename: &[u8]) -> Result
         if limit != 0 && length > limit {
             log_script_error(
                 r,
-                &format!("Request body of {length} bytes exceeds LimitRequestBody of {limit} bytes"),
+                &format!(
+                    "Request body of {length} bytes exceeds LimitRequestBody of {limit} bytes"
+                ),
                 filename,
             );
             return Err(ap::HTTP_REQUEST_ENTITY_TOO_LARGE as c_int);
@@ -286,16 +327,26 @@ unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
         if (*r).log_id.is_null() {
             ap::ap_run_generate_log_id(c, r, &mut (*r).log_id);
         }
-        let optional = |p: *const c_char| (!p.is_null()).then(|| String::from_utf8_lossy(c_bytes(p)).into_owned());
+        let optional = |p: *const c_char| {
+            (!p.is_null()).then(|| String::from_utf8_lossy(c_bytes(p)).into_owned())
+        };
         let local = (*c).local_addr;
         RequestFacts {
             authorization: table_get((*r).headers_in, c"Authorization").map(<[u8]>::to_vec),
-            is_https: SSL_IS_HTTPS.get().copied().flatten().is_some_and(|f| f(c) != 0),
+            is_https: SSL_IS_HTTPS
+                .get()
+                .copied()
+                .flatten()
+                .is_some_and(|f| f(c) != 0),
             handler: optional((*r).handler).unwrap_or_default(),
             request_start_us: (*r).request_time,
             request_id: optional((*r).log_id),
             connection_id: optional((*c).log_id),
-            listener_host: if local.is_null() { String::new() } else { optional((*local).hostname).unwrap_or_default() },
+            listener_host: if local.is_null() {
+                String::new()
+            } else {
+                optional((*local).hostname).unwrap_or_default()
+            },
             listener_port: if local.is_null() { 0 } else { (*local).port },
         }
     }
@@ -319,14 +370,24 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             return ap::HTTP_FORBIDDEN as c_int;
         }
         if (*r).finfo.filetype == ap::apr_filetype_e_APR_NOFILE {
-            log_script_error(r, "Target WSGI script not found or unable to stat", &filename);
+            log_script_error(
+                r,
+                "Target WSGI script not found or unable to stat",
+                &filename,
+            );
             return ap::HTTP_NOT_FOUND as c_int;
         }
         if (*r).finfo.filetype == ap::apr_filetype_e_APR_DIR {
-            log_script_error(r, "Attempt to invoke directory as WSGI application", &filename);
+            log_script_error(
+                r,
+                "Attempt to invoke directory as WSGI application",
+                &filename,
+            );
             return ap::HTTP_FORBIDDEN as c_int;
         }
-        if (*r).used_path_info == ap::AP_REQ_REJECT_PATH_INFO as c_int && !c_bytes((*r).path_info).is_empty() {
+        if (*r).used_path_info == ap::AP_REQ_REJECT_PATH_INFO as c_int
+            && !c_bytes((*r).path_info).is_empty()
+        {
             log_script_error(r, "AcceptPathInfo off disallows user's path", &filename);
             return ap::HTTP_NOT_FOUND as c_int;
         }

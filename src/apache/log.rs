@@ -19,7 +19,7 @@ fn c_message(msg: &str) -> CString {
 }
 
 /// Logs to the error log of server `s` (or the main server's when `s` is null).
-pub fn server_log(s: *const ap::server_rec, level: u32, msg: &str) {
+pub(crate) fn server_log(s: *const ap::server_rec, level: u32, msg: &str) {
     let text = c_message(msg);
     // SAFETY: ap_log_error_ accepts a null server (it then logs to the main error log); the
     // format is a literal "%s" with exactly one matching C-string argument.
@@ -46,7 +46,7 @@ pub fn server_error(msg: &str) {
 }
 
 /// Logs against a request, so the entry carries the client address and request id.
-pub fn request_log(r: *const ap::request_rec, level: u32, msg: &str) {
+pub(crate) fn request_log(r: *const ap::request_rec, level: u32, msg: &str) {
     let text = c_message(msg);
     // SAFETY: r is a live request for the duration of the handler that calls this; the format
     // is a literal "%s" with exactly one matching C-string argument.

@@ -1,10 +1,10 @@
 //! The exported Apache module structure and hook registration.
 
 use super::bindings as ap;
-use super::hooks::register_hooks;
 use super::config::{
     create_dir_config, create_server_config, merge_dir_config, merge_server_config, COMMANDS,
 };
+use super::hooks::register_hooks;
 use std::os::raw::{c_int, c_ulong};
 use std::ptr;
 

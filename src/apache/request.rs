@@ -37,7 +37,11 @@ impl Request {
     pub unsafe fn new(r: *mut ap::request_rec) -> Request {
         // SAFETY: r is live; the brigade lives in the request pool.
         let out = unsafe { ap::apr_brigade_create((*r).pool, (*(*r).connection).bucket_alloc) };
-        Request { r, out, body_requested: false }
+        Request {
+            r,
+            out,
+            body_requested: false,
+        }
     }
 
     fn rec(&self) -> &ap::request_rec {
@@ -97,7 +101,8 @@ impl Request {
     /// Makes body reading possible; an error status when the request's framing is refused.
     pub fn setup_body(&mut self) -> Result<(), i32> {
         // SAFETY: r is live; called once before any read.
-        let status = unsafe { ap::ap_setup_client_block(self.r, ap::REQUEST_CHUNKED_DECHUNK as i32) };
+        let status =
+            unsafe { ap::ap_setup_client_block(self.r, ap::REQUEST_CHUNKED_DECHUNK as i32) };
         if status == ap::OK as i32 {
             Ok(())
         } else {
@@ -128,11 +133,14 @@ impl RequestIo for Request {
             return Ok(0);
         }
         // SAFETY: r is live; buf is writable for buf.len() bytes.
-        let n = unsafe { ap::ap_get_client_block(self.r, buf.as_mut_ptr() as *mut c_char, buf.len()) };
+        let n =
+            unsafe { ap::ap_get_client_block(self.r, buf.as_mut_ptr() as *mut c_char, buf.len()) };
         if n < 0 {
-            return Err("Apache/mod_wsgi request data read error: the request body could not be \
+            return Err(
+                "Apache/mod_wsgi request data read error: the request body could not be \
                         read (client gone, bad chunked encoding or timeout)"
-                .to_string());
+                    .to_string(),
+            );
         }
         Ok(n as usize)
     }
@@ -170,9 +178,18 @@ impl RequestIo for Request {
         // transient: Apache copies it if it must keep it after the call returns).
         let status = unsafe {
             if (*(*self.r).connection).aborted != 0 {
-                return Err("Apache/mod_wsgi failed to write response data: client closed the connection".into());
+                return Err(
+                    "Apache/mod_wsgi failed to write response data: client closed the connection"
+                        .into(),
+                );
             }
-            ap::mod_wsgi_rs_write(self.r, self.out, data.as_ptr() as *const c_char, data.len(), flush as i32)
+            ap::mod_wsgi_rs_write(
+                self.r,
+                self.out,
+                data.as_ptr() as *const c_char,
+                data.len(),
+                flush as i32,
+            )
         };
         if status != 0 {
             return Err(format!(

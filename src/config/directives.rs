@@ -142,7 +142,12 @@ pub const DIRECTIVES: &[Directive] = &[
 ];
 
 const fn not_yet(name: &'static CStr, scope: Scope, why: &'static str) -> Directive {
-    Directive { name, scope, action: Action::NotYetSupported(why), help: c"not supported yet" }
+    Directive {
+        name,
+        scope,
+        action: Action::NotYetSupported(why),
+        help: c"not supported yet",
+    }
 }
 
 /// The message for a recognised directive whose feature is missing.
@@ -176,7 +181,11 @@ fn set_python_home(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), S
 
 fn set_python_path(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
     let value = one_word(name, args)?;
-    c.python_path = value.split(':').filter(|d| !d.is_empty()).map(str::to_string).collect();
+    c.python_path = value
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .collect();
     Ok(())
 }
 
@@ -229,7 +238,9 @@ mod tests {
     #[test]
     fn python_path_splits_on_colons() {
         let mut c = ServerConfig::default();
-        let Action::Server(f) = find("WSGIPythonPath").action else { panic!() };
+        let Action::Server(f) = find("WSGIPythonPath").action else {
+            panic!()
+        };
         f(&mut c, "WSGIPythonPath", "/a:/b::/c").unwrap();
         assert_eq!(c.python_path, vec!["/a", "/b", "/c"]);
     }
@@ -237,7 +248,9 @@ mod tests {
     #[test]
     fn one_argument_directives_refuse_two() {
         let mut c = DirConfig::default();
-        let Action::Dir(f) = find("WSGICallableObject").action else { panic!() };
+        let Action::Dir(f) = find("WSGICallableObject").action else {
+            panic!()
+        };
         let e = f(&mut c, "WSGICallableObject", "a b").unwrap_err();
         assert_eq!(e, "WSGICallableObject takes one argument");
     }
@@ -245,7 +258,9 @@ mod tests {
     #[test]
     fn pass_authorization_parses_flag() {
         let mut c = DirConfig::default();
-        let Action::Dir(f) = find("WSGIPassAuthorization").action else { panic!() };
+        let Action::Dir(f) = find("WSGIPassAuthorization").action else {
+            panic!()
+        };
         f(&mut c, "WSGIPassAuthorization", "On").unwrap();
         assert_eq!(c.pass_authorization, Some(true));
         assert!(f(&mut c, "WSGIPassAuthorization", "maybe").is_err());
@@ -254,8 +269,13 @@ mod tests {
     #[test]
     fn daemon_directives_are_refused_with_their_name() {
         let d = find("WSGIDaemonProcess");
-        let Action::NotYetSupported(why) = d.action else { panic!() };
+        let Action::NotYetSupported(why) = d.action else {
+            panic!()
+        };
         let msg = not_supported_message(d.name_str(), why);
-        assert!(msg.starts_with("WSGIDaemonProcess is not supported yet"), "{msg}");
+        assert!(
+            msg.starts_with("WSGIDaemonProcess is not supported yet"),
+            "{msg}"
+        );
     }
 }

@@ -83,7 +83,10 @@ impl RequestSettings {
             .unwrap_or(false);
         // Every group that passes config-time checks today is the embedded process and the main
         // interpreter, whose names in environ are ''.
-        let _ = (from_alias(|a| &a.process_group), from_alias(|a| &a.application_group));
+        let _ = (
+            from_alias(|a| &a.process_group),
+            from_alias(|a| &a.application_group),
+        );
         RequestSettings {
             callable_object,
             pass_authorization,
@@ -105,7 +108,10 @@ mod tests {
             pass_authorization: Some(true),
             ..Default::default()
         };
-        let add = DirConfig { callable_object: Some("b".into()), ..Default::default() };
+        let add = DirConfig {
+            callable_object: Some("b".into()),
+            ..Default::default()
+        };
         let m = DirConfig::merge(&base, &add);
         assert_eq!(m.callable_object.as_deref(), Some("b"));
         assert_eq!(m.pass_authorization, Some(true));
@@ -119,8 +125,14 @@ mod tests {
             options: Default::default(),
             regex: None,
         };
-        let base = ServerConfig { aliases: vec![alias("/main")], ..Default::default() };
-        let add = ServerConfig { aliases: vec![alias("/vhost")], ..Default::default() };
+        let base = ServerConfig {
+            aliases: vec![alias("/main")],
+            ..Default::default()
+        };
+        let add = ServerConfig {
+            aliases: vec![alias("/vhost")],
+            ..Default::default()
+        };
         let m = ServerConfig::merge(&base, &add);
         assert_eq!(m.aliases[0].pattern, AliasPattern::Prefix("/vhost".into()));
         assert_eq!(m.aliases[1].pattern, AliasPattern::Prefix("/main".into()));

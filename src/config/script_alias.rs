@@ -54,7 +54,9 @@ impl ScriptAlias {
         let mut options = AliasOptions::default();
         for option in &words[2..] {
             let Some((key, value)) = option.split_once('=') else {
-                return Err(format!("{directive}: invalid option '{option}' (expected key=value)"));
+                return Err(format!(
+                    "{directive}: invalid option '{option}' (expected key=value)"
+                ));
             };
             match key {
                 "process-group" => {
@@ -72,13 +74,20 @@ impl ScriptAlias {
                     options.callable_object = Some(value.to_string());
                 }
                 "pass-authorization" => {
-                    options.pass_authorization =
-                        Some(parse_on_off(&format!("{directive} pass-authorization"), value)?);
+                    options.pass_authorization = Some(parse_on_off(
+                        &format!("{directive} pass-authorization"),
+                        value,
+                    )?);
                 }
                 _ => return Err(format!("{directive}: invalid option '{key}'")),
             }
         }
-        Ok(ScriptAlias { pattern, target: words[1].clone(), options, regex: None })
+        Ok(ScriptAlias {
+            pattern,
+            target: words[1].clone(),
+            options,
+            regex: None,
+        })
     }
 }
 
@@ -121,8 +130,17 @@ pub fn prefix_match_len(uri: &[u8], alias: &[u8]) -> Option<usize> {
 /// The file name a matched request maps to: the target followed by the rest of the URI (all of
 /// the URI when the alias is `/`), so that httpd's directory walk finds the script and leaves the
 /// remainder as PATH_INFO.
-pub fn mapped_filename(target: &[u8], alias_location: &[u8], uri: &[u8], matched: usize) -> Vec<u8> {
-    let rest = if alias_location == b"/" { uri } else { &uri[matched..] };
+pub fn mapped_filename(
+    target: &[u8],
+    alias_location: &[u8],
+    uri: &[u8],
+    matched: usize,
+) -> Vec<u8> {
+    let rest = if alias_location == b"/" {
+        uri
+    } else {
+        &uri[matched..]
+    };
     [target, rest].concat()
 }
 
@@ -148,7 +166,10 @@ mod tests {
     #[test]
     fn refuses_unknown_option_naming_it() {
         let e = ScriptAlias::parse("WSGIScriptAlias", "/a /b.wsgi threads=3", false).unwrap_err();
-        assert!(e.contains("WSGIScriptAlias") && e.contains("'threads'"), "{e}");
+        assert!(
+            e.contains("WSGIScriptAlias") && e.contains("'threads'"),
+            "{e}"
+        );
         let e = ScriptAlias::parse("WSGIScriptAlias", "/a /b.wsgi bogus", false).unwrap_err();
         assert!(e.contains("'bogus'"), "{e}");
     }
@@ -176,12 +197,21 @@ mod tests {
     fn root_alias_matches_everything_below() {
         assert_eq!(prefix_match_len(b"/", b"/"), Some(1));
         assert_eq!(prefix_match_len(b"/x/y", b"/"), Some(1));
-        assert_eq!(mapped_filename(b"/srv/app.wsgi", b"/", b"/x/y", 1), b"/srv/app.wsgi/x/y");
+        assert_eq!(
+            mapped_filename(b"/srv/app.wsgi", b"/", b"/x/y", 1),
+            b"/srv/app.wsgi/x/y"
+        );
     }
 
     #[test]
     fn mapped_filename_appends_the_rest() {
-        assert_eq!(mapped_filename(b"/srv/h.wsgi", b"/hello", b"/hello/x/y", 6), b"/srv/h.wsgi/x/y");
-        assert_eq!(mapped_filename(b"/srv/h.wsgi", b"/hello", b"/hello", 6), b"/srv/h.wsgi");
+        assert_eq!(
+            mapped_filename(b"/srv/h.wsgi", b"/hello", b"/hello/x/y", 6),
+            b"/srv/h.wsgi/x/y"
+        );
+        assert_eq!(
+            mapped_filename(b"/srv/h.wsgi", b"/hello", b"/hello", 6),
+            b"/srv/h.wsgi"
+        );
     }
 }

@@ -74,6 +74,8 @@ mod tests {
     fn on_off_is_case_insensitive_and_strict() {
         assert_eq!(parse_on_off("X", "ON"), Ok(true));
         assert_eq!(parse_on_off("X", "off"), Ok(false));
-        assert!(parse_on_off("X", "yes").unwrap_err().contains("X must be On or Off"));
+        assert!(parse_on_off("X", "yes")
+            .unwrap_err()
+            .contains("X must be On or Off"));
     }
 }

@@ -54,9 +54,12 @@ fn main_interpreter() -> *mut ffi::PyInterpreterState {
 /// This thread's thread state for the main interpreter, created (detached) on first use.
 fn main_thread_state() -> *mut ffi::PyThreadState {
     let interp = main_interpreter() as usize;
-    if let Some(ts) = THREAD_STATES
-        .with(|c| c.borrow().iter().find(|(i, _)| *i == interp).map(|(_, t)| *t))
-    {
+    if let Some(ts) = THREAD_STATES.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(i, _)| *i == interp)
+            .map(|(_, t)| *t)
+    }) {
         return ts as *mut ffi::PyThreadState;
     }
     // SAFETY: Python is running and this thread is detached (not INSIDE), so PyGILState_Ensure
@@ -93,7 +96,10 @@ pub fn attached<R>(f: impl FnOnce(Python<'_>) -> R) -> Result<R, NotRunning> {
     if !is_running() {
         return Err(NotRunning);
     }
-    assert!(!INSIDE.with(Cell::get), "attached() re-entered on one thread");
+    assert!(
+        !INSIDE.with(Cell::get),
+        "attached() re-entered on one thread"
+    );
     let tstate = main_thread_state();
     let mut f = Some(f);
     let mut outcome: Option<std::thread::Result<R>> = None;
@@ -109,7 +115,10 @@ pub fn attached<R>(f: impl FnOnce(Python<'_>) -> R) -> Result<R, NotRunning> {
     unsafe {
         ffi::PyEval_RestoreThread(tstate);
         let trampoline = pyo3::impl_::trampoline::get_trampoline_function!(noargs, run_job);
-        let result = trampoline(&mut job as *mut Job<'_> as *mut ffi::PyObject, ptr::null_mut());
+        let result = trampoline(
+            &mut job as *mut Job<'_> as *mut ffi::PyObject,
+            ptr::null_mut(),
+        );
         if result.is_null() {
             ffi::PyErr_Print();
         } else {

@@ -83,14 +83,29 @@ pub fn create_type<'py, const N: usize>(
     iter: Option<IterSlots>,
 ) -> PyResult<Bound<'py, PyType>> {
     let mut slots = vec![
-        ffi::PyType_Slot { slot: ffi::Py_tp_dealloc, pfunc: handle_dealloc as *mut c_void },
-        ffi::PyType_Slot { slot: ffi::Py_tp_methods, pfunc: methods.as_mut_ptr() as *mut c_void },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_dealloc,
+            pfunc: handle_dealloc as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_methods,
+            pfunc: methods.as_mut_ptr() as *mut c_void,
+        },
     ];
     if let Some(it) = iter {
-        slots.push(ffi::PyType_Slot { slot: ffi::Py_tp_iter, pfunc: it.iter as *mut c_void });
-        slots.push(ffi::PyType_Slot { slot: ffi::Py_tp_iternext, pfunc: it.next as *mut c_void });
+        slots.push(ffi::PyType_Slot {
+            slot: ffi::Py_tp_iter,
+            pfunc: it.iter as *mut c_void,
+        });
+        slots.push(ffi::PyType_Slot {
+            slot: ffi::Py_tp_iternext,
+            pfunc: it.next as *mut c_void,
+        });
     }
-    slots.push(ffi::PyType_Slot { slot: 0, pfunc: ptr::null_mut() });
+    slots.push(ffi::PyType_Slot {
+        slot: 0,
+        pfunc: ptr::null_mut(),
+    });
     let mut spec = ffi::PyType_Spec {
         name: name.as_ptr(),
         basicsize: std::mem::size_of::<HandleObject>() as c_int,
@@ -206,7 +221,10 @@ impl OwnedRef {
 }
 
 /// A `str` decoded from bytes as Latin-1: WSGI's "bytes as str" for environ values.
-pub fn latin1_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, pyo3::types::PyString>> {
+pub fn latin1_str<'py>(
+    py: Python<'py>,
+    bytes: &[u8],
+) -> PyResult<Bound<'py, pyo3::types::PyString>> {
     // SAFETY: attached; the pointer and length describe a valid slice; Latin-1 decoding cannot
     // fail for any byte, and a null result (out of memory) becomes an error.
     unsafe {

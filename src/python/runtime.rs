@@ -27,7 +27,9 @@ fn status_error(what: &str, status: &ffi::PyStatus) -> String {
             unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
         }
     };
-    format!("{what}: {} {}", text(status.func), text(status.err_msg)).trim_end().to_string()
+    format!("{what}: {} {}", text(status.func), text(status.err_msg))
+        .trim_end()
+        .to_string()
 }
 
 /// Which PyConfig field a Python home sets: a virtual environment is found through its
@@ -41,7 +43,12 @@ pub enum HomeSetting {
 pub fn home_setting(home: &str) -> HomeSetting {
     let root = Path::new(home);
     if root.join("pyvenv.cfg").is_file() {
-        HomeSetting::Executable(root.join("bin").join("python").to_string_lossy().into_owned())
+        HomeSetting::Executable(
+            root.join("bin")
+                .join("python")
+                .to_string_lossy()
+                .into_owned(),
+        )
     } else {
         HomeSetting::Home(home.to_string())
     }
@@ -98,7 +105,7 @@ pub fn finalize() {
     if !attach::is_running() {
         return;
     }
-    let _ = attached(|py| super::setup::before_finalize(py));
+    let _ = attached(super::setup::before_finalize);
     attach::set_running(false);
     // SAFETY: Python is initialised; this thread takes the GIL with its cached main-interpreter
     // state and finalises; nothing uses Python afterwards (RUNNING is false).
@@ -119,11 +126,17 @@ mod tests {
         std::fs::write(dir.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
         let got = home_setting(dir.to_str().unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(got, HomeSetting::Executable(format!("{}/bin/python", dir.display())));
+        assert_eq!(
+            got,
+            HomeSetting::Executable(format!("{}/bin/python", dir.display()))
+        );
     }
 
     #[test]
     fn plain_prefix_is_a_home() {
-        assert_eq!(home_setting("/nonexistent/prefix"), HomeSetting::Home("/nonexistent/prefix".into()));
+        assert_eq!(
+            home_setting("/nonexistent/prefix"),
+            HomeSetting::Home("/nonexistent/prefix".into())
+        );
     }
 }

@@ -30,7 +30,10 @@ unsafe impl<T: Send> Sync for Scoped<T> {}
 impl<T> Scoped<T> {
     /// Makes `value` reachable through the `Arc` given to `f` while `f` runs.
     pub fn run<R>(value: &mut T, f: impl FnOnce(&Arc<Scoped<T>>) -> R) -> R {
-        let scoped = Arc::new(Scoped { value: AtomicPtr::new(value), busy: AtomicBool::new(false) });
+        let scoped = Arc::new(Scoped {
+            value: AtomicPtr::new(value),
+            busy: AtomicBool::new(false),
+        });
         let result = catch_unwind(AssertUnwindSafe(|| f(&scoped)));
         scoped.value.store(ptr::null_mut(), Ordering::SeqCst);
         // Wait out a holder on another thread before `value`'s borrow ends.
@@ -45,7 +48,11 @@ impl<T> Scoped<T> {
 
     /// Runs `f` on the value if the scope is still open and nobody else is using it.
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, ScopeError> {
-        if self.busy.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
             return Err(ScopeError::Busy);
         }
         struct Release<'a>(&'a AtomicBool);
@@ -73,7 +80,13 @@ mod tests {
     fn value_is_reachable_only_inside_the_scope() {
         let mut n = 1;
         let kept = Scoped::run(&mut n, |s| {
-            assert_eq!(s.with(|v| { *v += 1; *v }), Ok(2));
+            assert_eq!(
+                s.with(|v| {
+                    *v += 1;
+                    *v
+                }),
+                Ok(2)
+            );
             s.clone()
         });
         assert_eq!(n, 2);

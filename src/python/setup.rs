@@ -24,7 +24,11 @@ fn add_site_directories(py: Python<'_>, dirs: &[String]) -> PyResult<()> {
         site.call_method1("addsitedir", (dir,))?;
     }
     let now: Vec<String> = sys_path.extract()?;
-    let mut front: Vec<String> = now.iter().filter(|p| !before.contains(p)).cloned().collect();
+    let mut front: Vec<String> = now
+        .iter()
+        .filter(|p| !before.contains(p))
+        .cloned()
+        .collect();
     // A directory already on sys.path is still moved to the front, as asked.
     for dir in dirs {
         if !front.contains(dir) {

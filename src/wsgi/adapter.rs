@@ -121,7 +121,8 @@ impl<'py> Call<'_, 'py> {
                     "response has not been started",
                 ));
             }
-            st.write(self.py, data, flush).map_err(pyo3::exceptions::PyOSError::new_err)
+            st.write(self.py, data, flush)
+                .map_err(pyo3::exceptions::PyOSError::new_err)
         })
     }
 
@@ -139,7 +140,8 @@ impl<'py> Call<'_, 'py> {
                     "response has not been started",
                 ));
             }
-            st.finish(self.py).map_err(pyo3::exceptions::PyOSError::new_err)
+            st.finish(self.py)
+                .map_err(pyo3::exceptions::PyOSError::new_err)
         });
         match finished {
             Ok(()) => Outcome::Sent,

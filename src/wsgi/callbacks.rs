@@ -25,7 +25,10 @@ pub struct LogPayload {
 
 impl LogPayload {
     pub fn new(slot: Arc<Slot>) -> Self {
-        LogPayload { slot, pending: Mutex::new(String::new()) }
+        LogPayload {
+            slot,
+            pending: Mutex::new(String::new()),
+        }
     }
 }
 
@@ -45,7 +48,9 @@ fn with_state<R>(slot: &Slot, f: impl FnOnce(&mut RequestState) -> PyResult<R>) 
 fn guarded(body: impl FnOnce() -> PyResult<*mut ffi::PyObject>) -> PyResult<*mut ffi::PyObject> {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| {
         let msg = crate::panic_message(&*panic);
-        Err(PyRuntimeError::new_err(format!("mod_wsgi-rs internal error: {msg}")))
+        Err(PyRuntimeError::new_err(format!(
+            "mod_wsgi-rs internal error: {msg}"
+        )))
     })
 }
 
@@ -69,10 +74,15 @@ impl<'py> Args<'py> {
         let (args, kwargs) = unsafe {
             (
                 Borrowed::from_ptr(py, args).cast_unchecked::<PyTuple>(),
-                Borrowed::from_ptr_or_opt(py, kwargs).map(|k| k.cast_unchecked::<PyDict>().to_owned()),
+                Borrowed::from_ptr_or_opt(py, kwargs)
+                    .map(|k| k.cast_unchecked::<PyDict>().to_owned()),
             )
         };
-        Args { func, positional: args.iter().collect(), keywords: kwargs }
+        Args {
+            func,
+            positional: args.iter().collect(),
+            keywords: kwargs,
+        }
     }
 
     /// Argument `index`/`name`, or None when absent or None.
@@ -118,7 +128,10 @@ impl<'py> Args<'py> {
 
     fn required(&self, index: usize, name: &str) -> PyResult<Bound<'py, PyAny>> {
         self.get(index, name)?.ok_or_else(|| {
-            PyTypeError::new_err(format!("{}() missing required argument '{name}'", self.func))
+            PyTypeError::new_err(format!(
+                "{}() missing required argument '{name}'",
+                self.func
+            ))
         })
     }
 
@@ -146,13 +159,19 @@ fn latin1_str(value: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
     })?;
     let s = s.to_str()?.to_string();
     if s.chars().any(|c| c as u32 > 0xff) {
-        return Err(PyValueError::new_err(format!("{what} must be encodable as Latin-1: {s:?}")));
+        return Err(PyValueError::new_err(format!(
+            "{what} must be encodable as Latin-1: {s:?}"
+        )));
     }
     Ok(s)
 }
 
 pub fn type_name(value: &Bound<'_, PyAny>) -> String {
-    value.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".to_string())
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_string())
 }
 
 /// Validates `start_response`'s status and headers into a response head.
@@ -168,12 +187,16 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     let mut out = Vec::with_capacity(list.len());
     let mut content_length = None;
     for item in list.iter() {
-        let pair = item.cast::<PyTuple>().ok().filter(|t| t.len() == 2).ok_or_else(|| {
-            PyTypeError::new_err(format!(
-                "list of 2-tuples expected for headers, value of type {} found",
-                type_name(&item)
-            ))
-        })?;
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2)
+            .ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "list of 2-tuples expected for headers, value of type {} found",
+                    type_name(&item)
+                ))
+            })?;
         let name = latin1_str(&pair.get_item(0)?, "header name")?;
         let value = latin1_str(&pair.get_item(1)?, "header value")?;
         check_header(&name, &value).map_err(PyValueError::new_err)?;
@@ -182,7 +205,12 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         }
         out.push((name, value));
     }
-    Ok(ResponseHead { status: code, status_line, headers: out, content_length })
+    Ok(ResponseHead {
+        status: code,
+        status_line,
+        headers: out,
+        content_length,
+    })
 }
 
 fn none() -> PyResult<*mut ffi::PyObject> {
@@ -200,7 +228,10 @@ unsafe fn start_response(
     guarded(|| {
         // SAFETY: slf is our adapter handle (this table's type); args/kwargs per CPython.
         let (slot, args) = unsafe {
-            (payload::<Slot>(slf).expect("adapter payload"), Args::new(py, "start_response", args, kwargs))
+            (
+                payload::<Slot>(slf).expect("adapter payload"),
+                Args::new(py, "start_response", args, kwargs),
+            )
         };
         args.check_count(3, &["status", "response_headers", "exc_info"])?;
         let status = args.required(0, "status")?;
@@ -234,7 +265,10 @@ unsafe fn write(
     guarded(|| {
         // SAFETY: as in start_response.
         let (slot, args) = unsafe {
-            (payload::<Slot>(slf).expect("adapter payload"), Args::new(py, "write", args, kwargs))
+            (
+                payload::<Slot>(slf).expect("adapter payload"),
+                Args::new(py, "write", args, kwargs),
+            )
         };
         args.check_count(1, &["data"])?;
         let data = args.required(0, "data")?;
@@ -246,9 +280,12 @@ unsafe fn write(
         })?;
         with_state(slot, |st| {
             if !st.started() {
-                return Err(PyRuntimeError::new_err("write() called before start_response()"));
+                return Err(PyRuntimeError::new_err(
+                    "write() called before start_response()",
+                ));
             }
-            st.write(py, bytes.as_bytes(), true).map_err(PyOSError::new_err)
+            st.write(py, bytes.as_bytes(), true)
+                .map_err(PyOSError::new_err)
         })?;
         none()
     })
@@ -269,11 +306,17 @@ unsafe fn input_read(
 ) -> PyResult<*mut ffi::PyObject> {
     guarded(|| {
         // SAFETY: slf is an Input handle; args/kwargs per CPython.
-        let (slot, args) =
-            unsafe { (payload::<Slot>(slf).expect("input payload"), Args::new(py, "read", args, kwargs)) };
+        let (slot, args) = unsafe {
+            (
+                payload::<Slot>(slf).expect("input payload"),
+                Args::new(py, "read", args, kwargs),
+            )
+        };
         args.check_count(1, &["size"])?;
         let size = args.size(0, "size")?;
-        let data = with_state(slot, |st| st.read_input(py, size).map_err(PyOSError::new_err))?;
+        let data = with_state(slot, |st| {
+            st.read_input(py, size).map_err(PyOSError::new_err)
+        })?;
         Ok(PyBytes::new(py, &data).into_ptr())
     })
 }
@@ -288,11 +331,16 @@ unsafe fn input_readline(
     guarded(|| {
         // SAFETY: as in input_read.
         let (slot, args) = unsafe {
-            (payload::<Slot>(slf).expect("input payload"), Args::new(py, "readline", args, kwargs))
+            (
+                payload::<Slot>(slf).expect("input payload"),
+                Args::new(py, "readline", args, kwargs),
+            )
         };
         args.check_count(1, &["size"])?;
         let size = args.size(0, "size")?;
-        let line = with_state(slot, |st| st.readline_input(py, size).map_err(PyOSError::new_err))?;
+        let line = with_state(slot, |st| {
+            st.readline_input(py, size).map_err(PyOSError::new_err)
+        })?;
         Ok(PyBytes::new(py, &line).into_ptr())
     })
 }
@@ -307,14 +355,19 @@ unsafe fn input_readlines(
     guarded(|| {
         // SAFETY: as in input_read.
         let (slot, args) = unsafe {
-            (payload::<Slot>(slf).expect("input payload"), Args::new(py, "readlines", args, kwargs))
+            (
+                payload::<Slot>(slf).expect("input payload"),
+                Args::new(py, "readlines", args, kwargs),
+            )
         };
         args.check_count(1, &["hint"])?;
         let hint = args.size(0, "hint")?;
         let lines = PyList::empty(py);
         let mut total = 0;
         loop {
-            let line = with_state(slot, |st| st.readline_input(py, None).map_err(PyOSError::new_err))?;
+            let line = with_state(slot, |st| {
+                st.readline_input(py, None).map_err(PyOSError::new_err)
+            })?;
             if line.is_empty() {
                 break;
             }
@@ -338,7 +391,9 @@ unsafe fn input_next(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut f
     guarded(|| {
         // SAFETY: slf is an Input handle.
         let slot = unsafe { payload::<Slot>(slf).expect("input payload") };
-        let line = with_state(slot, |st| st.readline_input(py, None).map_err(PyOSError::new_err))?;
+        let line = with_state(slot, |st| {
+            st.readline_input(py, None).map_err(PyOSError::new_err)
+        })?;
         if line.is_empty() {
             // NULL with no exception set: StopIteration.
             return Ok(std::ptr::null_mut());
@@ -363,7 +418,11 @@ pub fn input_iter_slots() -> crate::python::objects::IterSlots {
 
 /// Sends the complete lines of `pending` (all of it with `all`) to the request's log.
 fn emit_lines(py: Python<'_>, log: &LogPayload, pending: &mut String, all: bool) -> PyResult<()> {
-    let cut = if all { pending.len() } else { pending.rfind('\n').map_or(0, |i| i + 1) };
+    let cut = if all {
+        pending.len()
+    } else {
+        pending.rfind('\n').map_or(0, |i| i + 1)
+    };
     if cut == 0 {
         return Ok(());
     }
@@ -395,7 +454,10 @@ unsafe fn log_write(
         args.check_count(1, &["msg"])?;
         let msg = args.required(0, "msg")?;
         let text = msg.cast::<PyString>().map_err(|_| {
-            PyTypeError::new_err(format!("expected str object, value of type {} found", type_name(&msg)))
+            PyTypeError::new_err(format!(
+                "expected str object, value of type {} found",
+                type_name(&msg)
+            ))
         })?;
         let mut pending = log.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.push_str(text.to_str()?);
@@ -421,7 +483,10 @@ unsafe fn log_writelines(
         for item in lines.try_iter()? {
             let item = item?;
             let text = item.cast::<PyString>().map_err(|_| {
-                PyTypeError::new_err(format!("expected str object, value of type {} found", type_name(&item)))
+                PyTypeError::new_err(format!(
+                    "expected str object, value of type {} found",
+                    type_name(&item)
+                ))
             })?;
             pending.push_str(text.to_str()?);
         }

@@ -10,7 +10,10 @@ pub struct CgiVars(pub Vec<(Vec<u8>, Vec<u8>)>);
 
 impl CgiVars {
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.0.iter().find(|(k, _)| k == key.as_bytes()).map(|(_, v)| v.as_slice())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key.as_bytes())
+            .map(|(_, v)| v.as_slice())
     }
 
     pub fn set(&mut self, key: &str, value: impl Into<Vec<u8>>) {
@@ -68,11 +71,20 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
         vars.set("HTTPS", "1");
     }
     vars.set("mod_wsgi.process_group", settings.process_group.as_str());
-    vars.set("mod_wsgi.application_group", settings.application_group.as_str());
-    vars.set("mod_wsgi.callable_object", settings.callable_object.as_str());
+    vars.set(
+        "mod_wsgi.application_group",
+        settings.application_group.as_str(),
+    );
+    vars.set(
+        "mod_wsgi.callable_object",
+        settings.callable_object.as_str(),
+    );
     vars.set("mod_wsgi.request_handler", facts.handler.as_str());
     vars.set("mod_wsgi.handler_script", "");
-    vars.set("mod_wsgi.script_reloading", if settings.script_reloading { "1" } else { "0" });
+    vars.set(
+        "mod_wsgi.script_reloading",
+        if settings.script_reloading { "1" } else { "0" },
+    );
     vars.set("mod_wsgi.listener_host", facts.listener_host.as_str());
     vars.set("mod_wsgi.listener_port", facts.listener_port.to_string());
     vars.set("mod_wsgi.enable_sendfile", "0");
@@ -121,8 +133,10 @@ mod tests {
 
     #[test]
     fn authorization_passes_only_when_enabled() {
-        let facts =
-            RequestFacts { authorization: Some(b"Basic xyz".to_vec()), ..Default::default() };
+        let facts = RequestFacts {
+            authorization: Some(b"Basic xyz".to_vec()),
+            ..Default::default()
+        };
         let mut v = CgiVars::default();
         complete_cgi_vars(&mut v, &settings(), &facts);
         assert_eq!(v.get("HTTP_AUTHORIZATION"), None);
@@ -136,7 +150,14 @@ mod tests {
     fn https_sets_the_scheme() {
         let mut v = CgiVars::default();
         assert_eq!(url_scheme(&v), "http");
-        complete_cgi_vars(&mut v, &settings(), &RequestFacts { is_https: true, ..Default::default() });
+        complete_cgi_vars(
+            &mut v,
+            &settings(),
+            &RequestFacts {
+                is_https: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(url_scheme(&v), "https");
         v.set("HTTPS", "On");
         assert_eq!(url_scheme(&v), "https");

@@ -4,13 +4,18 @@
 /// A parsed status: the code and the whole status line, e.g. `(404, "404 Not Found")`.
 pub fn parse_status(status: &str) -> Result<(u16, String), String> {
     if let Some(c) = status.chars().find(|c| c.is_control()) {
-        return Err(format!("control character {:?} present in WSGI response status", c));
+        return Err(format!(
+            "control character {:?} present in WSGI response status",
+            c
+        ));
     }
     let bytes = status.as_bytes();
     let code_ok = bytes.len() >= 3 && bytes[..3].iter().all(u8::is_ascii_digit);
     let sep_ok = code_ok && (bytes.len() == 3 || bytes[3] == b' ');
     if !code_ok || !sep_ok {
-        return Err(format!("WSGI response status '{status}' is not of the form 'NNN reason'"));
+        return Err(format!(
+            "WSGI response status '{status}' is not of the form 'NNN reason'"
+        ));
     }
     let code: u16 = status[..3].parse().expect("three digits");
     if code < 100 {
@@ -24,8 +29,13 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty WSGI response header name".to_string());
     }
-    if let Some(c) = name.chars().find(|&c| c.is_control() || c == ' ' || c == ':' || !c.is_ascii()) {
-        return Err(format!("invalid character {c:?} in WSGI response header name '{name}'"));
+    if let Some(c) = name
+        .chars()
+        .find(|&c| c.is_control() || c == ' ' || c == ':' || !c.is_ascii())
+    {
+        return Err(format!(
+            "invalid character {c:?} in WSGI response header name '{name}'"
+        ));
     }
     if let Some(c) = value.chars().find(|&c| c == '\r' || c == '\n' || c == '\0') {
         return Err(format!(
@@ -39,9 +49,12 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
 pub fn parse_content_length(value: &str) -> Result<u64, String> {
     let v = value.trim();
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("invalid Content-Length value '{value}' in WSGI response"));
+        return Err(format!(
+            "invalid Content-Length value '{value}' in WSGI response"
+        ));
     }
-    v.parse().map_err(|_| format!("Content-Length value '{value}' is too large"))
+    v.parse()
+        .map_err(|_| format!("Content-Length value '{value}' is too large"))
 }
 
 #[cfg(test)]

@@ -38,9 +38,17 @@ pub fn prepare(py: Python<'_>) -> PyResult<()> {
         return Ok(());
     }
     let objects = InterpObjects {
-        adapter_type: OwnedRef::new(create_type(py, c"mod_wsgi.Adapter", &ADAPTER_METHODS, None)?.into_any()),
+        adapter_type: OwnedRef::new(
+            create_type(py, c"mod_wsgi.Adapter", &ADAPTER_METHODS, None)?.into_any(),
+        ),
         input_type: OwnedRef::new(
-            create_type(py, c"mod_wsgi.Input", &INPUT_METHODS, Some(input_iter_slots()))?.into_any(),
+            create_type(
+                py,
+                c"mod_wsgi.Input",
+                &INPUT_METHODS,
+                Some(input_iter_slots()),
+            )?
+            .into_any(),
         ),
         log_type: OwnedRef::new(create_type(py, c"mod_wsgi.Log", &LOG_METHODS, None)?.into_any()),
     };
@@ -56,7 +64,11 @@ pub fn objects(_py: Python<'_>) -> &'static InterpObjects {
 /// Drops our references before the interpreter is finalised.
 pub fn release(py: Python<'_>) {
     if let Some(objects) = MAIN.get() {
-        for owned in [&objects.adapter_type, &objects.input_type, &objects.log_type] {
+        for owned in [
+            &objects.adapter_type,
+            &objects.input_type,
+            &objects.log_type,
+        ] {
             owned.release(py);
         }
     }

@@ -113,12 +113,20 @@ impl RequestState {
 
     pub fn read_input(&mut self, py: Python<'_>, size: Option<usize>) -> Result<Vec<u8>, String> {
         let RequestState { io, input, .. } = self;
-        detached(py, || input.read(&mut |buf: &mut [u8]| io.read_body(buf), size))
+        detached(py, || {
+            input.read(&mut |buf: &mut [u8]| io.read_body(buf), size)
+        })
     }
 
-    pub fn readline_input(&mut self, py: Python<'_>, size: Option<usize>) -> Result<Vec<u8>, String> {
+    pub fn readline_input(
+        &mut self,
+        py: Python<'_>,
+        size: Option<usize>,
+    ) -> Result<Vec<u8>, String> {
         let RequestState { io, input, .. } = self;
-        detached(py, || input.readline(&mut |buf: &mut [u8]| io.read_body(buf), size))
+        detached(py, || {
+            input.readline(&mut |buf: &mut [u8]| io.read_body(buf), size)
+        })
     }
 
     pub fn log(&mut self, py: Python<'_>, level: Level, msg: &str) {

@@ -23,7 +23,10 @@ def application(environ, start_response):
 /// Parses the ENVIRON app's output into (key, value) pairs.
 pub fn parse_environ(text: &str) -> Vec<(String, String)> {
     text.lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect()
 }
 

@@ -32,7 +32,9 @@ pub fn module_path() -> PathBuf {
 
 /// The Python the module under test was built for: `$MOD_WSGI_PYTHON`, else Debian's.
 pub fn python() -> PathBuf {
-    std::env::var_os("MOD_WSGI_PYTHON").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/python3".into())
+    std::env::var_os("MOD_WSGI_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/python3".into())
 }
 
 /// "major.minor" of [`python`].
@@ -64,7 +66,11 @@ pub fn set_mode(path: &Path, mode: u32) {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn is_root() -> bool {
@@ -83,7 +89,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { threads: 8, processes: 1, load_module: None }
+        Options {
+            threads: 8,
+            processes: 1,
+            load_module: None,
+        }
     }
 }
 
@@ -95,10 +105,15 @@ pub struct Apache {
 
 /// The config every test server shares; `extra` is the test's own part.
 pub fn config_text(dir: &Path, port: u16, opts: &Options, extra: &str) -> String {
-    let user = if is_root() { "User www-data\nGroup www-data\n" } else { "" };
-    let load = opts.load_module.clone().unwrap_or_else(|| {
-        format!("LoadModule wsgi_module \"{}\"", module_path().display())
-    });
+    let user = if is_root() {
+        "User www-data\nGroup www-data\n"
+    } else {
+        ""
+    };
+    let load = opts
+        .load_module
+        .clone()
+        .unwrap_or_else(|| format!("LoadModule wsgi_module \"{}\"", module_path().display()));
     // A Python whose own prefix Apache's User cannot read (a pyenv under /root) is tested with
     // a readable copy of its prefix as the default Python home.
     let home = match std::env::var("MOD_WSGI_PYTHON_HOME") {
@@ -148,7 +163,11 @@ Timeout 20
 pub fn config_test(name: &str, extra: &str) -> (bool, String) {
     let dir = temp_dir(name);
     let conf = dir.join("httpd.conf");
-    std::fs::write(&conf, config_text(&dir, free_port(), &Options::default(), extra)).unwrap();
+    std::fs::write(
+        &conf,
+        config_text(&dir, free_port(), &Options::default(), extra),
+    )
+    .unwrap();
     let out = Command::new(APACHE)
         .arg("-d")
         .arg(&dir)
@@ -157,7 +176,11 @@ pub fn config_test(name: &str, extra: &str) -> (bool, String) {
         .arg("-t")
         .output()
         .expect("run apache2 -t");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -179,10 +202,24 @@ impl Apache {
         }
         let port = free_port();
         let conf = dir.join("httpd.conf");
-        std::fs::write(&conf, config_text(&dir, port, &opts, &extra.replace("{dir}", &d))).unwrap();
+        std::fs::write(
+            &conf,
+            config_text(&dir, port, &opts, &extra.replace("{dir}", &d)),
+        )
+        .unwrap();
         let (ok, text) = {
-            let out = Command::new(APACHE).arg("-d").arg(&dir).arg("-f").arg(&conf).arg("-t").output().unwrap();
-            (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+            let out = Command::new(APACHE)
+                .arg("-d")
+                .arg(&dir)
+                .arg("-f")
+                .arg(&conf)
+                .arg("-t")
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
         };
         assert!(ok, "apache2 -t failed for {name}:\n{text}");
         let child = Command::new(APACHE)
@@ -193,10 +230,16 @@ impl Apache {
             .arg("-DFOREGROUND")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(dir.join("console.log")).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("console.log")).unwrap(),
+            ))
             .spawn()
             .expect("start apache2");
-        let apache = Apache { dir, port, child: Some(child) };
+        let apache = Apache {
+            dir,
+            port,
+            child: Some(child),
+        };
         apache.wait_ready();
         apache
     }
@@ -204,7 +247,9 @@ impl Apache {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if self.dir.join("httpd.pid").exists() && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.dir.join("httpd.pid").exists()
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -236,7 +281,13 @@ impl Apache {
         self.request("GET", path, &[], b"")
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         http_request(self.port, method, path, headers, body)
     }
 
@@ -287,7 +338,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -296,13 +350,23 @@ impl Response {
 }
 
 /// One HTTP/1.1 request on a fresh connection (closed afterwards).
-pub fn http_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     let mut has_length = false;
     for (k, v) in headers {
-        has_length |= k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding");
+        has_length |=
+            k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding");
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     if !has_length && (!body.is_empty() || method == "POST") {
@@ -318,7 +382,11 @@ pub fn read_response(stream: TcpStream, head_only: bool) -> Response {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).expect("status line");
-    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut headers = Vec::new();
     loop {
         line.clear();
@@ -333,7 +401,12 @@ pub fn read_response(stream: TcpStream, head_only: bool) -> Response {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let get = |n: &str| headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     let mut body = Vec::new();
     let mut complete = true;
     if head_only || status == 304 || status == 204 {
@@ -344,7 +417,10 @@ pub fn read_response(stream: TcpStream, head_only: bool) -> Response {
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
                 break;
             }
-            let Ok(size) = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16) else { break };
+            let Ok(size) = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+            else {
+                break;
+            };
             if size == 0 {
                 complete = true;
                 break;
@@ -362,5 +438,10 @@ pub fn read_response(stream: TcpStream, head_only: bool) -> Response {
         let _ = reader.read_to_end(&mut body);
     }
     let _ = reader.get_ref().shutdown(Shutdown::Both);
-    Response { status, headers, body, complete }
+    Response {
+        status,
+        headers,
+        body,
+        complete,
+    }
 }
