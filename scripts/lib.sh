@@ -22,14 +22,26 @@ ensure_packages() {
     fi
 }
 
+# The Rust toolchain: pyo3 needs Rust 1.85 or newer, newer than Debian 12's own cargo.
+RUST_MIN_MINOR=85
+
+rust_ok() {
+    command -v cargo >/dev/null 2>&1 || return 1
+    local minor
+    minor="$(rustc --version 2>/dev/null | sed -n 's/^rustc 1\.\([0-9]*\).*/\1/p')"
+    [ -n "$minor" ] && [ "$minor" -ge "$RUST_MIN_MINOR" ]
+}
+
 ensure_rust() {
-    if ! command -v cargo >/dev/null 2>&1; then
-        [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    rust_ok && return 0
+    log "installing Rust (stable, minimal profile) with rustup"
+    if ! command -v rustup >/dev/null 2>&1; then
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+        export PATH="$HOME/.cargo/bin:$PATH"
     fi
-    if ! command -v cargo >/dev/null 2>&1; then
-        log "installing Rust (Debian's cargo and rustc)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo rustc >/dev/null
-    fi
+    rustup toolchain install stable --profile minimal && rustup default stable
+    rust_ok || { echo "Rust 1.$RUST_MIN_MINOR or newer is needed (rustc: $(rustc --version 2>&1))" >&2; exit 1; }
 }
 
 build_module() {

@@ -56,6 +56,37 @@ fn script_alias_at_root_gives_empty_script_name() {
 }
 
 #[test]
+fn script_alias_to_a_directory_maps_each_script() {
+    let apache = Apache::start(
+        "aliasdir",
+        &[("apps/one.wsgi", ENVIRON), ("apps/two.wsgi", HELLO)],
+        "WSGIScriptAlias /apps/ {dir}/apps/",
+    );
+    let env = parse_environ(&apache.get("/apps/one.wsgi/x").text());
+    assert_eq!(environ_value(&env, "SCRIPT_NAME"), Some("/apps/one.wsgi"));
+    assert_eq!(environ_value(&env, "PATH_INFO"), Some("/x"));
+    assert_eq!(apache.get("/apps/two.wsgi").text(), "Hello, world!");
+    assert_eq!(apache.get("/apps/three.wsgi").status, 404);
+}
+
+#[test]
+fn a_python_that_cannot_start_is_a_500_with_a_reason() {
+    let apache = Apache::start(
+        "badhome",
+        &[("hello.wsgi", HELLO)],
+        "WSGIPythonHome /nonexistent/python\nWSGIScriptAlias /hello {dir}/hello.wsgi",
+    );
+    assert_eq!(apache.get("/hello").status, 500);
+    let log = apache.wait_for_log("Python is not running");
+    assert!(log.contains("Python could not be started"), "{log}");
+    assert!(
+        log.contains("Python is not running in this process"),
+        "{log}"
+    );
+    assert!(!log.contains("exit signal"), "{log}");
+}
+
+#[test]
 fn script_alias_match_substitutes_groups() {
     let apache = Apache::start(
         "aliasmatch",

@@ -87,7 +87,11 @@ pub fn initialize(settings: &PythonSettings) -> Result<(), String> {
             }
             let status = ffi::Py_InitializeFromConfig(&config);
             if ffi::PyStatus_Exception(status) != 0 {
-                return Err(status_error("Python failed to start", &status));
+                let mut msg = status_error("Python failed to start", &status);
+                if let Some(home) = &settings.home {
+                    msg.push_str(&format!(" (WSGIPythonHome is '{home}': is it a Python {} prefix or virtual environment readable by this user?)", crate::PYTHON_VERSION));
+                }
+                return Err(msg);
             }
             Ok(())
         })();
