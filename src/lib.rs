@@ -4,6 +4,8 @@
 //! pointers lives under `apache/`, everything that touches raw CPython API under `python/`, and
 //! the WSGI logic (`wsgi/`, `script`) is written against safe types.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod config;
 pub mod python;
 pub mod script;

@@ -5,7 +5,7 @@ use crate::python::detached;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// Why no application could be had from a script.
 pub enum LoadError {
@@ -20,13 +20,14 @@ static LOAD_LOCK: Mutex<()> = Mutex::new(());
 /// Module names by script path, so the digest is computed once per script.
 static MODULE_NAMES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 
-fn module_name(py: Python<'_>, path: &str) -> PyResult<String> {
-    if let Some(name) = MODULE_NAMES
+fn module_names() -> MutexGuard<'static, Option<HashMap<String, String>>> {
+    MODULE_NAMES
         .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .get(path)
-    {
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn module_name(py: Python<'_>, path: &str) -> PyResult<String> {
+    if let Some(name) = module_names().get_or_insert_with(HashMap::new).get(path) {
         return Ok(name.clone());
     }
     let kwargs = PyDict::new(py);
@@ -37,9 +38,7 @@ fn module_name(py: Python<'_>, path: &str) -> PyResult<String> {
         .call_method0("hexdigest")?
         .extract()?;
     let name = format!("_mod_wsgi_{digest}");
-    MODULE_NAMES
-        .lock()
-        .unwrap()
+    module_names()
         .get_or_insert_with(HashMap::new)
         .insert(path.to_string(), name.clone());
     Ok(name)
@@ -95,10 +94,13 @@ fn load_module<'py>(
 }
 
 /// Holds LOAD_LOCK without holding the GIL while waiting for it.
-fn lock_loading(py: Python<'_>) -> std::sync::MutexGuard<'static, ()> {
+fn lock_loading(py: Python<'_>) -> MutexGuard<'static, ()> {
     loop {
-        if let Ok(guard) = LOAD_LOCK.try_lock() {
-            return guard;
+        match LOAD_LOCK.try_lock() {
+            Ok(guard) => return guard,
+            // A load that panicked left nothing half-registered (see load_module): carry on.
+            Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {}
         }
         // Wait for the current holder with the GIL released (it may need the GIL to finish).
         detached(py, || drop(LOAD_LOCK.lock()));

@@ -218,22 +218,59 @@ fn none() -> PyResult<*mut ffi::PyObject> {
     Ok(unsafe { ffi::Py_NewRef(ffi::Py_None()) })
 }
 
-/// `start_response(status, response_headers, exc_info=None)`; returns `write`.
-unsafe fn start_response(
+/// The frame every method shares: panics become exceptions, `self`'s payload is found, and the
+/// arguments are checked against `params` before `body` runs.
+///
+/// # Safety
+/// `slf` must be an object of a handle type whose payload is a `T` (true for the `self` of a
+/// method in that type's table); `args`/`kwargs` are what CPython passed.
+unsafe fn method<T>(
     py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *mut ffi::PyObject,
     kwargs: *mut ffi::PyObject,
+    name: &'static str,
+    params: &[&str],
+    body: impl FnOnce(&T, &Args<'_>) -> PyResult<*mut ffi::PyObject>,
 ) -> PyResult<*mut ffi::PyObject> {
     guarded(|| {
-        // SAFETY: slf is our adapter handle (this table's type); args/kwargs per CPython.
-        let (slot, args) = unsafe {
+        // SAFETY: by this function's contract.
+        let (payload, args) = unsafe {
             (
-                payload::<Slot>(slf).expect("adapter payload"),
-                Args::new(py, "start_response", args, kwargs),
+                payload::<T>(slf).expect("handle payload"),
+                Args::new(py, name, args, kwargs),
             )
         };
-        args.check_count(3, &["status", "response_headers", "exc_info"])?;
+        args.check_count(params.len(), params)?;
+        body(payload, &args)
+    })
+}
+
+/// Declares `$name` as a method (the trampoline's signature) whose body is `$body`, a closure
+/// taking the payload and the arguments.
+macro_rules! handle_method {
+    ($name:ident, $payload:ty, $py_name:literal, [$($param:literal),*], |$py:ident, $slf:ident, $p:ident, $a:ident| $body:expr) => {
+        unsafe fn $name(
+            $py: Python<'_>,
+            $slf: *mut ffi::PyObject,
+            args: *mut ffi::PyObject,
+            kwargs: *mut ffi::PyObject,
+        ) -> PyResult<*mut ffi::PyObject> {
+            #[allow(unused_braces)]
+            let body = |$p: &$payload, $a: &Args<'_>| -> PyResult<*mut ffi::PyObject> { $body };
+            // SAFETY: $name is only listed in the method table of the type whose payload is
+            // $payload, so `self` is one of its objects.
+            unsafe { method::<$payload>($py, $slf, args, kwargs, $py_name, &[$($param),*], body) }
+        }
+    };
+}
+
+handle_method!(
+    start_response,
+    Slot,
+    "start_response",
+    ["status", "response_headers", "exc_info"],
+    |py, slf, slot, args| {
         let status = args.required(0, "status")?;
         let headers = args.required(1, "response_headers")?;
         let exc_info = args.get(2, "exc_info")?;
@@ -250,46 +287,29 @@ unsafe fn start_response(
         })?;
         // SAFETY: slf is alive for this call.
         let handle = unsafe { Borrowed::from_ptr(py, slf) };
-        let write = bound_function(&handle, ADAPTER_METHODS.get(c"write"))?;
-        Ok(write.into_ptr())
-    })
-}
+        Ok(bound_function(&handle, ADAPTER_METHODS.get(c"write"))?.into_ptr())
+    }
+);
 
-/// `write(data)`, returned by `start_response`.
-unsafe fn write(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *mut ffi::PyObject,
-    kwargs: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    guarded(|| {
-        // SAFETY: as in start_response.
-        let (slot, args) = unsafe {
-            (
-                payload::<Slot>(slf).expect("adapter payload"),
-                Args::new(py, "write", args, kwargs),
-            )
-        };
-        args.check_count(1, &["data"])?;
-        let data = args.required(0, "data")?;
-        let bytes = data.cast::<PyBytes>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "byte string value expected, value of type {} found",
-                type_name(&data)
-            ))
-        })?;
-        with_state(slot, |st| {
-            if !st.started() {
-                return Err(PyRuntimeError::new_err(
-                    "write() called before start_response()",
-                ));
-            }
-            st.write(py, bytes.as_bytes(), true)
-                .map_err(PyOSError::new_err)
-        })?;
-        none()
-    })
-}
+handle_method!(write, Slot, "write", ["data"], |py, _slf, slot, args| {
+    let data = args.required(0, "data")?;
+    let bytes = data.cast::<PyBytes>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "byte string value expected, value of type {} found",
+            type_name(&data)
+        ))
+    })?;
+    with_state(slot, |st| {
+        if !st.started() {
+            return Err(PyRuntimeError::new_err(
+                "write() called before start_response()",
+            ));
+        }
+        st.write(py, bytes.as_bytes(), true)
+            .map_err(PyOSError::new_err)
+    })?;
+    none()
+});
 
 pub static ADAPTER_METHODS: MethodTable<3> = MethodTable([
     py_method!(c"start_response", start_response),
@@ -297,77 +317,48 @@ pub static ADAPTER_METHODS: MethodTable<3> = MethodTable([
     METHOD_TABLE_END,
 ]);
 
-/// `wsgi.input.read(size=-1)`
-unsafe fn input_read(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *mut ffi::PyObject,
-    kwargs: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    guarded(|| {
-        // SAFETY: slf is an Input handle; args/kwargs per CPython.
-        let (slot, args) = unsafe {
-            (
-                payload::<Slot>(slf).expect("input payload"),
-                Args::new(py, "read", args, kwargs),
-            )
-        };
-        args.check_count(1, &["size"])?;
+fn read_line(py: Python<'_>, slot: &Slot, size: Option<usize>) -> PyResult<Vec<u8>> {
+    with_state(slot, |st| {
+        st.readline_input(py, size).map_err(PyOSError::new_err)
+    })
+}
+
+handle_method!(
+    input_read,
+    Slot,
+    "read",
+    ["size"],
+    |py, _slf, slot, args| {
         let size = args.size(0, "size")?;
         let data = with_state(slot, |st| {
             st.read_input(py, size).map_err(PyOSError::new_err)
         })?;
         Ok(PyBytes::new(py, &data).into_ptr())
-    })
-}
+    }
+);
 
-/// `wsgi.input.readline(size=-1)`
-unsafe fn input_readline(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *mut ffi::PyObject,
-    kwargs: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    guarded(|| {
-        // SAFETY: as in input_read.
-        let (slot, args) = unsafe {
-            (
-                payload::<Slot>(slf).expect("input payload"),
-                Args::new(py, "readline", args, kwargs),
-            )
-        };
-        args.check_count(1, &["size"])?;
-        let size = args.size(0, "size")?;
-        let line = with_state(slot, |st| {
-            st.readline_input(py, size).map_err(PyOSError::new_err)
-        })?;
+handle_method!(
+    input_readline,
+    Slot,
+    "readline",
+    ["size"],
+    |py, _slf, slot, args| {
+        let line = read_line(py, slot, args.size(0, "size")?)?;
         Ok(PyBytes::new(py, &line).into_ptr())
-    })
-}
+    }
+);
 
-/// `wsgi.input.readlines(hint=-1)`
-unsafe fn input_readlines(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *mut ffi::PyObject,
-    kwargs: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    guarded(|| {
-        // SAFETY: as in input_read.
-        let (slot, args) = unsafe {
-            (
-                payload::<Slot>(slf).expect("input payload"),
-                Args::new(py, "readlines", args, kwargs),
-            )
-        };
-        args.check_count(1, &["hint"])?;
+handle_method!(
+    input_readlines,
+    Slot,
+    "readlines",
+    ["hint"],
+    |py, _slf, slot, args| {
         let hint = args.size(0, "hint")?;
         let lines = PyList::empty(py);
         let mut total = 0;
         loop {
-            let line = with_state(slot, |st| {
-                st.readline_input(py, None).map_err(PyOSError::new_err)
-            })?;
+            let line = read_line(py, slot, None)?;
             if line.is_empty() {
                 break;
             }
@@ -378,8 +369,8 @@ unsafe fn input_readlines(
             }
         }
         Ok(lines.into_ptr())
-    })
-}
+    }
+);
 
 unsafe extern "C" fn input_iter(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: returns a new reference to the live object it was called on.
@@ -391,9 +382,7 @@ unsafe fn input_next(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut f
     guarded(|| {
         // SAFETY: slf is an Input handle.
         let slot = unsafe { payload::<Slot>(slf).expect("input payload") };
-        let line = with_state(slot, |st| {
-            st.readline_input(py, None).map_err(PyOSError::new_err)
-        })?;
+        let line = read_line(py, slot, None)?;
         if line.is_empty() {
             // NULL with no exception set: StopIteration.
             return Ok(std::ptr::null_mut());
@@ -435,78 +424,57 @@ fn emit_lines(py: Python<'_>, log: &LogPayload, pending: &mut String, all: bool)
     })
 }
 
-fn log_payload<'a>(slf: *mut ffi::PyObject) -> &'a LogPayload {
-    // SAFETY: only called with `self` of the Log type, whose payload is a LogPayload.
-    unsafe { payload::<LogPayload>(slf).expect("log payload") }
-}
-
-/// `wsgi.errors.write(text)`: line-buffered, one log entry per line.
-unsafe fn log_write(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *mut ffi::PyObject,
-    kwargs: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    guarded(|| {
-        let log = log_payload(slf);
-        // SAFETY: args/kwargs per CPython.
-        let args = unsafe { Args::new(py, "write", args, kwargs) };
-        args.check_count(1, &["msg"])?;
-        let msg = args.required(0, "msg")?;
-        let text = msg.cast::<PyString>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "expected str object, value of type {} found",
-                type_name(&msg)
-            ))
-        })?;
-        let mut pending = log.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.push_str(text.to_str()?);
-        emit_lines(py, log, &mut pending, false)?;
-        none()
+fn text_arg<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+    value.cast::<PyString>().cloned().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "expected str object, value of type {} found",
+            type_name(value)
+        ))
     })
 }
 
-/// `wsgi.errors.writelines(lines)`
-unsafe fn log_writelines(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *mut ffi::PyObject,
-    kwargs: *mut ffi::PyObject,
+/// Appends `texts` to the log's partial line and logs every line now complete.
+fn log_texts<'py>(
+    py: Python<'py>,
+    log: &LogPayload,
+    texts: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
 ) -> PyResult<*mut ffi::PyObject> {
-    guarded(|| {
-        let log = log_payload(slf);
-        // SAFETY: args/kwargs per CPython.
-        let args = unsafe { Args::new(py, "writelines", args, kwargs) };
-        args.check_count(1, &["lines"])?;
-        let lines = args.required(0, "lines")?;
-        let mut pending = log.pending.lock().unwrap_or_else(|e| e.into_inner());
-        for item in lines.try_iter()? {
-            let item = item?;
-            let text = item.cast::<PyString>().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "expected str object, value of type {} found",
-                    type_name(&item)
-                ))
-            })?;
-            pending.push_str(text.to_str()?);
-        }
-        emit_lines(py, log, &mut pending, false)?;
-        none()
-    })
+    let mut pending = log.pending.lock().unwrap_or_else(|e| e.into_inner());
+    for text in texts {
+        pending.push_str(text_arg(&text?)?.to_str()?);
+    }
+    emit_lines(py, log, &mut pending, false)?;
+    none()
 }
 
-/// `wsgi.errors.flush()`: logs a partial line too.
-unsafe fn log_flush(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    _args: *mut ffi::PyObject,
-    _kwargs: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    guarded(|| {
-        flush_log(py, log_payload(slf))?;
+// `wsgi.errors.write(text)`: line-buffered, one log entry per line.
+handle_method!(
+    log_write,
+    LogPayload,
+    "write",
+    ["msg"],
+    |py, _slf, log, args| { log_texts(py, log, std::iter::once(args.required(0, "msg"))) }
+);
+
+handle_method!(
+    log_writelines,
+    LogPayload,
+    "writelines",
+    ["lines"],
+    |py, _slf, log, args| { log_texts(py, log, args.required(0, "lines")?.try_iter()?) }
+);
+
+// `wsgi.errors.flush()`: logs a partial line too.
+handle_method!(
+    log_flush,
+    LogPayload,
+    "flush",
+    [],
+    |py, _slf, log, _args| {
+        flush_log(py, log)?;
         none()
-    })
-}
+    }
+);
 
 pub fn flush_log(py: Python<'_>, log: &LogPayload) -> PyResult<()> {
     let mut pending = log.pending.lock().unwrap_or_else(|e| e.into_inner());
