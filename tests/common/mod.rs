@@ -168,11 +168,16 @@ pub fn config_test(name: &str, extra: &str) -> (bool, String) {
         config_text(&dir, free_port(), &Options::default(), extra),
     )
     .unwrap();
+    check_config(&dir, &conf)
+}
+
+/// Runs `apache2 -t` on the config in `dir`; returns (passed, output).
+fn check_config(dir: &Path, conf: &Path) -> (bool, String) {
     let out = Command::new(APACHE)
         .arg("-d")
-        .arg(&dir)
+        .arg(dir)
         .arg("-f")
-        .arg(&conf)
+        .arg(conf)
         .arg("-t")
         .output()
         .expect("run apache2 -t");
@@ -207,20 +212,7 @@ impl Apache {
             config_text(&dir, port, &opts, &extra.replace("{dir}", &d)),
         )
         .unwrap();
-        let (ok, text) = {
-            let out = Command::new(APACHE)
-                .arg("-d")
-                .arg(&dir)
-                .arg("-f")
-                .arg(&conf)
-                .arg("-t")
-                .output()
-                .unwrap();
-            (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        };
+        let (ok, text) = check_config(&dir, &conf);
         assert!(ok, "apache2 -t failed for {name}:\n{text}");
         let child = Command::new(APACHE)
             .arg("-d")
