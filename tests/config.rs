@@ -23,6 +23,16 @@ fn ifmodule_matches_by_file_and_by_identifier() {
 }
 
 #[test]
+fn apache_lists_the_module() {
+    let (ok, out) = common::apache_command("dump", "", "-M");
+    assert!(ok, "{out}");
+    assert!(
+        out.lines().any(|l| l.trim() == "wsgi_module (shared)"),
+        "{out}"
+    );
+}
+
+#[test]
 fn supported_directives_pass() {
     let (ok, out) = config_test(
         "supported",

@@ -161,6 +161,12 @@ Timeout 20
 
 /// Runs `apache2 -t` on a config; returns (passed, output).
 pub fn config_test(name: &str, extra: &str) -> (bool, String) {
+    apache_command(name, extra, "-t")
+}
+
+/// Runs `apache2 <flag>` (`-t`, `-M`, …) on the base config plus `extra`; returns (succeeded,
+/// output).
+pub fn apache_command(name: &str, extra: &str, flag: &str) -> (bool, String) {
     let dir = temp_dir(name);
     let conf = dir.join("httpd.conf");
     std::fs::write(
@@ -168,17 +174,21 @@ pub fn config_test(name: &str, extra: &str) -> (bool, String) {
         config_text(&dir, free_port(), &Options::default(), extra),
     )
     .unwrap();
-    check_config(&dir, &conf)
+    run_apache(&dir, &conf, flag)
 }
 
 /// Runs `apache2 -t` on the config in `dir`; returns (passed, output).
 fn check_config(dir: &Path, conf: &Path) -> (bool, String) {
+    run_apache(dir, conf, "-t")
+}
+
+fn run_apache(dir: &Path, conf: &Path, flag: &str) -> (bool, String) {
     let out = Command::new(APACHE)
         .arg("-d")
         .arg(dir)
         .arg("-f")
         .arg(conf)
-        .arg("-t")
+        .arg(flag)
         .output()
         .expect("run apache2 -t");
     let text = format!(
