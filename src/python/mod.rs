@@ -2,6 +2,7 @@
 //! raw C API. The only place besides `apache/` with `unsafe` code.
 
 pub mod attach;
+pub mod method;
 pub mod objects;
 pub mod runtime;
 pub mod setup;

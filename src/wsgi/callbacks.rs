@@ -5,14 +5,13 @@
 use super::headers::{check_header, parse_content_length, parse_status};
 use super::io::{Level, ResponseHead};
 use super::state::{RequestState, StartError};
-use crate::py_method;
-use crate::python::objects::{bound_function, payload, MethodTable, METHOD_TABLE_END};
+use crate::python::method::iter_self;
+use crate::python::objects::{bound_function, MethodTable, METHOD_TABLE_END};
 use crate::python::scoped::{ScopeError, Scoped};
+use crate::{handle_iternext, handle_method, py_method};
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
-use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use std::sync::{Arc, Mutex};
 
 pub type Slot = Scoped<RequestState>;
@@ -41,112 +40,6 @@ fn scope_error(e: ScopeError) -> PyErr {
 
 fn with_state<R>(slot: &Slot, f: impl FnOnce(&mut RequestState) -> PyResult<R>) -> PyResult<R> {
     slot.with(f).map_err(scope_error)?
-}
-
-/// Runs a callback body, turning a Rust panic into a Python exception here, so pyo3's own
-/// (process-wide) PanicException type never reaches an interpreter.
-fn guarded(body: impl FnOnce() -> PyResult<*mut ffi::PyObject>) -> PyResult<*mut ffi::PyObject> {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| {
-        let msg = crate::panic_message(&*panic);
-        Err(PyRuntimeError::new_err(format!(
-            "mod_wsgi-rs internal error: {msg}"
-        )))
-    })
-}
-
-/// The positional and keyword arguments of a call, with names for error messages.
-struct Args<'py> {
-    func: &'static str,
-    positional: Vec<Bound<'py, PyAny>>,
-    keywords: Option<Bound<'py, PyDict>>,
-}
-
-impl<'py> Args<'py> {
-    /// # Safety
-    /// `args` is a tuple and `kwargs` null or a dict, borrowed for the call (CPython's contract).
-    unsafe fn new(
-        py: Python<'py>,
-        func: &'static str,
-        args: *mut ffi::PyObject,
-        kwargs: *mut ffi::PyObject,
-    ) -> Self {
-        // SAFETY: by the caller's contract.
-        let (args, kwargs) = unsafe {
-            (
-                Borrowed::from_ptr(py, args).cast_unchecked::<PyTuple>(),
-                Borrowed::from_ptr_or_opt(py, kwargs)
-                    .map(|k| k.cast_unchecked::<PyDict>().to_owned()),
-            )
-        };
-        Args {
-            func,
-            positional: args.iter().collect(),
-            keywords: kwargs,
-        }
-    }
-
-    /// Argument `index`/`name`, or None when absent or None.
-    fn get(&self, index: usize, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let by_name = match &self.keywords {
-            Some(k) => k.get_item(name)?,
-            None => None,
-        };
-        let value = match (self.positional.get(index), by_name) {
-            (Some(_), Some(_)) => {
-                return Err(PyTypeError::new_err(format!(
-                    "{}() got multiple values for argument '{name}'",
-                    self.func
-                )))
-            }
-            (Some(v), None) => Some(v.clone()),
-            (None, v) => v,
-        };
-        Ok(value.filter(|v| !v.is_none()))
-    }
-
-    fn check_count(&self, max: usize, names: &[&str]) -> PyResult<()> {
-        if self.positional.len() > max {
-            return Err(PyTypeError::new_err(format!(
-                "{}() takes at most {max} arguments ({} given)",
-                self.func,
-                self.positional.len()
-            )));
-        }
-        if let Some(k) = &self.keywords {
-            for key in k.keys() {
-                let key: String = key.extract()?;
-                if !names.contains(&key.as_str()) {
-                    return Err(PyTypeError::new_err(format!(
-                        "{}() got an unexpected keyword argument '{key}'",
-                        self.func
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn required(&self, index: usize, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        self.get(index, name)?.ok_or_else(|| {
-            PyTypeError::new_err(format!(
-                "{}() missing required argument '{name}'",
-                self.func
-            ))
-        })
-    }
-
-    /// An optional size argument: None or a negative number mean "no limit".
-    fn size(&self, index: usize, name: &str) -> PyResult<Option<usize>> {
-        match self.get(index, name)? {
-            None => Ok(None),
-            Some(v) => {
-                let n: i64 = v.extract().map_err(|_| {
-                    PyTypeError::new_err(format!("{}() argument must be an integer", self.func))
-                })?;
-                Ok(usize::try_from(n).ok())
-            }
-        }
-    }
 }
 
 /// A WSGI "native string": a `str` whose characters all fit in Latin-1.
@@ -213,56 +106,8 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     })
 }
 
-fn none() -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: attached (we run inside a trampoline); returns a new reference to None.
-    Ok(unsafe { ffi::Py_NewRef(ffi::Py_None()) })
-}
-
-/// The frame every method shares: panics become exceptions, `self`'s payload is found, and the
-/// arguments are checked against `params` before `body` runs.
-///
-/// # Safety
-/// `slf` must be an object of a handle type whose payload is a `T` (true for the `self` of a
-/// method in that type's table); `args`/`kwargs` are what CPython passed.
-unsafe fn method<T>(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *mut ffi::PyObject,
-    kwargs: *mut ffi::PyObject,
-    name: &'static str,
-    params: &[&str],
-    body: impl FnOnce(&T, &Args<'_>) -> PyResult<*mut ffi::PyObject>,
-) -> PyResult<*mut ffi::PyObject> {
-    guarded(|| {
-        // SAFETY: by this function's contract.
-        let (payload, args) = unsafe {
-            (
-                payload::<T>(slf).expect("handle payload"),
-                Args::new(py, name, args, kwargs),
-            )
-        };
-        args.check_count(params.len(), params)?;
-        body(payload, &args)
-    })
-}
-
-/// Declares `$name` as a method (the trampoline's signature) whose body is `$body`, a closure
-/// taking the payload and the arguments.
-macro_rules! handle_method {
-    ($name:ident, $payload:ty, $py_name:literal, [$($param:literal),*], |$py:ident, $slf:ident, $p:ident, $a:ident| $body:expr) => {
-        unsafe fn $name(
-            $py: Python<'_>,
-            $slf: *mut ffi::PyObject,
-            args: *mut ffi::PyObject,
-            kwargs: *mut ffi::PyObject,
-        ) -> PyResult<*mut ffi::PyObject> {
-            #[allow(unused_braces)]
-            let body = |$p: &$payload, $a: &Args<'_>| -> PyResult<*mut ffi::PyObject> { $body };
-            // SAFETY: $name is only listed in the method table of the type whose payload is
-            // $payload, so `self` is one of its objects.
-            unsafe { method::<$payload>($py, $slf, args, kwargs, $py_name, &[$($param),*], body) }
-        }
-    };
+fn none(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    Ok(py.None().into_bound(py))
 }
 
 handle_method!(
@@ -270,7 +115,7 @@ handle_method!(
     Slot,
     "start_response",
     ["status", "response_headers", "exc_info"],
-    |py, slf, slot, args| {
+    |py, this, slot, args| {
         let status = args.required(0, "status")?;
         let headers = args.required(1, "response_headers")?;
         let exc_info = args.get(2, "exc_info")?;
@@ -285,9 +130,8 @@ handle_method!(
                 Err(PyErr::from_value(value))
             }
         })?;
-        // SAFETY: slf is alive for this call.
-        let handle = unsafe { Borrowed::from_ptr(py, slf) };
-        Ok(bound_function(&handle, ADAPTER_METHODS.get(c"write"))?.into_ptr())
+        let _ = py;
+        bound_function(this, ADAPTER_METHODS.get(c"write"))
     }
 );
 
@@ -308,7 +152,7 @@ handle_method!(write, Slot, "write", ["data"], |py, _slf, slot, args| {
         st.write(py, bytes.as_bytes(), true)
             .map_err(PyOSError::new_err)
     })?;
-    none()
+    none(py)
 });
 
 pub static ADAPTER_METHODS: MethodTable<3> = MethodTable([
@@ -333,7 +177,7 @@ handle_method!(
         let data = with_state(slot, |st| {
             st.read_input(py, size).map_err(PyOSError::new_err)
         })?;
-        Ok(PyBytes::new(py, &data).into_ptr())
+        Ok(PyBytes::new(py, &data).into_any())
     }
 );
 
@@ -344,7 +188,7 @@ handle_method!(
     ["size"],
     |py, _slf, slot, args| {
         let line = read_line(py, slot, args.size(0, "size")?)?;
-        Ok(PyBytes::new(py, &line).into_ptr())
+        Ok(PyBytes::new(py, &line).into_any())
     }
 );
 
@@ -368,28 +212,15 @@ handle_method!(
                 break;
             }
         }
-        Ok(lines.into_ptr())
+        Ok(lines.into_any())
     }
 );
 
-unsafe extern "C" fn input_iter(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: returns a new reference to the live object it was called on.
-    unsafe { ffi::Py_NewRef(slf) }
-}
-
-/// `next(wsgi.input)`: the next line; the end of the body ends the iteration.
-unsafe fn input_next(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
-    guarded(|| {
-        // SAFETY: slf is an Input handle.
-        let slot = unsafe { payload::<Slot>(slf).expect("input payload") };
-        let line = read_line(py, slot, None)?;
-        if line.is_empty() {
-            // NULL with no exception set: StopIteration.
-            return Ok(std::ptr::null_mut());
-        }
-        Ok(PyBytes::new(py, &line).into_ptr())
-    })
-}
+// `next(wsgi.input)`: the next line; the end of the body ends the iteration.
+handle_iternext!(input_next, Slot, |py, slot| {
+    let line = read_line(py, slot, None)?;
+    Ok((!line.is_empty()).then(|| PyBytes::new(py, &line).into_any()))
+});
 
 pub static INPUT_METHODS: MethodTable<4> = MethodTable([
     py_method!(c"read", input_read),
@@ -400,7 +231,7 @@ pub static INPUT_METHODS: MethodTable<4> = MethodTable([
 
 pub fn input_iter_slots() -> crate::python::objects::IterSlots {
     crate::python::objects::IterSlots {
-        iter: input_iter,
+        iter: iter_self,
         next: pyo3::impl_::trampoline::get_trampoline_function!(iternextfunc, input_next),
     }
 }
@@ -438,13 +269,13 @@ fn log_texts<'py>(
     py: Python<'py>,
     log: &LogPayload,
     texts: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
-) -> PyResult<*mut ffi::PyObject> {
+) -> PyResult<Bound<'py, PyAny>> {
     let mut pending = log.pending.lock().unwrap_or_else(|e| e.into_inner());
     for text in texts {
         pending.push_str(text_arg(&text?)?.to_str()?);
     }
     emit_lines(py, log, &mut pending, false)?;
-    none()
+    none(py)
 }
 
 // `wsgi.errors.write(text)`: line-buffered, one log entry per line.
@@ -472,7 +303,7 @@ handle_method!(
     [],
     |py, _slf, log, _args| {
         flush_log(py, log)?;
-        none()
+        none(py)
     }
 );
 
