@@ -2,6 +2,8 @@
 //! loaded on first use and loaded afresh when its modification time changes.
 
 use crate::python::detached;
+use crate::python::objects::sys_modules;
+use crate::wsgi::interp::Names;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule};
 use std::collections::HashMap;
@@ -51,14 +53,14 @@ fn current_module<'py>(
     mtime: i64,
     reloading: bool,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let modules = py.import("sys")?.getattr("modules")?;
-    let Some(module) = modules.cast::<PyDict>()?.get_item(name)? else {
+    let Some(module) = sys_modules(py)?.get_item(name)? else {
         return Ok(None);
     };
     // `__mtime__` is set only once the script has run to completion, so a module that another
     // thread is still executing is not current: its caller waits for the load lock instead.
+    let mtime_name = Names::get(py, &crate::wsgi::interp::objects(py).names.mtime);
     let Some(loaded_mtime) = module
-        .getattr("__mtime__")
+        .getattr(mtime_name)
         .and_then(|m| m.extract::<i64>())
         .ok()
     else {
@@ -83,7 +85,7 @@ fn load_module<'py>(
             .call1((PyBytes::new(py, &source), path, "exec", 0, true))?;
     let module = PyModule::new(py, name)?;
     module.setattr("__file__", path)?;
-    let modules = py.import("sys")?.getattr("modules")?;
+    let modules = sys_modules(py)?;
     modules.set_item(name, &module)?;
     let ran = builtins.getattr("exec")?.call1((code, module.dict()));
     if let Err(e) = ran.and_then(|_| module.setattr("__mtime__", mtime)) {

@@ -624,3 +624,38 @@ fn request_body_framing_is_checked_before_the_app_runs() {
     let r = apache.request("POST", "/hello", &[], b"more than ten bytes");
     assert_eq!(r.status, 413);
 }
+
+#[test]
+fn eight_megabyte_bodies_round_trip_in_sized_reads() {
+    let app = r#"
+def application(environ, start_response):
+    inp = environ["wsgi.input"]
+    remaining = int(environ.get("CONTENT_LENGTH") or 0)
+    chunks = []
+    while remaining > 0:
+        data = inp.read(min(65536, remaining))
+        if not data:
+            break
+        chunks.append(data)
+        remaining -= len(data)
+    start_response("200 OK", [("Content-Length", str(sum(map(len, chunks))))])
+    return iter(chunks)
+"#;
+    let apache = Apache::start(
+        "bigbody",
+        &[("echo.wsgi", app)],
+        "WSGIScriptAlias /echo {dir}/echo.wsgi",
+    );
+    let body: Vec<u8> = (0..8 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let r = apache.request("POST", "/echo", &[], &body);
+    assert_eq!(r.status, 200);
+    assert!(r.complete);
+    assert!(
+        r.body == body,
+        "got {} bytes back, not the {} sent",
+        r.body.len(),
+        body.len()
+    );
+}

@@ -236,3 +236,42 @@ pub fn latin1_str<'py>(
         Bound::from_owned_ptr_or_err(py, s).map(|s| s.cast_into_unchecked())
     }
 }
+
+/// `sys.modules` of the attached interpreter.
+pub fn sys_modules(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    // SAFETY: attached; PyImport_GetModuleDict returns a borrowed reference (never null once the
+    // interpreter is initialised), which we turn into an owned one.
+    unsafe {
+        let modules = ffi::PyImport_GetModuleDict();
+        Ok(Borrowed::from_ptr_or_err(py, modules)?
+            .to_owned()
+            .cast_into::<pyo3::types::PyDict>()?)
+    }
+}
+
+/// A new `bytes` of up to `capacity` bytes written in place by `fill`, which returns how many it
+/// wrote (a short result is copied into a right-sized object). Saves a copy of request bodies.
+pub fn bytes_filled_by(
+    py: Python<'_>,
+    capacity: usize,
+    fill: impl FnOnce(&mut [u8]) -> PyResult<usize>,
+) -> PyResult<Bound<'_, pyo3::types::PyBytes>> {
+    // SAFETY: attached; PyBytes_FromStringAndSize(NULL, n) returns a new, uninitialised bytes
+    // object of n bytes that nothing else references yet, so writing into its buffer (even with
+    // the GIL released inside `fill`) is sound; we zero it first so no uninitialised byte is ever
+    // exposed as a slice.
+    unsafe {
+        let obj = ffi::PyBytes_FromStringAndSize(ptr::null(), capacity as ffi::Py_ssize_t);
+        let obj = Bound::from_owned_ptr_or_err(py, obj)?;
+        let data = ffi::PyBytes_AsString(obj.as_ptr()) as *mut u8;
+        std::ptr::write_bytes(data, 0, capacity);
+        let buf = std::slice::from_raw_parts_mut(data, capacity);
+        let n = fill(buf)?.min(capacity);
+        let bytes = obj.cast_into_unchecked::<pyo3::types::PyBytes>();
+        if n == capacity {
+            Ok(bytes)
+        } else {
+            Ok(pyo3::types::PyBytes::new(py, &bytes.as_bytes()[..n]))
+        }
+    }
+}

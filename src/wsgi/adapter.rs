@@ -3,7 +3,7 @@
 
 use super::callbacks::{flush_log, type_name, LogPayload, Slot, ADAPTER_METHODS};
 use super::environ::{url_scheme, CgiVars};
-use super::interp;
+use super::interp::{self, InterpObjects, Names};
 use super::io::{Level, RequestIo};
 use super::state::RequestState;
 use crate::python::objects::{bound_function, latin1_str, new_handle};
@@ -60,7 +60,7 @@ impl<'py> Call<'_, 'py> {
             let input = new_handle(&objects.input_type(self.py), self.slot.clone())?;
             let log = Arc::new(LogPayload::new(self.slot.clone()));
             let errors = new_handle(&objects.log_type(self.py), log.clone())?;
-            let environ = build_environ(self.py, vars, model, &input, &errors)?;
+            let environ = build_environ(self.py, objects, vars, model, &input, &errors)?;
             Ok((start_response, environ, log))
         })();
         let (start_response, environ, log) = match prepared {
@@ -127,8 +127,13 @@ impl<'py> Call<'_, 'py> {
     }
 
     fn close(&self, result: &Bound<'py, PyAny>) -> PyResult<()> {
-        if result.hasattr("close")? {
-            result.call_method0("close")?;
+        // Lists and tuples have no close(); asking would raise and discard an AttributeError.
+        if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+            return Ok(());
+        }
+        let name = Names::get(self.py, &interp::objects(self.py).names.close);
+        if let Some(close) = result.getattr_opt(name)? {
+            close.call0()?;
         }
         Ok(())
     }
@@ -209,22 +214,19 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> Vec<String> {
 
 fn build_environ<'py>(
     py: Python<'py>,
+    objects: &InterpObjects,
     vars: &CgiVars,
     model: ProcessModel,
     input: &Bound<'py, PyAny>,
     errors: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let environ = PyDict::new(py);
+    let environ = objects.new_environ(py, model)?;
     for (key, value) in &vars.0 {
         environ.set_item(latin1_str(py, key)?, latin1_str(py, value)?)?;
     }
-    environ.set_item("wsgi.version", (1, 0))?;
-    environ.set_item("wsgi.url_scheme", url_scheme(vars))?;
-    environ.set_item("wsgi.input", input)?;
-    environ.set_item("wsgi.input_terminated", true)?;
-    environ.set_item("wsgi.errors", errors)?;
-    environ.set_item("wsgi.multithread", model.multithread)?;
-    environ.set_item("wsgi.multiprocess", model.multiprocess)?;
-    environ.set_item("wsgi.run_once", false)?;
+    let names = &objects.names;
+    environ.set_item(Names::get(py, &names.url_scheme), url_scheme(vars))?;
+    environ.set_item(Names::get(py, &names.input), input)?;
+    environ.set_item(Names::get(py, &names.errors), errors)?;
     Ok(environ)
 }

@@ -6,7 +6,7 @@ use super::headers::{check_header, parse_content_length, parse_status};
 use super::io::{Level, ResponseHead};
 use super::state::{RequestState, StartError};
 use crate::python::method::iter_self;
-use crate::python::objects::{bound_function, MethodTable, METHOD_TABLE_END};
+use crate::python::objects::{bound_function, bytes_filled_by, MethodTable, METHOD_TABLE_END};
 use crate::python::scoped::{ScopeError, Scoped};
 use crate::{handle_iternext, handle_method, py_method};
 use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -167,17 +167,30 @@ fn read_line(py: Python<'_>, slot: &Slot, size: Option<usize>) -> PyResult<Vec<u
     })
 }
 
+/// Up to this size, `read(n)` reads straight into a `bytes` of n bytes; a larger n reads into a
+/// buffer that grows only as data arrives.
+const DIRECT_READ_MAX: usize = 4 << 20;
+
 handle_method!(
     input_read,
     Slot,
     "read",
     ["size"],
     |py, _slf, slot, args| {
-        let size = args.size(0, "size")?;
-        let data = with_state(slot, |st| {
-            st.read_input(py, size).map_err(PyOSError::new_err)
-        })?;
-        Ok(PyBytes::new(py, &data).into_any())
+        match args.size(0, "size")? {
+            Some(n) if n <= DIRECT_READ_MAX => with_state(slot, |st| {
+                let bytes = bytes_filled_by(py, n, |buf| {
+                    st.read_input_into(py, buf).map_err(PyOSError::new_err)
+                })?;
+                Ok(bytes.into_any())
+            }),
+            size => {
+                let data = with_state(slot, |st| {
+                    st.read_input(py, size).map_err(PyOSError::new_err)
+                })?;
+                Ok(PyBytes::new(py, &data).into_any())
+            }
+        }
     }
 );
 

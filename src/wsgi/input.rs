@@ -47,6 +47,22 @@ impl BodyReader {
         Ok(out)
     }
 
+    /// Fills `dest` completely unless the body ends first; returns how many bytes it holds.
+    pub fn read_into(&mut self, src: Source<'_>, dest: &mut [u8]) -> Result<usize, String> {
+        let from_buffer = dest.len().min(self.buffered.len());
+        dest[..from_buffer].copy_from_slice(&self.buffered[..from_buffer]);
+        self.buffered.drain(..from_buffer);
+        let mut filled = from_buffer;
+        while filled < dest.len() && !self.eof {
+            let n = src(&mut dest[filled..])?;
+            if n == 0 {
+                self.eof = true;
+            }
+            filled += n;
+        }
+        Ok(filled)
+    }
+
     /// `readline(size)`: up to and including the next `\n`, at most `size` bytes.
     pub fn readline(&mut self, src: Source<'_>, size: Option<usize>) -> Result<Vec<u8>, String> {
         let limit = size.unwrap_or(usize::MAX);
@@ -100,6 +116,20 @@ mod tests {
         assert_eq!(r.read(&mut s, Some(5)).unwrap(), b"abcde");
         assert_eq!(r.read(&mut s, Some(5)).unwrap(), b"fgh");
         assert_eq!(r.read(&mut s, Some(0)).unwrap(), b"");
+    }
+
+    #[test]
+    fn read_into_fills_the_buffer_across_pieces_and_after_readline() {
+        let mut s = source(b"ab\ncdefghij");
+        let mut r = BodyReader::default();
+        assert_eq!(r.readline(&mut s, None).unwrap(), b"ab\n");
+        let mut buf = [0u8; 5];
+        assert_eq!(r.read_into(&mut s, &mut buf).unwrap(), 5);
+        assert_eq!(&buf, b"cdefg");
+        let mut big = [0u8; 10];
+        assert_eq!(r.read_into(&mut s, &mut big).unwrap(), 3);
+        assert_eq!(&big[..3], b"hij");
+        assert_eq!(r.read_into(&mut s, &mut big).unwrap(), 0);
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub struct ResponseHead {
 pub trait RequestIo: Send {
     /// Reads up to `buf.len()` bytes of the request body; `Ok(0)` at its end.
     fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String>;
-    /// Sets the response status and headers; called once, before any body byte.
+    /// Sets the response status and headers; called once, before any body byte. Must not block:
+    /// it is called with the GIL held.
     fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String>;
     /// Sends body bytes; with `flush`, pushes them to the client now.
     fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String>;

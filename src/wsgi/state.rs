@@ -58,20 +58,21 @@ impl RequestState {
         Ok(())
     }
 
-    fn send_headers_if_needed(&mut self, py: Python<'_>) -> Result<(), String> {
+    /// Hands status and headers to the server. Not a blocking call (nothing is written until
+    /// the first body byte or the end), so the GIL stays held.
+    fn send_headers_if_needed(&mut self) -> Result<(), String> {
         if self.headers_sent {
             return Ok(());
         }
         let head = self.head.as_ref().ok_or("response has not been started")?;
-        let io = &mut *self.io;
-        detached(py, || io.send_headers(head))?;
+        self.io.send_headers(head)?;
         self.headers_sent = true;
         Ok(())
     }
 
     /// Sends body bytes (headers first if needed), never more than a declared Content-Length.
     pub fn write(&mut self, py: Python<'_>, data: &[u8], flush: bool) -> Result<(), String> {
-        self.send_headers_if_needed(py)?;
+        self.send_headers_if_needed()?;
         let allowed = match self.head.as_ref().and_then(|h| h.content_length) {
             Some(len) => (len.saturating_sub(self.bytes_sent)).min(data.len() as u64) as usize,
             None => data.len(),
@@ -88,7 +89,7 @@ impl RequestState {
 
     /// Completes the response after the application's iterable is exhausted.
     pub fn finish(&mut self, py: Python<'_>) -> Result<(), String> {
-        self.send_headers_if_needed(py)?;
+        self.send_headers_if_needed()?;
         if let Some(declared) = self.head.as_ref().and_then(|h| h.content_length) {
             if self.bytes_sent < declared {
                 let msg = format!(
@@ -115,6 +116,14 @@ impl RequestState {
         let RequestState { io, input, .. } = self;
         detached(py, || {
             input.read(&mut |buf: &mut [u8]| io.read_body(buf), size)
+        })
+    }
+
+    /// Reads into `dest` until it is full or the body ends.
+    pub fn read_input_into(&mut self, py: Python<'_>, dest: &mut [u8]) -> Result<usize, String> {
+        let RequestState { io, input, .. } = self;
+        detached(py, || {
+            input.read_into(&mut |buf: &mut [u8]| io.read_body(buf), dest)
         })
     }
 
