@@ -659,3 +659,86 @@ def application(environ, start_response):
         body.len()
     );
 }
+
+#[test]
+fn file_wrapper_sends_real_files_and_iterates_the_rest() {
+    let app = r#"
+import io, os
+HERE = os.path.dirname(__file__)
+DATA = os.path.join(HERE, "data.bin")
+
+class Tracked(io.FileIO):
+    # Records where the file was when the server closed it: a file sent by sendfile is never
+    # read through Python, so it is still at its starting offset.
+    def close(self):
+        if not self.closed:
+            with open(os.path.join(HERE, "closed-at"), "a") as f:
+                f.write("%d\n" % self.tell())
+        super().close()
+
+def application(environ, start_response):
+    wrapper = environ["wsgi.file_wrapper"]
+    kind = environ["PATH_INFO"]
+    headers = [("Content-Type", "application/octet-stream")]
+    f = Tracked(DATA, "r")
+    if kind == "/offset":
+        f.seek(1000)
+    elif kind == "/declared":
+        headers.append(("Content-Length", "5000"))
+    elif kind == "/bytesio":
+        f.close()
+        f = io.BytesIO(b"not a real file" * 1000)
+    start_response("200 OK", headers)
+    return wrapper(f, 4096)
+"#;
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let dir = common::temp_dir("filewrapper-data");
+    let data_path = dir.join("data.bin");
+    std::fs::write(&data_path, &data).unwrap();
+    let apache = Apache::start(
+        "filewrapper",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    std::fs::copy(&data_path, apache.path("data.bin")).unwrap();
+    let closed_at = || std::fs::read_to_string(apache.path("closed-at")).unwrap_or_default();
+
+    let r = apache.get("/app/whole");
+    assert_eq!(
+        r.header("Content-Length"),
+        Some("3000000"),
+        "the file's length is declared"
+    );
+    assert!(r.complete && r.body == data);
+    assert_eq!(
+        closed_at().lines().last(),
+        Some("0"),
+        "sent without reading it in Python"
+    );
+
+    let r = apache.get("/app/offset");
+    assert!(
+        r.complete && r.body == data[1000..],
+        "sent from the file's position"
+    );
+
+    let r = apache.get("/app/declared");
+    assert_eq!((r.body.len(), r.complete), (5000, true));
+    assert!(
+        r.body == data[..5000],
+        "the application's Content-Length is honoured"
+    );
+
+    let r = apache.get("/app/bytesio");
+    assert_eq!(
+        r.text(),
+        "not a real file".repeat(1000),
+        "other file-likes are iterated"
+    );
+    assert_eq!(
+        closed_at().lines().count(),
+        4,
+        "close() is called every time: {}",
+        closed_at()
+    );
+}

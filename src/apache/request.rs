@@ -2,12 +2,14 @@
 //! `RequestIo` implementation (body in, status/headers/body out, logging).
 
 use super::bindings as ap;
+use super::boundary::ffi_boundary;
 use super::log::{request_log, APLOG_DEBUG, APLOG_ERR, APLOG_INFO, APLOG_WARNING};
 use super::pool::{c_bytes, pstrdup};
 use crate::wsgi::environ::CgiVars;
 use crate::wsgi::{Level, RequestIo, ResponseHead};
-use std::ffi::CStr;
+use std::ffi::{c_void, CStr};
 use std::os::raw::c_char;
+use std::ptr;
 
 /// Apache's description of an APR status code.
 pub fn apr_error_text(status: ap::apr_status_t) -> String {
@@ -17,6 +19,13 @@ pub fn apr_error_text(status: ap::apr_status_t) -> String {
         ap::apr_strerror(status, buf.as_mut_ptr(), buf.len());
         CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
     }
+}
+
+unsafe extern "C" fn close_file(file: *mut c_void) -> ap::apr_status_t {
+    ffi_boundary("file cleanup", 0, || {
+        // SAFETY: registered with the apr_file_t that send_file created; runs once.
+        unsafe { ap::apr_file_close(file as *mut ap::apr_file_t) }
+    })
 }
 
 pub struct Request {
@@ -190,6 +199,57 @@ impl RequestIo for Request {
                 data.len(),
                 flush as i32,
             )
+        };
+        if status != 0 {
+            return Err(format!(
+                "Apache/mod_wsgi failed to write response data: {}",
+                apr_error_text(status)
+            ));
+        }
+        Ok(())
+    }
+
+    fn send_file(&mut self, fd: i32, offset: u64, len: u64) -> Result<(), String> {
+        // Apache may send the file after this returns (a kept-alive connection sets buckets
+        // aside), when the application may have closed `fd`: give Apache its own descriptor,
+        // closed with the request's pool.
+        // SAFETY: dup of a descriptor the caller keeps open for this call.
+        let mut own = unsafe { libc::dup(fd) };
+        if own < 0 {
+            return Err(format!(
+                "cannot duplicate the file descriptor of wsgi.file_wrapper: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: r, its pool and the brigade are live; `own` is a descriptor we own, wrapped in
+        // an apr_file_t in the request pool and closed by that pool's cleanup; the brigade is
+        // passed and emptied by mod_wsgi_rs_flush.
+        let status = unsafe {
+            let pool = (*self.r).pool;
+            let mut file: *mut ap::apr_file_t = ptr::null_mut();
+            let flags = (ap::APR_FOPEN_READ | ap::APR_FOPEN_SENDFILE_ENABLED) as i32;
+            let status = ap::apr_os_file_put(&mut file, &mut own, flags, pool);
+            if status != 0 {
+                libc::close(own);
+                return Err(format!(
+                    "cannot send wsgi.file_wrapper: {}",
+                    apr_error_text(status)
+                ));
+            }
+            ap::apr_pool_cleanup_register(
+                pool,
+                file as *const c_void,
+                Some(close_file),
+                Some(ap::apr_pool_cleanup_null),
+            );
+            ap::apr_brigade_insert_file(
+                self.out,
+                file,
+                offset as ap::apr_off_t,
+                len as ap::apr_off_t,
+                pool,
+            );
+            ap::mod_wsgi_rs_flush(self.r, self.out)
         };
         if status != 0 {
             return Err(format!(

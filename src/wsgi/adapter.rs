@@ -88,6 +88,10 @@ impl<'py> Call<'_, 'py> {
     /// flushing between items; anything else (a generator) is flushed item by item so the client
     /// sees it as it is produced.
     fn send_result(&self, result: &Bound<'py, PyAny>) -> PyResult<()> {
+        let file_wrapper = interp::objects(self.py).file_wrapper(self.py);
+        if result.get_type().is(&*file_wrapper) && self.send_file(result)? {
+            return Ok(());
+        }
         if let Ok(list) = result.cast::<PyList>() {
             for item in list.iter() {
                 self.write_item(&item, false)?;
@@ -102,6 +106,44 @@ impl<'py> Call<'_, 'py> {
             }
         }
         Ok(())
+    }
+
+    /// Sends a `wsgi.file_wrapper` over a real file as a file (sendfile) from its current
+    /// position; false when its `filelike` is not one, to be iterated instead.
+    fn send_file(&self, wrapper: &Bound<'py, PyAny>) -> PyResult<bool> {
+        let py = self.py;
+        let filelike = wrapper.getattr("filelike")?;
+        let fd = filelike
+            .call_method0("fileno")
+            .and_then(|v| v.extract::<i32>());
+        let pos = filelike
+            .call_method0("tell")
+            .and_then(|v| v.extract::<i64>());
+        let (Ok(fd), Ok(pos)) = (fd, pos) else {
+            return Ok(false);
+        };
+        let stat = py.import("os")?.call_method1("fstat", (fd,))?;
+        let mode = stat.getattr("st_mode")?;
+        if !py
+            .import("stat")?
+            .call_method1("S_ISREG", (mode,))?
+            .is_truthy()?
+            || pos < 0
+        {
+            return Ok(false);
+        }
+        let size: i64 = stat.getattr("st_size")?.extract()?;
+        let available = (size - pos).max(0) as u64;
+        self.with_state(|st| {
+            if !st.started() {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "response has not been started",
+                ));
+            }
+            st.send_file(py, fd, pos as u64, available)
+                .map_err(pyo3::exceptions::PyOSError::new_err)
+        })?;
+        Ok(true)
     }
 
     fn write_item(&self, item: &Bound<'py, PyAny>, flush: bool) -> PyResult<()> {

@@ -26,6 +26,8 @@ impl Names {
 }
 
 pub struct InterpObjects {
+    /// `wsgi.file_wrapper`, the class from file_wrapper.py.
+    file_wrapper: OwnedRef,
     adapter_type: OwnedRef,
     input_type: OwnedRef,
     log_type: OwnedRef,
@@ -35,6 +37,9 @@ pub struct InterpObjects {
 }
 
 impl InterpObjects {
+    pub fn file_wrapper<'py>(&self, py: Python<'py>) -> Borrowed<'_, 'py, PyType> {
+        bind_type(&self.file_wrapper, py)
+    }
     pub fn adapter_type<'py>(&self, py: Python<'py>) -> Borrowed<'_, 'py, PyType> {
         bind_type(&self.adapter_type, py)
     }
@@ -60,6 +65,7 @@ impl InterpObjects {
                 base.set_item("wsgi.multithread", model.multithread)?;
                 base.set_item("wsgi.multiprocess", model.multiprocess)?;
                 base.set_item("wsgi.run_once", false)?;
+                base.set_item("wsgi.file_wrapper", self.file_wrapper.bind(py))?;
                 // Another thread may have won the race; either copy is the same.
                 let _ = self.base_environ.set(OwnedRef::new(base.into_any()));
                 self.base_environ.get().expect("just set")
@@ -79,12 +85,25 @@ fn interned(py: Python<'_>, s: &str) -> OwnedRef {
     OwnedRef::new(PyString::intern(py, s).into_any())
 }
 
+/// Runs file_wrapper.py in a namespace of its own and returns its class.
+fn file_wrapper_class(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    let namespace = PyDict::new(py);
+    namespace.set_item("__name__", "mod_wsgi")?;
+    let source = std::ffi::CString::new(include_str!("file_wrapper.py")).expect("no NUL");
+    py.run(&source, Some(&namespace), None)?;
+    Ok(namespace
+        .get_item("FileWrapper")?
+        .expect("defined")
+        .cast_into::<PyType>()?)
+}
+
 /// Creates the adapter's objects in the (main) interpreter.
 pub fn prepare(py: Python<'_>) -> PyResult<()> {
     if MAIN.get().is_some() {
         return Ok(());
     }
     let objects = InterpObjects {
+        file_wrapper: OwnedRef::new(file_wrapper_class(py)?.into_any()),
         adapter_type: OwnedRef::new(
             create_type(py, c"mod_wsgi.Adapter", &ADAPTER_METHODS, None)?.into_any(),
         ),

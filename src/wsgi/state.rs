@@ -87,6 +87,35 @@ impl RequestState {
         Ok(())
     }
 
+    /// Sends up to `available` bytes of file `fd` from `offset` (sendfile), within a declared
+    /// Content-Length; without one (and before the headers went out) declares the file's length.
+    pub fn send_file(
+        &mut self,
+        py: Python<'_>,
+        fd: i32,
+        offset: u64,
+        available: u64,
+    ) -> Result<(), String> {
+        let head = self.head.as_mut().ok_or("response has not been started")?;
+        let len = match head.content_length {
+            Some(declared) => available.min(declared.saturating_sub(self.bytes_sent)),
+            None if !self.headers_sent => {
+                head.content_length = Some(available);
+                head.headers
+                    .push(("Content-Length".to_string(), available.to_string()));
+                available
+            }
+            None => available,
+        };
+        self.send_headers_if_needed()?;
+        if len > 0 {
+            let io = &mut *self.io;
+            detached(py, || io.send_file(fd, offset, len))?;
+            self.bytes_sent += len;
+        }
+        Ok(())
+    }
+
     /// Completes the response after the application's iterable is exhausted.
     pub fn finish(&mut self, py: Python<'_>) -> Result<(), String> {
         self.send_headers_if_needed()?;
