@@ -40,7 +40,8 @@ fn supported_directives_pass() {
          WSGIProcessGroup %{GLOBAL}\n\
          WSGIScriptAlias /a /tmp/a.wsgi process-group=%{GLOBAL} application-group=%{GLOBAL} callable-object=app pass-authorization=Off\n\
          WSGIScriptAliasMatch ^/b/(.*) /tmp/$1.wsgi\n\
-         <Directory /tmp>\nWSGICallableObject app\nWSGIPassAuthorization On\nWSGIScriptReloading Off\n</Directory>",
+         <Directory /tmp>\nWSGICallableObject app\nWSGIPassAuthorization On\nWSGIScriptReloading Off\n\
+         WSGIChunkedRequest On\nWSGIMapHEADToGET Off\n</Directory>",
     );
     assert!(ok, "{out}");
 }
@@ -53,9 +54,9 @@ fn unsupported_directives_are_refused_by_name() {
         &["WSGIDaemonProcess is not supported yet"],
     );
     refused(
-        "chunked",
-        "WSGIChunkedRequest On",
-        &["WSGIChunkedRequest is not supported yet"],
+        "restrict",
+        "WSGIRestrictStdin On",
+        &["WSGIRestrictStdin is not supported yet"],
     );
     refused(
         "appgroup",
@@ -72,6 +73,11 @@ fn unsupported_directives_are_refused_by_name() {
 
 #[test]
 fn bad_arguments_are_refused_with_the_directive_named() {
+    refused(
+        "badmap",
+        "WSGIMapHEADToGET sometimes",
+        &["WSGIMapHEADToGET must be On, Off or Auto"],
+    );
     refused(
         "badoption",
         "WSGIScriptAlias /a /tmp/a.wsgi threads=4",

@@ -742,3 +742,56 @@ def application(environ, start_response):
         closed_at()
     );
 }
+
+#[test]
+fn chunked_request_bodies_with_wsgi_chunked_request_on() {
+    let app = r#"
+def application(environ, start_response):
+    data = environ["wsgi.input"].read()
+    start_response("200 OK", [("X-Content-Length", environ.get("CONTENT_LENGTH", "absent"))])
+    return [data]
+"#;
+    let apache = Apache::start(
+        "chunked",
+        &[("echo.wsgi", app)],
+        "WSGIScriptAlias /on {dir}/echo.wsgi\n<Location /on>\nWSGIChunkedRequest On\n</Location>\n\
+         WSGIScriptAlias /off {dir}/echo.wsgi",
+    );
+    let chunked = [("Transfer-Encoding", "chunked")];
+    let body = b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
+    let r = apache.request("POST", "/on", &chunked, body);
+    assert_eq!((r.status, r.text().as_str()), (200, "hello, world"));
+    assert_eq!(r.header("X-Content-Length"), Some("absent"));
+    assert_eq!(apache.request("POST", "/off", &chunked, body).status, 411);
+}
+
+#[test]
+fn head_requests_map_to_get_as_configured() {
+    let app = r#"
+def application(environ, start_response):
+    start_response("200 OK", [("X-Method", environ["REQUEST_METHOD"]), ("Content-Type", "text/plain")])
+    return [b"body for " + environ["REQUEST_METHOD"].encode()]
+"#;
+    let apache = Apache::start(
+        "headget",
+        &[("app.wsgi", app)],
+        &format!(
+            "LoadModule deflate_module {}/mod_deflate.so\n\
+             WSGIScriptAlias /auto {{dir}}/app.wsgi\n\
+             WSGIScriptAlias /filtered {{dir}}/app.wsgi\n<Location /filtered>\nSetOutputFilter DEFLATE\n</Location>\n\
+             WSGIScriptAlias /on {{dir}}/app.wsgi\n<Location /on>\nWSGIMapHEADToGET On\n</Location>\n\
+             WSGIScriptAlias /off {{dir}}/app.wsgi\n<Location /off>\nWSGIMapHEADToGET Off\nSetOutputFilter DEFLATE\n</Location>",
+            common::MODULES
+        ),
+    );
+    let method = |path: &str| {
+        let r = apache.request("HEAD", path, &[], b"");
+        assert!(r.body.is_empty(), "a HEAD response has no body");
+        r.header("X-Method").unwrap_or_default().to_string()
+    };
+    assert_eq!(method("/auto"), "HEAD", "Auto without a content filter");
+    assert_eq!(method("/filtered"), "GET", "Auto with a content filter");
+    assert_eq!(method("/on"), "GET");
+    assert_eq!(method("/off"), "HEAD");
+    assert_eq!(apache.get("/auto").text(), "body for GET");
+}

@@ -271,7 +271,11 @@ unsafe fn alias_options(notes: *const ap::apr_table_t) -> Option<AliasOptions> {
 ///
 /// # Safety
 /// `r` must be a live request.
-unsafe fn check_request_body(r: *mut ap::request_rec, filename: &[u8]) -> Result<(), c_int> {
+unsafe fn check_request_body(
+    r: *mut ap::request_rec,
+    filename: &[u8],
+    chunked_allowed: bool,
+) -> Result<(), c_int> {
     // SAFETY: live request and its headers table.
     let headers = unsafe { (*r).headers_in };
     // SAFETY: as above.
@@ -281,13 +285,26 @@ unsafe fn check_request_body(r: *mut ap::request_rec, filename: &[u8]) -> Result
             log_script_error(r, &format!("Unexpected value for Transfer-Encoding of '{te}' supplied. Only 'chunked' supported."), filename);
             return Err(ap::HTTP_NOT_IMPLEMENTED as c_int);
         }
-        log_script_error(
-            r,
-            "Received request requiring chunked transfer encoding, but optional support for \
-             chunked transfer encoding has not been enabled.",
-            filename,
-        );
-        return Err(ap::HTTP_LENGTH_REQUIRED as c_int);
+        if !chunked_allowed {
+            log_script_error(
+                r,
+                "Received request requiring chunked transfer encoding, but optional support \
+                 for chunked transfer encoding has not been enabled.",
+                filename,
+            );
+            return Err(ap::HTTP_LENGTH_REQUIRED as c_int);
+        }
+        // SAFETY: as above.
+        if unsafe { table_get(headers, c"Content-Length") }.is_some() {
+            log_script_error(
+                r,
+                "Unexpected Content-Length header supplied where Transfer-Encoding was \
+                 specified as 'chunked'.",
+                filename,
+            );
+            return Err(ap::HTTP_BAD_REQUEST as c_int);
+        }
+        return Ok(());
     }
     // SAFETY: as above.
     if let Some(len) = unsafe { table_get(headers, c"Content-Length") } {
@@ -347,6 +364,13 @@ unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
             } else {
                 optional((*local).hostname).unwrap_or_default()
             },
+            is_head: (*r).header_only != 0,
+            has_content_filters: {
+                let first = (*r).output_filters;
+                !first.is_null()
+                    && !(*first).frec.is_null()
+                    && (*(*first).frec).ftype < ap::ap_filter_type_AP_FTYPE_PROTOCOL
+            },
             listener_port: if local.is_null() { 0 } else { (*local).port },
         }
     }
@@ -392,7 +416,7 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             return ap::HTTP_NOT_FOUND as c_int;
         }
         let settings = RequestSettings::resolve(dir_config(r), alias.as_ref());
-        if let Err(status) = check_request_body(r, &filename) {
+        if let Err(status) = check_request_body(r, &filename, settings.chunked_request) {
             return status;
         }
         let mut request = Request::new(r);

@@ -4,7 +4,7 @@
 use super::groups::{check_application_group, check_process_group};
 use super::script_alias::ScriptAlias;
 use super::words::{parse_on_off, split_words};
-use super::{DirConfig, ServerConfig};
+use super::{DirConfig, MapHeadToGet, ServerConfig};
 use std::ffi::CStr;
 
 /// Where a directive may appear.
@@ -102,6 +102,18 @@ pub const DIRECTIVES: &[Directive] = &[
         action: Action::Dir(set_script_reloading),
         help: c"On|Off: reload a script whose modification time changed",
     },
+    Directive {
+        name: c"WSGIChunkedRequest",
+        scope: Scope::Directory,
+        action: Action::Dir(set_chunked_request),
+        help: c"On|Off: accept request bodies sent with chunked transfer encoding",
+    },
+    Directive {
+        name: c"WSGIMapHEADToGET",
+        scope: Scope::Directory,
+        action: Action::Dir(set_map_head_to_get),
+        help: c"On|Off|Auto: show HEAD requests to the application as GET",
+    },
     not_yet(c"WSGIDaemonProcess", Scope::Server, DAEMON),
     not_yet(c"WSGISocketPrefix", Scope::Global, DAEMON),
     not_yet(c"WSGISocketRotation", Scope::Global, DAEMON),
@@ -123,8 +135,6 @@ pub const DIRECTIVES: &[Directive] = &[
     not_yet(c"WSGIRestrictStdout", Scope::Global, INTERP),
     not_yet(c"WSGIRestrictSignal", Scope::Global, INTERP),
     not_yet(c"WSGICaseSensitivity", Scope::Directory, ADAPTER),
-    not_yet(c"WSGIChunkedRequest", Scope::Directory, ADAPTER),
-    not_yet(c"WSGIMapHEADToGET", Scope::Directory, ADAPTER),
     not_yet(c"WSGIEnableSendfile", Scope::Directory, ADAPTER),
     not_yet(c"WSGIIgnoreActivity", Scope::Directory, ADAPTER),
     not_yet(c"WSGITrustedProxyHeaders", Scope::Directory, ADAPTER),
@@ -218,6 +228,22 @@ fn set_script_reloading(c: &mut DirConfig, name: &str, args: &str) -> Result<(),
     Ok(())
 }
 
+fn set_chunked_request(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.chunked_request = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_map_head_to_get(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    let value = one_word(name, args)?;
+    c.map_head_to_get = Some(match value.to_ascii_lowercase().as_str() {
+        "on" => MapHeadToGet::On,
+        "off" => MapHeadToGet::Off,
+        "auto" => MapHeadToGet::Auto,
+        _ => return Err(format!("{name} must be On, Off or Auto, not '{value}'")),
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +290,20 @@ mod tests {
         f(&mut c, "WSGIPassAuthorization", "On").unwrap();
         assert_eq!(c.pass_authorization, Some(true));
         assert!(f(&mut c, "WSGIPassAuthorization", "maybe").is_err());
+    }
+
+    #[test]
+    fn map_head_to_get_takes_three_values() {
+        let mut c = DirConfig::default();
+        let Action::Dir(f) = find("WSGIMapHEADToGET").action else {
+            panic!()
+        };
+        f(&mut c, "WSGIMapHEADToGET", "auto").unwrap();
+        assert_eq!(c.map_head_to_get, Some(MapHeadToGet::Auto));
+        f(&mut c, "WSGIMapHEADToGET", "Off").unwrap();
+        assert_eq!(c.map_head_to_get, Some(MapHeadToGet::Off));
+        let e = f(&mut c, "WSGIMapHEADToGET", "yes").unwrap_err();
+        assert!(e.contains("On, Off or Auto"), "{e}");
     }
 
     #[test]

@@ -42,6 +42,18 @@ pub struct DirConfig {
     pub callable_object: Option<String>,
     pub pass_authorization: Option<bool>,
     pub script_reloading: Option<bool>,
+    pub chunked_request: Option<bool>,
+    pub map_head_to_get: Option<MapHeadToGet>,
+}
+
+/// `WSGIMapHEADToGET`: whether a HEAD request is shown to the application as GET, so that
+/// output filters that need the whole body see the same response as for GET. `Auto` (the
+/// default) does it only when such a filter is present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapHeadToGet {
+    On,
+    Off,
+    Auto,
 }
 
 impl DirConfig {
@@ -55,6 +67,8 @@ impl DirConfig {
             callable_object: pick(&add.callable_object, &base.callable_object),
             pass_authorization: pick(&add.pass_authorization, &base.pass_authorization),
             script_reloading: pick(&add.script_reloading, &base.script_reloading),
+            chunked_request: pick(&add.chunked_request, &base.chunked_request),
+            map_head_to_get: pick(&add.map_head_to_get, &base.map_head_to_get),
         }
     }
 }
@@ -65,6 +79,8 @@ pub struct RequestSettings {
     pub callable_object: String,
     pub pass_authorization: bool,
     pub script_reloading: bool,
+    pub chunked_request: bool,
+    pub map_head_to_get: MapHeadToGet,
     /// '' for embedded mode, as in C mod_wsgi's environ.
     pub process_group: String,
     /// '' for the main interpreter, as in C mod_wsgi's environ.
@@ -91,6 +107,8 @@ impl RequestSettings {
             callable_object,
             pass_authorization,
             script_reloading: dir.script_reloading.unwrap_or(true),
+            chunked_request: dir.chunked_request.unwrap_or(false),
+            map_head_to_get: dir.map_head_to_get.unwrap_or(MapHeadToGet::Auto),
             process_group: String::new(),
             application_group: String::new(),
         }
@@ -164,6 +182,8 @@ mod tests {
         assert_eq!(s.callable_object, "application");
         assert!(!s.pass_authorization);
         assert!(s.script_reloading);
+        assert!(!s.chunked_request);
+        assert_eq!(s.map_head_to_get, MapHeadToGet::Auto);
         assert_eq!(s.application_group, "");
     }
 }

@@ -2,7 +2,7 @@
 //! `mod_wsgi.*` keys. Values stay bytes here; the adapter turns each into a Latin-1 `str`
 //! ("bytes as str", PEP 3333). The `wsgi.*` objects are added by the adapter.
 
-use crate::config::RequestSettings;
+use crate::config::{MapHeadToGet, RequestSettings};
 
 /// CGI variables in the order Apache produced them; keys are unique.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +36,10 @@ pub struct RequestFacts {
     pub connection_id: Option<String>,
     pub listener_host: String,
     pub listener_port: u16,
+    /// A HEAD request (which httpd treats as GET without a body).
+    pub is_head: bool,
+    /// An output filter that works on the response content (deflate, includes, …) will run.
+    pub has_content_filters: bool,
 }
 
 /// Collapses runs of `/` in a path that starts with `/`; other values are left alone.
@@ -55,6 +59,14 @@ pub fn collapse_slashes(path: &[u8]) -> Vec<u8> {
 
 /// Applies mod_wsgi's fix-ups to Apache's CGI variables and adds its `mod_wsgi.*` keys.
 pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: &RequestFacts) {
+    let as_get = match settings.map_head_to_get {
+        MapHeadToGet::On => true,
+        MapHeadToGet::Off => false,
+        MapHeadToGet::Auto => facts.has_content_filters,
+    };
+    if facts.is_head && as_get {
+        vars.set("REQUEST_METHOD", "GET");
+    }
     // Apache leaves credentials out of the CGI variables; WSGIPassAuthorization lets them in.
     if settings.pass_authorization {
         if let Some(auth) = &facts.authorization {
@@ -144,6 +156,26 @@ mod tests {
         s.pass_authorization = true;
         complete_cgi_vars(&mut v, &s, &facts);
         assert_eq!(v.get("HTTP_AUTHORIZATION"), Some(&b"Basic xyz"[..]));
+    }
+
+    #[test]
+    fn head_becomes_get_as_configured() {
+        let head = |mode, filters| {
+            let mut v = CgiVars(vec![(b"REQUEST_METHOD".to_vec(), b"HEAD".to_vec())]);
+            let mut s = settings();
+            s.map_head_to_get = mode;
+            let facts = RequestFacts {
+                is_head: true,
+                has_content_filters: filters,
+                ..Default::default()
+            };
+            complete_cgi_vars(&mut v, &s, &facts);
+            String::from_utf8(v.get("REQUEST_METHOD").unwrap().to_vec()).unwrap()
+        };
+        assert_eq!(head(MapHeadToGet::On, false), "GET");
+        assert_eq!(head(MapHeadToGet::Off, true), "HEAD");
+        assert_eq!(head(MapHeadToGet::Auto, false), "HEAD");
+        assert_eq!(head(MapHeadToGet::Auto, true), "GET");
     }
 
     #[test]
