@@ -795,3 +795,66 @@ def application(environ, start_response):
     assert_eq!(method("/off"), "HEAD");
     assert_eq!(apache.get("/auto").text(), "body for GET");
 }
+
+#[test]
+fn mod_wsgi_and_apache_modules_and_their_environ_keys() {
+    let app = r#"
+import mod_wsgi, apache
+def application(environ, start_response):
+    out = [
+        "module.version=%r" % (mod_wsgi.version,),
+        "module.process_group=%r" % mod_wsgi.process_group,
+        "module.application_group=%r" % mod_wsgi.application_group,
+        "module.threads_per_process=%r" % mod_wsgi.threads_per_process,
+        "module.maximum_processes=%r" % mod_wsgi.maximum_processes,
+        "module.FileWrapper=%r" % (mod_wsgi.FileWrapper is environ["wsgi.file_wrapper"]),
+        "apache.version=%r" % (apache.version,),
+        "apache.mpm_name=%s" % apache.mpm_name,
+        "apache.description=%s" % apache.description,
+        "environ.mod_wsgi.version=%r" % (environ["mod_wsgi.version"],),
+        "environ.apache.version=%r" % (environ["apache.version"] == apache.version,),
+        "environ.thread_id=%s" % type(environ["mod_wsgi.thread_id"]).__name__,
+        "environ.thread_requests=%s" % type(environ["mod_wsgi.thread_requests"]).__name__,
+        "environ.total_requests=%s" % type(environ["mod_wsgi.total_requests"]).__name__,
+        "environ.script_start=%r" % (int(environ["mod_wsgi.script_start"]) >= int(environ["mod_wsgi.request_start"]),),
+        "environ.PATH=%r" % ("PATH" in environ,),
+    ]
+    start_response("200 OK", [])
+    return [("\n".join(out) + "\n").encode()]
+"#;
+    let apache = Apache::start_with(
+        "modules",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+        Options {
+            threads: 6,
+            processes: 2,
+            ..Default::default()
+        },
+    );
+    let env = parse_environ(&apache.get("/app").text());
+    for (key, want) in [
+        ("module.version", "(4, 9, 4)"),
+        ("module.process_group", "''"),
+        ("module.application_group", "''"),
+        ("module.threads_per_process", "6"),
+        ("module.maximum_processes", "2"),
+        ("module.FileWrapper", "True"),
+        ("apache.mpm_name", "event"),
+        ("environ.mod_wsgi.version", "(4, 9, 4)"),
+        ("environ.apache.version", "True"),
+        ("environ.thread_id", "int"),
+        ("environ.thread_requests", "int"),
+        ("environ.total_requests", "int"),
+        ("environ.script_start", "True"),
+        ("environ.PATH", "False"),
+    ] {
+        assert_eq!(environ_value(&env, key), Some(want), "{key}");
+    }
+    assert!(environ_value(&env, "apache.version")
+        .unwrap_or("")
+        .starts_with("(2, 4, "));
+    assert!(environ_value(&env, "apache.description")
+        .unwrap_or("")
+        .starts_with("Apache/2.4"));
+}

@@ -12,7 +12,7 @@ use crate::config::{AliasOptions, AliasPattern, RequestSettings, ScriptAlias};
 use crate::python::{self, PythonSettings};
 use crate::script::{load_application, LoadError};
 use crate::wsgi::environ::{complete_cgi_vars, RequestFacts};
-use crate::wsgi::{run_app, Outcome, ProcessModel};
+use crate::wsgi::{run_app, Outcome, ServerInfo};
 use std::ffi::{c_void, CStr};
 use std::os::raw::{c_char, c_int};
 use std::ptr;
@@ -30,9 +30,6 @@ const NOTE_PROCESS_GROUP: &CStr = c"mod_wsgi.process_group";
 const NOTE_APPLICATION_GROUP: &CStr = c"mod_wsgi.application_group";
 const NOTE_CALLABLE_OBJECT: &CStr = c"mod_wsgi.callable_object";
 const NOTE_PASS_AUTHORIZATION: &CStr = c"mod_wsgi.pass_authorization";
-
-/// Learned in child_init: whether this MPM runs threads and several processes.
-static PROCESS_MODEL: OnceLock<ProcessModel> = OnceLock::new();
 
 type SslIsHttps = unsafe extern "C" fn(*mut ap::conn_rec) -> c_int;
 /// mod_ssl's `ssl_is_https`, when mod_ssl is loaded.
@@ -96,19 +93,60 @@ fn mpm_query(what: u32) -> c_int {
     value
 }
 
+/// What the `mod_wsgi` and `apache` Python modules and the environ report about this server.
+fn server_info() -> ServerInfo {
+    let threaded = mpm_query(ap::AP_MPMQ_IS_THREADED) != ap::AP_MPMQ_NOT_SUPPORTED as c_int;
+    let forked = mpm_query(ap::AP_MPMQ_IS_FORKED) != ap::AP_MPMQ_NOT_SUPPORTED as c_int;
+    let threads = if threaded {
+        mpm_query(ap::AP_MPMQ_MAX_THREADS)
+    } else {
+        1
+    };
+    let processes = if forked {
+        match mpm_query(ap::AP_MPMQ_MAX_DAEMON_USED) {
+            -1 => mpm_query(ap::AP_MPMQ_MAX_DAEMONS),
+            n => n,
+        }
+    } else {
+        1
+    };
+    let text = |p: *const c_char| {
+        // SAFETY: httpd's version strings are static C strings.
+        String::from_utf8_lossy(unsafe { c_bytes(p) }).into_owned()
+    };
+    // SAFETY: these return pointers to static strings httpd owns.
+    let (description, mpm_name, build_date) = unsafe {
+        (
+            text(ap::ap_get_server_description()),
+            text(ap::ap_show_mpm()),
+            text(ap::ap_get_server_built()),
+        )
+    };
+    ServerInfo {
+        multithread: threaded,
+        multiprocess: mpm_query(ap::AP_MPMQ_MAX_DAEMONS) > 1,
+        maximum_processes: processes.max(1),
+        threads_per_process: threads.max(1),
+        apache_version: (
+            ap::AP_SERVER_MAJORVERSION_NUMBER,
+            ap::AP_SERVER_MINORVERSION_NUMBER,
+            ap::AP_SERVER_PATCHLEVEL_NUMBER,
+        ),
+        description,
+        mpm_name,
+        build_date,
+    }
+}
+
 unsafe extern "C" fn finalize_python(_data: *mut c_void) -> ap::apr_status_t {
     ffi_boundary("child exit", 0, || {
-        python::finalize();
+        python::finalize(crate::wsgi::interp::release);
         0
     })
 }
 
 unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_rec) {
     ffi_boundary("child_init", (), || {
-        let _ = PROCESS_MODEL.set(ProcessModel {
-            multithread: mpm_query(ap::AP_MPMQ_IS_THREADED) != ap::AP_MPMQ_NOT_SUPPORTED as c_int,
-            multiprocess: mpm_query(ap::AP_MPMQ_MAX_DAEMONS) > 1,
-        });
         // SAFETY: looking up an optional function by name; the result is null or mod_ssl's
         // ssl_is_https, which has this signature.
         let _ = SSL_IS_HTTPS.set(unsafe {
@@ -121,7 +159,8 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
             home: conf.python_home.clone(),
             path: conf.python_path.clone(),
         };
-        match python::initialize(&settings) {
+        let info = server_info();
+        match python::initialize(&settings, |py| crate::wsgi::interp::prepare(py, &info)) {
             Ok(()) => {
                 // SAFETY: pchild lives until the child exits; the cleanup runs once then.
                 unsafe {
@@ -427,10 +466,9 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
         complete_cgi_vars(&mut vars, &settings, &request_facts(r));
         let mtime = (*r).finfo.mtime;
         let script = String::from_utf8_lossy(&filename).into_owned();
-        let model = PROCESS_MODEL.get().copied().unwrap_or_default();
         let ran = python::attached(|py| {
             match load_application(py, &script, mtime, settings.script_reloading, &settings.callable_object) {
-                Ok(app) => run_app(py, &app, &vars, model, &script, Box::new(request)) == Outcome::Sent,
+                Ok(app) => run_app(py, &app, &vars, &script, Box::new(request)) == Outcome::Sent,
                 Err(LoadError::NoCallable) => {
                     request_log(
                         r,

@@ -3,6 +3,7 @@
 
 use super::attach::{self, attached};
 use pyo3::ffi;
+use pyo3::Python;
 use std::ffi::{CStr, CString};
 use std::mem::MaybeUninit;
 use std::os::raw::c_char;
@@ -56,7 +57,11 @@ pub fn home_setting(home: &str) -> HomeSetting {
 
 /// Initialises Python in this (child) process. On success the calling thread's main-interpreter
 /// thread state is cached and detached, and `attached` works from any thread.
-pub fn initialize(settings: &PythonSettings) -> Result<(), String> {
+/// `prepare` runs once, attached to the new main interpreter, before any request.
+pub fn initialize(
+    settings: &PythonSettings,
+    prepare: impl FnOnce(Python<'_>) -> pyo3::PyResult<()>,
+) -> Result<(), String> {
     if attach::is_running() {
         return Ok(());
     }
@@ -100,16 +105,17 @@ pub fn initialize(settings: &PythonSettings) -> Result<(), String> {
         attach::remember_main_thread_state(ffi::PyEval_SaveThread());
     }
     attach::set_running(true);
-    attached(|py| super::setup::prepare_main_interpreter(py, settings))
+    attached(|py| super::setup::prepare_main_interpreter(py, settings, prepare))
         .map_err(|_| "Python stopped during start-up".to_string())?
 }
 
-/// Finalises Python (at child exit). Must run on a thread that is not attached.
-pub fn finalize() {
+/// Finalises Python (at child exit), first running `release` attached (to let go of references
+/// kept outside Python). Must run on a thread that is not attached.
+pub fn finalize(release: impl FnOnce(Python<'_>)) {
     if !attach::is_running() {
         return;
     }
-    let _ = attached(super::setup::before_finalize);
+    let _ = attached(release);
     attach::set_running(false);
     // SAFETY: Python is initialised; this thread takes the GIL with its cached main-interpreter
     // state and finalises; nothing uses Python afterwards (RUNNING is false).

@@ -5,12 +5,15 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 /// Puts the `WSGIPythonPath` directories (as site directories, so their `.pth` files are
-/// honoured) at the front of `sys.path`, and creates the WSGI adapter's types.
-pub fn prepare_main_interpreter(py: Python<'_>, settings: &PythonSettings) -> Result<(), String> {
+/// honoured) at the front of `sys.path`, then runs the caller's own preparation.
+pub fn prepare_main_interpreter(
+    py: Python<'_>,
+    settings: &PythonSettings,
+    prepare: impl FnOnce(Python<'_>) -> PyResult<()>,
+) -> Result<(), String> {
     let describe = |e: PyErr| format!("cannot prepare the Python interpreter: {e}");
     add_site_directories(py, &settings.path).map_err(describe)?;
-    crate::wsgi::interp::prepare(py).map_err(describe)?;
-    Ok(())
+    prepare(py).map_err(describe)
 }
 
 fn add_site_directories(py: Python<'_>, dirs: &[String]) -> PyResult<()> {
@@ -42,9 +45,4 @@ fn add_site_directories(py: Python<'_>, dirs: &[String]) -> PyResult<()> {
         sys_path.append(p)?;
     }
     Ok(())
-}
-
-/// Runs before `Py_FinalizeEx`: lets go of the objects the adapter kept for this interpreter.
-pub fn before_finalize(py: Python<'_>) {
-    crate::wsgi::interp::release(py);
 }

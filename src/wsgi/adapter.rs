@@ -13,13 +13,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use std::sync::Arc;
 
-/// What the server learns about the process once, for `wsgi.multithread`/`wsgi.multiprocess`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessModel {
-    pub multithread: bool,
-    pub multiprocess: bool,
-}
-
 /// How the call ended, for the server's status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -34,14 +27,13 @@ pub fn run_app(
     py: Python<'_>,
     app: &Bound<'_, PyAny>,
     vars: &CgiVars,
-    model: ProcessModel,
     script: &str,
     io: Box<dyn RequestIo>,
 ) -> Outcome {
     let mut state = RequestState::new(io, script.to_string());
     Scoped::run(&mut state, |slot| {
         let call = Call { py, slot, script };
-        call.run(app, vars, model)
+        call.run(app, vars)
     })
 }
 
@@ -52,7 +44,7 @@ struct Call<'a, 'py> {
 }
 
 impl<'py> Call<'_, 'py> {
-    fn run(&self, app: &Bound<'py, PyAny>, vars: &CgiVars, model: ProcessModel) -> Outcome {
+    fn run(&self, app: &Bound<'py, PyAny>, vars: &CgiVars) -> Outcome {
         let objects = interp::objects(self.py);
         let prepared = (|| -> PyResult<_> {
             let adapter = new_handle(&objects.adapter_type(self.py), self.slot.clone())?;
@@ -60,7 +52,7 @@ impl<'py> Call<'_, 'py> {
             let input = new_handle(&objects.input_type(self.py), self.slot.clone())?;
             let log = Arc::new(LogPayload::new(self.slot.clone()));
             let errors = new_handle(&objects.log_type(self.py), log.clone())?;
-            let environ = build_environ(self.py, objects, vars, model, &input, &errors)?;
+            let environ = build_environ(self.py, objects, vars, &input, &errors)?;
             Ok((start_response, environ, log))
         })();
         let (start_response, environ, log) = match prepared {
@@ -254,18 +246,59 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> Vec<String> {
     }
 }
 
+/// Microseconds since the Unix epoch, as Apache's request times are given.
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The request counters C mod_wsgi reports: requests this process has served before this one,
+/// a small number naming the thread, and the requests this thread has served before this one.
+struct RequestCounts {
+    total: u64,
+    thread_id: u64,
+    thread_requests: u64,
+}
+
+impl RequestCounts {
+    fn next() -> RequestCounts {
+        use std::cell::Cell;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static TOTAL: AtomicU64 = AtomicU64::new(0);
+        static THREADS: AtomicU64 = AtomicU64::new(0);
+        thread_local! {
+            static THREAD: (u64, Cell<u64>) = (THREADS.fetch_add(1, Ordering::Relaxed) + 1, Cell::new(0));
+        }
+        let total = TOTAL.fetch_add(1, Ordering::Relaxed);
+        THREAD.with(|(id, served)| {
+            let before = served.get();
+            served.set(before + 1);
+            RequestCounts {
+                total,
+                thread_id: *id,
+                thread_requests: before,
+            }
+        })
+    }
+}
+
 fn build_environ<'py>(
     py: Python<'py>,
     objects: &InterpObjects,
     vars: &CgiVars,
-    model: ProcessModel,
     input: &Bound<'py, PyAny>,
     errors: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let environ = objects.new_environ(py, model)?;
+    let environ = objects.new_environ(py)?;
     for (key, value) in &vars.0 {
         environ.set_item(latin1_str(py, key)?, latin1_str(py, value)?)?;
     }
+    let counts = RequestCounts::next();
+    environ.set_item("mod_wsgi.script_start", now_micros().to_string())?;
+    environ.set_item("mod_wsgi.total_requests", counts.total)?;
+    environ.set_item("mod_wsgi.thread_id", counts.thread_id)?;
+    environ.set_item("mod_wsgi.thread_requests", counts.thread_requests)?;
     let names = &objects.names;
     environ.set_item(Names::get(py, &names.url_scheme), url_scheme(vars))?;
     environ.set_item(Names::get(py, &names.input), input)?;

@@ -67,6 +67,8 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
     if facts.is_head && as_get {
         vars.set("REQUEST_METHOD", "GET");
     }
+    // The server's PATH is not the application's business (C mod_wsgi leaves it out too).
+    vars.0.retain(|(k, _)| k != b"PATH");
     // Apache leaves credentials out of the CGI variables; WSGIPassAuthorization lets them in.
     if settings.pass_authorization {
         if let Some(auth) = &facts.authorization {
@@ -195,6 +197,13 @@ mod tests {
         assert_eq!(url_scheme(&v), "https");
         v.set("HTTPS", "off");
         assert_eq!(url_scheme(&v), "http");
+    }
+
+    #[test]
+    fn path_is_left_out() {
+        let mut v = CgiVars(vec![(b"PATH".to_vec(), b"/usr/bin".to_vec())]);
+        complete_cgi_vars(&mut v, &settings(), &RequestFacts::default());
+        assert_eq!(v.get("PATH"), None);
     }
 
     #[test]

@@ -2,12 +2,29 @@
 //! part of every environ, created once per interpreter. Held as raw references (not `Py<T>`,
 //! DESIGN.md rule 6) and only touched while attached to that interpreter.
 
-use super::adapter::ProcessModel;
 use super::callbacks::{input_iter_slots, ADAPTER_METHODS, INPUT_METHODS, LOG_METHODS};
-use crate::python::objects::{create_type, OwnedRef};
+use crate::python::objects::{create_type, sys_modules, OwnedRef};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyType};
+use pyo3::types::{PyDict, PyModule, PyString, PyType};
 use std::sync::OnceLock;
+
+/// The C mod_wsgi release whose behaviour this module reproduces: `mod_wsgi.version` and
+/// `environ['mod_wsgi.version']`, for applications that test it (our own version is
+/// `mod_wsgi.rs_version`).
+pub const MOD_WSGI_COMPAT_VERSION: (u32, u32, u32) = (4, 9, 4);
+
+/// What the server tells every interpreter about itself, gathered once per process.
+#[derive(Debug, Clone, Default)]
+pub struct ServerInfo {
+    pub multithread: bool,
+    pub multiprocess: bool,
+    pub maximum_processes: i32,
+    pub threads_per_process: i32,
+    pub apache_version: (u32, u32, u32),
+    pub description: String,
+    pub mpm_name: String,
+    pub build_date: String,
+}
 
 /// Strings the adapter uses on every request, interned once.
 pub struct Names {
@@ -33,7 +50,7 @@ pub struct InterpObjects {
     log_type: OwnedRef,
     pub names: Names,
     /// The environ keys that are the same for every request, copied to start each environ.
-    base_environ: OnceLock<OwnedRef>,
+    base_environ: OwnedRef,
 }
 
 impl InterpObjects {
@@ -51,27 +68,8 @@ impl InterpObjects {
     }
 
     /// A new environ holding the keys every request shares.
-    pub fn new_environ<'py>(
-        &self,
-        py: Python<'py>,
-        model: ProcessModel,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let base = match self.base_environ.get() {
-            Some(base) => base,
-            None => {
-                let base = PyDict::new(py);
-                base.set_item("wsgi.version", (1, 0))?;
-                base.set_item("wsgi.input_terminated", true)?;
-                base.set_item("wsgi.multithread", model.multithread)?;
-                base.set_item("wsgi.multiprocess", model.multiprocess)?;
-                base.set_item("wsgi.run_once", false)?;
-                base.set_item("wsgi.file_wrapper", self.file_wrapper.bind(py))?;
-                // Another thread may have won the race; either copy is the same.
-                let _ = self.base_environ.set(OwnedRef::new(base.into_any()));
-                self.base_environ.get().expect("just set")
-            }
-        };
-        base.bind(py).cast::<PyDict>()?.copy()
+    pub fn new_environ<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.base_environ.bind(py).cast::<PyDict>()?.copy()
     }
 }
 
@@ -85,25 +83,72 @@ fn interned(py: Python<'_>, s: &str) -> OwnedRef {
     OwnedRef::new(PyString::intern(py, s).into_any())
 }
 
-/// Runs file_wrapper.py in a namespace of its own and returns its class.
-fn file_wrapper_class(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+/// Runs Python `source` (one of this crate's .py files) in a namespace of its own, as if it
+/// were module `mod_wsgi`, and returns its global `name`.
+fn run_source<'py>(py: Python<'py>, source: &str, name: &str) -> PyResult<Bound<'py, PyAny>> {
     let namespace = PyDict::new(py);
     namespace.set_item("__name__", "mod_wsgi")?;
-    let source = std::ffi::CString::new(include_str!("file_wrapper.py")).expect("no NUL");
+    let source = std::ffi::CString::new(source).expect("no NUL in our sources");
     py.run(&source, Some(&namespace), None)?;
-    Ok(namespace
-        .get_item("FileWrapper")?
-        .expect("defined")
-        .cast_into::<PyType>()?)
+    Ok(namespace.get_item(name)?.expect("defined by the source"))
 }
 
-/// Creates the adapter's objects in the (main) interpreter.
-pub fn prepare(py: Python<'_>) -> PyResult<()> {
+fn base_environ<'py>(
+    py: Python<'py>,
+    info: &ServerInfo,
+    file_wrapper: &Bound<'py, PyType>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let base = PyDict::new(py);
+    base.set_item("wsgi.version", (1, 0))?;
+    base.set_item("wsgi.input_terminated", true)?;
+    base.set_item("wsgi.multithread", info.multithread)?;
+    base.set_item("wsgi.multiprocess", info.multiprocess)?;
+    base.set_item("wsgi.run_once", false)?;
+    base.set_item("wsgi.file_wrapper", file_wrapper)?;
+    base.set_item("mod_wsgi.version", MOD_WSGI_COMPAT_VERSION)?;
+    base.set_item("apache.version", info.apache_version)?;
+    Ok(base)
+}
+
+/// Registers the `mod_wsgi` and `apache` modules in this interpreter's `sys.modules`.
+fn add_modules(
+    py: Python<'_>,
+    info: &ServerInfo,
+    file_wrapper: &Bound<'_, PyType>,
+) -> PyResult<()> {
+    let modules = sys_modules(py)?;
+    let mod_wsgi = PyModule::new(py, "mod_wsgi")?;
+    let apache = PyModule::new(py, "apache")?;
+    let facts = PyDict::new(py);
+    facts.set_item("mod_wsgi_version", MOD_WSGI_COMPAT_VERSION)?;
+    facts.set_item("rs_version", crate::VERSION)?;
+    // Embedded mode in the main interpreter: both names are '' (as in environ).
+    facts.set_item("process_group", "")?;
+    facts.set_item("application_group", "")?;
+    facts.set_item("maximum_processes", info.maximum_processes)?;
+    facts.set_item("threads_per_process", info.threads_per_process)?;
+    facts.set_item("apache_version", info.apache_version)?;
+    facts.set_item("description", &info.description)?;
+    facts.set_item("mpm_name", &info.mpm_name)?;
+    facts.set_item("build_date", &info.build_date)?;
+    let fill = run_source(py, include_str!("modules.py"), "fill")?;
+    fill.call1((&mod_wsgi, &apache, facts, file_wrapper))?;
+    modules.set_item("mod_wsgi", mod_wsgi)?;
+    modules.set_item("apache", apache)?;
+    Ok(())
+}
+
+/// Creates the adapter's objects and modules in the (main) interpreter.
+pub fn prepare(py: Python<'_>, info: &ServerInfo) -> PyResult<()> {
     if MAIN.get().is_some() {
         return Ok(());
     }
+    let file_wrapper =
+        run_source(py, include_str!("file_wrapper.py"), "FileWrapper")?.cast_into::<PyType>()?;
+    add_modules(py, info, &file_wrapper)?;
     let objects = InterpObjects {
-        file_wrapper: OwnedRef::new(file_wrapper_class(py)?.into_any()),
+        base_environ: OwnedRef::new(base_environ(py, info, &file_wrapper)?.into_any()),
+        file_wrapper: OwnedRef::new(file_wrapper.into_any()),
         adapter_type: OwnedRef::new(
             create_type(py, c"mod_wsgi.Adapter", &ADAPTER_METHODS, None)?.into_any(),
         ),
@@ -124,7 +169,6 @@ pub fn prepare(py: Python<'_>) -> PyResult<()> {
             errors: interned(py, "wsgi.errors"),
             mtime: interned(py, "__mtime__"),
         },
-        base_environ: OnceLock::new(),
     };
     let _ = MAIN.set(objects);
     Ok(())
@@ -148,7 +192,7 @@ pub fn release(py: Python<'_>) {
         ]
         .into_iter()
         .chain([&names.input, &names.errors, &names.mtime])
-        .chain(o.base_environ.get())
+        .chain([&o.base_environ])
         {
             owned.release(py);
         }

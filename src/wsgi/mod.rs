@@ -10,5 +10,6 @@ pub mod interp;
 pub mod io;
 pub mod state;
 
-pub use adapter::{run_app, Outcome, ProcessModel};
+pub use adapter::{run_app, Outcome};
+pub use interp::ServerInfo;
 pub use io::{Level, RequestIo, ResponseHead};

@@ -12,7 +12,7 @@ def application(environ, start_response):
     lines.append("wsgi.multiprocess=%r" % environ["wsgi.multiprocess"])
     lines.append("wsgi.run_once=%r" % environ["wsgi.run_once"])
     lines.append("wsgi.input_terminated=%r" % environ["wsgi.input_terminated"])
-    lines.append("types=%s" % ",".join(sorted({type(v).__name__ for k, v in environ.items() if not k.startswith("wsgi.")})))
+    lines.append("types=%s" % ",".join(sorted({type(v).__name__ for k, v in environ.items() if "." not in k})))
     lines.append("python=%d.%d" % sys.version_info[:2])
     lines.append("prefix=%s" % sys.prefix)
     body = ("\n".join(lines) + "\n").encode("latin-1")
