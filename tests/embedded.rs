@@ -454,6 +454,57 @@ def application(environ, start_response):
 }
 
 #[test]
+fn stdout_and_stderr_go_to_the_error_log_attributed_to_the_request() {
+    let app = r#"
+import io, sys, threading
+print("printed at import")
+def later():
+    print("printed by a thread after its request")
+def application(environ, start_response):
+    print("printed in a request")
+    sys.stderr.write("stderr in a request\nunfinished stderr")
+    errors = environ["wsgi.errors"]
+    try:
+        errors.fileno()
+        fileno = "no error"
+    except io.UnsupportedOperation:
+        fileno = "UnsupportedOperation"
+    facts = [sys.stdout.name, sys.stderr.name, sys.stdout.encoding, str(sys.stdout.isatty()),
+             errors.name, errors.encoding, str(errors.isatty()), str(errors.closed), fileno]
+    threading.Timer(0.2, later).start()
+    start_response("200 OK", [])
+    return [" ".join(facts).encode()]
+"#;
+    let apache = Apache::start(
+        "stdout",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    assert_eq!(
+        apache.get("/app").text(),
+        "<stdout> <stderr> utf-8 False <wsgi.errors> utf-8 False False UnsupportedOperation"
+    );
+    let log = apache.wait_for_log("printed by a thread after its request");
+    let entry = |text: &str| {
+        log.lines()
+            .find(|l| l.ends_with(text))
+            .unwrap_or_else(|| panic!("{text:?} missing: {log}"))
+            .to_string()
+    };
+    for text in [
+        "printed at import",
+        "printed in a request",
+        "stderr in a request",
+        "unfinished stderr",
+    ] {
+        let line = entry(text);
+        assert!(line.contains("[client 127.0.0.1"), "{line}");
+    }
+    let line = entry("printed by a thread after its request");
+    assert!(!line.contains("[client"), "{line}");
+}
+
+#[test]
 fn two_hundred_concurrent_requests_are_all_served() {
     let slow = r#"
 import time
@@ -569,6 +620,9 @@ import atexit, os
 MARK = os.path.join(os.path.dirname(__file__), "atexit-%d" % os.getpid())
 atexit.register(lambda: open(MARK, "w").write("ran"))
 def application(environ, start_response):
+    # threading first imported on a request thread must not hang the child's exit.
+    import threading
+    threading.Thread(target=lambda: None).start()
     start_response("200 OK", [])
     return [str(os.getpid()).encode()]
 "#;
@@ -586,6 +640,7 @@ def application(environ, start_response):
         "atexit ran at child exit: {log}"
     );
     assert!(!log.contains("exit signal"), "{log}");
+    assert!(!log.contains("still did not exit"), "{log}");
 }
 
 #[test]
@@ -701,7 +756,17 @@ def application(environ, start_response):
         "WSGIScriptAlias /app {dir}/app.wsgi",
     );
     std::fs::copy(&data_path, apache.path("data.bin")).unwrap();
-    let closed_at = || std::fs::read_to_string(apache.path("closed-at")).unwrap_or_default();
+    // close() runs after the response went out, so the client may see the body first.
+    let closed_at = |count: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(apache.path("closed-at")).unwrap_or_default();
+            if text.lines().count() >= count || std::time::Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
 
     let r = apache.get("/app/whole");
     assert_eq!(
@@ -711,7 +776,7 @@ def application(environ, start_response):
     );
     assert!(r.complete && r.body == data);
     assert_eq!(
-        closed_at().lines().last(),
+        closed_at(1).lines().last(),
         Some("0"),
         "sent without reading it in Python"
     );
@@ -736,10 +801,10 @@ def application(environ, start_response):
         "other file-likes are iterated"
     );
     assert_eq!(
-        closed_at().lines().count(),
+        closed_at(4).lines().count(),
         4,
         "close() is called every time: {}",
-        closed_at()
+        closed_at(4)
     );
 }
 

@@ -4,7 +4,7 @@
 use super::bindings as ap;
 use super::boundary::ffi_boundary;
 use super::config::{dir_config, server_config};
-use super::log::{request_log, server_log, APLOG_ERR};
+use super::log::{request_log, request_logger, server_log, APLOG_ERR};
 use super::pool::{c_bytes, pstrdup};
 use super::request::{table_get, Request};
 use crate::config::script_alias::{mapped_filename, prefix_match_len};
@@ -12,6 +12,7 @@ use crate::config::{AliasOptions, AliasPattern, RequestSettings, ScriptAlias};
 use crate::python::{self, PythonSettings};
 use crate::script::{load_application, LoadError};
 use crate::wsgi::environ::{complete_cgi_vars, RequestFacts};
+use crate::wsgi::process_log::CurrentRequest;
 use crate::wsgi::{run_app, Outcome, ServerInfo};
 use std::ffi::{c_void, CStr};
 use std::os::raw::{c_char, c_int};
@@ -46,6 +47,7 @@ pub(crate) unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
             ptr::null(),
         ]);
         let middle = ap::APR_HOOK_MIDDLE as c_int;
+        crate::wsgi::process_log::set_server_log(super::log::main_server_log);
         // SAFETY: registering hook functions with static predecessor/successor lists (null
         // terminated) during httpd's hook registration phase.
         unsafe {
@@ -102,11 +104,10 @@ fn server_info() -> ServerInfo {
     } else {
         1
     };
+    // The configured limit, not how many child slots have been used so far (which depends on
+    // when a child asks).
     let processes = if forked {
-        match mpm_query(ap::AP_MPMQ_MAX_DAEMON_USED) {
-            -1 => mpm_query(ap::AP_MPMQ_MAX_DAEMONS),
-            n => n,
-        }
+        mpm_query(ap::AP_MPMQ_MAX_DAEMONS)
     } else {
         1
     };
@@ -467,7 +468,15 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
         let mtime = (*r).finfo.mtime;
         let script = String::from_utf8_lossy(&filename).into_owned();
         let ran = python::attached(|py| {
-            match load_application(py, &script, mtime, settings.script_reloading, &settings.callable_object) {
+            // SAFETY: `current` ends inside this handler, so r outlives every use of the logger.
+            let current = CurrentRequest::enter(request_logger(r));
+            let served = match load_application(
+                py,
+                &script,
+                mtime,
+                settings.script_reloading,
+                &settings.callable_object,
+            ) {
                 Ok(app) => run_app(py, &app, &vars, &script, Box::new(request)) == Outcome::Sent,
                 Err(LoadError::NoCallable) => {
                     request_log(
@@ -503,9 +512,9 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
                     }
                     false
                 }
-            }
-            .then_some(())
-            .ok_or(SERVER_ERROR)
+            };
+            current.finish(py);
+            served.then_some(()).ok_or(SERVER_ERROR)
         });
         match ran {
             Ok(Ok(())) => OK,

@@ -2,6 +2,8 @@
 //! never as the format itself, so text from an application or a request cannot be interpreted.
 
 use super::bindings as ap;
+use crate::wsgi::process_log::RequestLogger;
+use crate::wsgi::Level;
 use std::ffi::CString;
 use std::os::raw::c_int;
 use std::ptr;
@@ -43,6 +45,43 @@ pub fn server_error(msg: &str) {
     // which server_log accepts).
     let s = unsafe { ap::ap_server_conf };
     server_log(s, APLOG_ERR, msg);
+}
+
+/// Apache's level for one of the adapter's.
+pub(crate) fn level_of(level: Level) -> u32 {
+    match level {
+        Level::Error => APLOG_ERR,
+        Level::Warning => APLOG_WARNING,
+        Level::Info => APLOG_INFO,
+        Level::Debug => APLOG_DEBUG,
+    }
+}
+
+/// Logs to the main server's error log at the adapter's `level` (Python's stdout and stderr
+/// outside a request).
+pub(crate) fn main_server_log(level: Level, msg: &str) {
+    // SAFETY: ap_server_conf is httpd's pointer to the main server (null before it exists,
+    // which server_log accepts).
+    let s = unsafe { ap::ap_server_conf };
+    server_log(s, level_of(level), msg);
+}
+
+/// A logger for the Python output of request `r` (see `wsgi::process_log`).
+///
+/// # Safety
+/// `r` must stay live for as long as the logger is kept.
+pub(crate) unsafe fn request_logger(r: *const ap::request_rec) -> RequestLogger {
+    struct LiveRequest(*const ap::request_rec);
+    // SAFETY: the caller keeps r live while the logger exists; ap_log_rerror may be called from
+    // any thread for a live request.
+    unsafe impl Send for LiveRequest {}
+    // SAFETY: as above; logging only reads the request.
+    unsafe impl Sync for LiveRequest {}
+    let live = LiveRequest(r);
+    Box::new(move |level, msg| {
+        let live = &live;
+        request_log(live.0, level_of(level), msg)
+    })
 }
 
 /// Logs against a request, so the entry carries the client address and request id.

@@ -3,7 +3,7 @@
 
 use super::bindings as ap;
 use super::boundary::ffi_boundary;
-use super::log::{request_log, APLOG_DEBUG, APLOG_ERR, APLOG_INFO, APLOG_WARNING};
+use super::log::{level_of, request_log};
 use super::pool::{c_bytes, pstrdup};
 use crate::wsgi::environ::CgiVars;
 use crate::wsgi::{Level, RequestIo, ResponseHead};
@@ -117,15 +117,6 @@ impl Request {
         } else {
             Err(status)
         }
-    }
-}
-
-fn level_of(level: Level) -> u32 {
-    match level {
-        Level::Error => APLOG_ERR,
-        Level::Warning => APLOG_WARNING,
-        Level::Info => APLOG_INFO,
-        Level::Debug => APLOG_DEBUG,
     }
 }
 

@@ -12,6 +12,10 @@ pub fn prepare_main_interpreter(
     prepare: impl FnOnce(Python<'_>) -> PyResult<()>,
 ) -> Result<(), String> {
     let describe = |e: PyErr| format!("cannot prepare the Python interpreter: {e}");
+    // `threading` records the thread that first imports it as the main thread, and at
+    // finalisation waits for that thread's state to go away. Importing it here, on the thread
+    // that will finalise, keeps an import from a request thread from hanging the child's exit.
+    py.import("threading").map_err(describe)?;
     add_site_directories(py, &settings.path).map_err(describe)?;
     prepare(py).map_err(describe)
 }

@@ -3,9 +3,11 @@
 //! DESIGN.md rule 6) and only touched while attached to that interpreter.
 
 use super::callbacks::{input_iter_slots, ADAPTER_METHODS, INPUT_METHODS, LOG_METHODS};
-use crate::python::objects::{create_type, sys_modules, OwnedRef};
+use super::process_log::{ProcessLog, PROCESS_LOG_METHODS};
+use crate::python::objects::{create_type, new_handle, sys_modules, OwnedRef};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule, PyString, PyType};
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 /// The C mod_wsgi release whose behaviour this module reproduces: `mod_wsgi.version` and
@@ -83,14 +85,22 @@ fn interned(py: Python<'_>, s: &str) -> OwnedRef {
     OwnedRef::new(PyString::intern(py, s).into_any())
 }
 
-/// Runs Python `source` (one of this crate's .py files) in a namespace of its own, as if it
-/// were module `mod_wsgi`, and returns its global `name`.
-fn run_source<'py>(py: Python<'py>, source: &str, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    let namespace = PyDict::new(py);
-    namespace.set_item("__name__", "mod_wsgi")?;
-    let source = std::ffi::CString::new(source).expect("no NUL in our sources");
-    py.run(&source, Some(&namespace), None)?;
-    Ok(namespace.get_item(name)?.expect("defined by the source"))
+/// The globals of Python `source` (one of this crate's .py files), run in a namespace of its
+/// own as if it were module `mod_wsgi`.
+struct Source<'py>(Bound<'py, PyDict>);
+
+impl<'py> Source<'py> {
+    fn run(py: Python<'py>, source: &str) -> PyResult<Source<'py>> {
+        let namespace = PyDict::new(py);
+        namespace.set_item("__name__", "mod_wsgi")?;
+        let source = std::ffi::CString::new(source).expect("no NUL in our sources");
+        py.run(&source, Some(&namespace), None)?;
+        Ok(Source(namespace))
+    }
+
+    fn get(&self, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.0.get_item(name)?.expect("defined by the source"))
+    }
 }
 
 fn base_environ<'py>(
@@ -113,6 +123,7 @@ fn base_environ<'py>(
 /// Registers the `mod_wsgi` and `apache` modules in this interpreter's `sys.modules`.
 fn add_modules(
     py: Python<'_>,
+    source: &Source<'_>,
     info: &ServerInfo,
     file_wrapper: &Bound<'_, PyType>,
 ) -> PyResult<()> {
@@ -131,10 +142,22 @@ fn add_modules(
     facts.set_item("description", &info.description)?;
     facts.set_item("mpm_name", &info.mpm_name)?;
     facts.set_item("build_date", &info.build_date)?;
-    let fill = run_source(py, include_str!("modules.py"), "fill")?;
-    fill.call1((&mod_wsgi, &apache, facts, file_wrapper))?;
+    source
+        .get("fill")?
+        .call1((&mod_wsgi, &apache, facts, file_wrapper))?;
     modules.set_item("mod_wsgi", mod_wsgi)?;
     modules.set_item("apache", apache)?;
+    Ok(())
+}
+
+/// Replaces `sys.stdout` and `sys.stderr` with writers into the error log.
+fn install_log_streams(py: Python<'_>, source: &Source<'_>) -> PyResult<()> {
+    let raw_type = create_type(py, c"mod_wsgi.ProcessLog", &PROCESS_LOG_METHODS, None)?;
+    let raw_stdout = new_handle(&raw_type, Arc::new(ProcessLog))?;
+    let raw_stderr = new_handle(&raw_type, Arc::new(ProcessLog))?;
+    source
+        .get("install_streams")?
+        .call1((py.import("sys")?, raw_stdout, raw_stderr))?;
     Ok(())
 }
 
@@ -143,9 +166,16 @@ pub fn prepare(py: Python<'_>, info: &ServerInfo) -> PyResult<()> {
     if MAIN.get().is_some() {
         return Ok(());
     }
-    let file_wrapper =
-        run_source(py, include_str!("file_wrapper.py"), "FileWrapper")?.cast_into::<PyType>()?;
-    add_modules(py, info, &file_wrapper)?;
+    let file_wrapper = Source::run(py, include_str!("file_wrapper.py"))?
+        .get("FileWrapper")?
+        .cast_into::<PyType>()?;
+    let source = Source::run(py, include_str!("modules.py"))?;
+    add_modules(py, &source, info, &file_wrapper)?;
+    install_log_streams(py, &source)?;
+    let log_type = create_type(py, c"mod_wsgi.Log", &LOG_METHODS, None)?;
+    source
+        .get("give_stream_api")?
+        .call1((&log_type, "<wsgi.errors>"))?;
     let objects = InterpObjects {
         base_environ: OwnedRef::new(base_environ(py, info, &file_wrapper)?.into_any()),
         file_wrapper: OwnedRef::new(file_wrapper.into_any()),
@@ -161,7 +191,7 @@ pub fn prepare(py: Python<'_>, info: &ServerInfo) -> PyResult<()> {
             )?
             .into_any(),
         ),
-        log_type: OwnedRef::new(create_type(py, c"mod_wsgi.Log", &LOG_METHODS, None)?.into_any()),
+        log_type: OwnedRef::new(log_type.into_any()),
         names: Names {
             close: interned(py, "close"),
             url_scheme: interned(py, "wsgi.url_scheme"),

@@ -14,3 +14,63 @@ def fill(mod_wsgi, apache, info, FileWrapper):
     apache.description = info["description"]
     apache.mpm_name = info["mpm_name"]
     apache.build_date = info["build_date"]
+
+
+import io as _io
+
+
+class LogStream(_io.TextIOBase):
+    """sys.stdout and sys.stderr: text written here goes to Apache's error log, one entry per
+    line (attributed to the request the writing thread serves, if any)."""
+
+    encoding = "utf-8"
+    errors = "backslashreplace"
+    line_buffering = True
+
+    def __init__(self, raw, name):
+        self._raw = raw
+        self._name = name
+
+    @property
+    def name(self):
+        return self._name
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        return self._raw.write(text)
+
+    def flush(self):
+        if not self.closed:
+            self._raw.flush()
+
+    def __repr__(self):
+        return "<mod_wsgi.LogStream name=%r>" % self._name
+
+
+def install_streams(sys, raw_stdout, raw_stderr):
+    sys.stdout = LogStream(raw_stdout, "<stdout>")
+    sys.stderr = LogStream(raw_stderr, "<stderr>")
+
+
+def give_stream_api(cls, name):
+    """The attributes of a text stream that libraries look for on wsgi.errors, beyond the
+    write/writelines/flush PEP 3333 asks for."""
+    cls.name = name
+    cls.encoding = "utf-8"
+    cls.errors = "backslashreplace"
+    cls.line_buffering = True
+    cls.closed = False
+    cls.mode = "w"
+    cls.writable = lambda self: True
+    cls.readable = cls.seekable = cls.isatty = lambda self: False
+
+    def fileno(self):
+        raise _io.UnsupportedOperation("fileno")
+
+    cls.fileno = fileno
+    cls.__enter__ = lambda self: self
+    cls.__exit__ = lambda self, *exc: None
