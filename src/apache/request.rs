@@ -124,7 +124,7 @@ impl RequestIo for Request {
     fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String> {
         if !self.body_requested {
             self.body_requested = true;
-            // SAFETY: r is live and set up for reading; this sends "100 Continue" if asked for.
+            // SAFETY: r is live and set up for reading.
             if unsafe { ap::ap_should_client_block(self.r) } == 0 {
                 return Ok(0);
             }
@@ -143,6 +143,24 @@ impl RequestIo for Request {
             );
         }
         Ok(n as usize)
+    }
+
+    fn expect_continue(&mut self) {
+        let r = self.r;
+        // SAFETY: r is live. The interim response is sent with the request's status set to 100
+        // for the call (as Apache's own modules do), then the status is put back; Apache clears
+        // expecting_100 so the input filter will not send a second one.
+        unsafe {
+            if (*r).expecting_100 == 0 {
+                return;
+            }
+            let (status, line) = ((*r).status, (*r).status_line);
+            (*r).status = ap::HTTP_CONTINUE as i32;
+            (*r).status_line = c"100 Continue".as_ptr();
+            ap::ap_send_interim_response(r, 0);
+            (*r).status = status;
+            (*r).status_line = line;
+        }
     }
 
     fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String> {

@@ -178,6 +178,10 @@ handle_method!(
     ["size"],
     |py, _slf, slot, args| {
         match args.size(0, "size")? {
+            Some(0) => with_state(slot, |st| {
+                st.expect_continue(py);
+                Ok(PyBytes::new(py, b"").into_any())
+            }),
             Some(n) if n <= DIRECT_READ_MAX => with_state(slot, |st| {
                 let bytes = bytes_filled_by(py, n, |buf| {
                     st.read_input_into(py, buf).map_err(PyOSError::new_err)

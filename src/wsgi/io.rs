@@ -22,6 +22,9 @@ pub struct ResponseHead {
 pub trait RequestIo: Send {
     /// Reads up to `buf.len()` bytes of the request body; `Ok(0)` at its end.
     fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String>;
+    /// Answers a pending `Expect: 100-continue` now (`wsgi.input.read(0)`), so the client sends
+    /// the body; nothing happens when none is pending.
+    fn expect_continue(&mut self);
     /// Sets the response status and headers; called once, before any body byte. Must not block:
     /// it is called with the GIL held.
     fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String>;

@@ -167,6 +167,12 @@ impl RequestState {
         })
     }
 
+    /// `wsgi.input.read(0)`: lets a client waiting for `100 Continue` send its body.
+    pub fn expect_continue(&mut self, py: Python<'_>) {
+        let io = &mut *self.io;
+        detached(py, || io.expect_continue());
+    }
+
     pub fn log(&mut self, py: Python<'_>, level: Level, msg: &str) {
         let io = &mut *self.io;
         detached(py, || io.log(level, msg));

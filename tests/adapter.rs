@@ -1,0 +1,289 @@
+//! PEP 3333 details of the adapter, end to end in real Apache: exc_info, SystemExit,
+//! 100-continue, wsgi.input's line API, clients that go away, wsgiref.validate, ErrorDocument.
+
+mod common;
+
+use common::Apache;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Waits (bounded) until `path` exists; returns its content.
+fn wait_for_file(path: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text;
+        }
+        if Instant::now() > deadline {
+            return String::new();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn exc_info_replaces_unsent_headers_and_reraises_once_they_are_sent() {
+    let app = r#"
+import sys
+def application(environ, start_response):
+    kind = environ["PATH_INFO"]
+    if kind == "/before":
+        start_response("200 OK", [("X-Doomed", "1")])
+        try:
+            raise ValueError("failed before the body")
+        except ValueError:
+            start_response("503 Try Later", [("Content-Type", "text/plain")], sys.exc_info())
+        return [b"replaced"]
+    if kind == "/after":
+        def body():
+            yield b"first part"
+            try:
+                raise KeyError("failed after the body started")
+            except KeyError:
+                start_response("500 Error", [], sys.exc_info())
+            yield b"never sent"
+        start_response("200 OK", [])
+        return body()
+    if kind == "/twice":
+        start_response("200 OK", [])
+        try:
+            start_response("200 OK", [])
+        except Exception as e:
+            message = ("%s: %s" % (type(e).__name__, e)).encode()
+        return [b"second call refused: " + message]
+"#;
+    let apache = Apache::start(
+        "excinfo",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let r = apache.get("/app/before");
+    assert_eq!((r.status, r.text().as_str()), (503, "replaced"));
+    assert_eq!(r.header("X-Doomed"), None, "the first headers are dropped");
+
+    let r = apache.get("/app/after");
+    assert_eq!(r.status, 200);
+    assert!(!r.complete, "the response is visibly truncated");
+    assert_eq!(r.text(), "first part");
+    let log = apache.wait_for_log("failed after the body started");
+    assert!(
+        log.contains("KeyError: 'failed after the body started'"),
+        "the original exception is re-raised and logged: {log}"
+    );
+
+    let r = apache.get("/app/twice");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text()
+            .starts_with("second call refused: AssertionError: "),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
+fn system_exit_is_a_500_and_the_process_stays() {
+    let app = r#"
+import os, sys
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/exit":
+        sys.exit(3)
+    start_response("200 OK", [])
+    return [str(os.getpid()).encode()]
+"#;
+    let apache = Apache::start_with(
+        "systemexit",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+        common::Options {
+            processes: 1,
+            ..Default::default()
+        },
+    );
+    let pid = apache.get("/app/pid").text();
+    assert_eq!(apache.get("/app/exit").status, 500);
+    let log = apache.wait_for_log("SystemExit");
+    assert!(log.contains("SystemExit: 3"), "{log}");
+    assert_eq!(apache.get("/app/pid").text(), pid, "same process serves on");
+}
+
+/// Sends a request with `Expect: 100-continue` and no body; returns the first line the server
+/// answers with, then (if it was `100 Continue`) sends `body` and returns the final response.
+fn expect_continue(port: u16, path: &str, body: &[u8]) -> (String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    if first.contains(" 100 ") {
+        let mut blank = String::new();
+        reader.read_line(&mut blank).unwrap();
+        stream.write_all(body).unwrap();
+    }
+    let mut rest = String::new();
+    let _ = reader.read_to_string(&mut rest);
+    (first.trim_end().to_string(), rest)
+}
+
+#[test]
+fn read_zero_answers_expect_100_continue() {
+    let app = r#"
+def application(environ, start_response):
+    inp = environ["wsgi.input"]
+    if environ["PATH_INFO"] == "/ask":
+        assert inp.read(0) == b""
+        body = inp.read()
+    else:
+        body = b"not read"
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"got " + body]
+"#;
+    let apache = Apache::start(
+        "continue",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let (first, rest) = expect_continue(apache.port, "/app/ask", b"hello");
+    assert_eq!(first, "HTTP/1.1 100 Continue");
+    assert!(rest.contains("\r\n\r\n9\r\ngot hello\r\n"), "{rest}");
+    let (first, rest) = expect_continue(apache.port, "/app/skip", b"hello");
+    assert_eq!(
+        first, "HTTP/1.1 200 OK",
+        "no 100 Continue unless the body is asked for"
+    );
+    assert!(rest.contains("got not read"), "{rest}");
+}
+
+#[test]
+fn input_lines_by_readline_readlines_and_iteration() {
+    let app = r#"
+def application(environ, start_response):
+    inp = environ["wsgi.input"]
+    kind = environ["PATH_INFO"]
+    if kind == "/readline":
+        parts = [inp.readline(), inp.readline(3), inp.readline(), inp.readline(), inp.readline()]
+    elif kind == "/readlines":
+        parts = inp.readlines(5)
+        parts.append(b"|")
+        parts += inp.readlines()
+    else:
+        parts = [b"<" + line + b">" for line in inp]
+    parts.append(b"|" + inp.read() + b"|" + inp.read(10) + b"|")
+    start_response("200 OK", [])
+    return [b"".join(parts)]
+"#;
+    let apache = Apache::start(
+        "inputlines",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let body = b"one\ntwo-two\nthree\nend";
+    let post = |path: &str| apache.request("POST", path, &[], body).text();
+    assert_eq!(post("/app/readline"), "one\ntwo-two\nthree\nend|||");
+    assert_eq!(post("/app/readlines"), "one\ntwo-two\n|three\nend|||");
+    assert_eq!(post("/app/iterate"), "<one\n><two-two\n><three\n><end>|||");
+}
+
+#[test]
+fn a_client_that_goes_away_mid_response_still_gets_close_called() {
+    let app = r#"
+import os, time
+HERE = os.path.dirname(__file__)
+class Endless:
+    def __iter__(self):
+        while True:
+            yield b"x" * 65536
+            time.sleep(0.01)
+    def close(self):
+        open(os.path.join(HERE, "closed"), "w").write("closed")
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/pid":
+        start_response("200 OK", [])
+        return [str(os.getpid()).encode()]
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return Endless()
+"#;
+    let apache = Apache::start_with(
+        "disconnect",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+        common::Options {
+            processes: 1,
+            ..Default::default()
+        },
+    );
+    let pid = apache.get("/app/pid").text();
+    {
+        let mut stream = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
+        stream
+            .write_all(b"GET /app/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut buf = vec![0; 200_000];
+        stream.read_exact(&mut buf).unwrap();
+        // Dropping the stream closes the connection with the response still streaming.
+    }
+    assert_eq!(wait_for_file(&apache.path("closed")), "closed");
+    assert_eq!(apache.get("/app/pid").text(), pid, "the child carries on");
+}
+
+#[test]
+fn validator_wrapped_apps_raise_no_warning() {
+    let app = r#"
+import wsgiref.validate, warnings
+warnings.simplefilter("always")
+def inner(environ, start_response):
+    inp = environ["wsgi.input"]
+    body = inp.read(int(environ.get("CONTENT_LENGTH") or 0))
+    environ["wsgi.errors"].write("validated request\n")
+    environ["wsgi.errors"].flush()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body) + 2))])
+    return [b"ok", body]
+application = wsgiref.validate.validator(inner)
+"#;
+    let apache = Apache::start(
+        "validator",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let r = apache.get("/app/x/y?q=1");
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    let r = apache.request("POST", "/app", &[("Content-Type", "text/plain")], b"data");
+    assert_eq!((r.status, r.text().as_str()), (200, "okdata"));
+    let r = apache.request("HEAD", "/app", &[], b"");
+    assert_eq!(r.status, 200);
+    apache.wait_for_log("validated request");
+    // Give an unclosed-iterator warning from the validator's __del__ time to reach the log.
+    std::thread::sleep(Duration::from_millis(200));
+    let log = apache.error_log();
+    for bad in [
+        "Warning",
+        "AssertionError",
+        "Traceback",
+        "Exception ignored",
+    ] {
+        assert!(!log.contains(bad), "{bad}: {log}");
+    }
+}
+
+#[test]
+fn error_document_applies_to_an_exception_before_the_body() {
+    let app = r#"
+def application(environ, start_response):
+    raise RuntimeError("boom")
+"#;
+    let apache = Apache::start(
+        "errordoc",
+        &[("app.wsgi", app)],
+        "ErrorDocument 500 \"custom failure page\"\nWSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let r = apache.get("/app");
+    assert_eq!((r.status, r.text().as_str()), (500, "custom failure page"));
+}
