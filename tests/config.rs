@@ -47,6 +47,19 @@ fn supported_directives_pass() {
 }
 
 #[test]
+fn python_directives_pass() {
+    let (ok, out) = config_test(
+        "python-supported",
+        "WSGIPythonOptimize 2\nWSGIDontWriteBytecode On\n\
+         WSGIPythonWarnings ignore::DeprecationWarning\nWSGIPythonWarnings error:::mymod:10\n\
+         WSGIPythonHashSeed random\nWSGIPythonHashSeed 4294967295\nWSGIPythonEggs /tmp/eggs\n\
+         WSGIRestrictStdin On\nWSGIRestrictStdout Off\nWSGIRestrictSignal off\n\
+         WSGILazyInitialization On\nWSGIVerboseDebugging On\nWSGIDestroyInterpreter Off",
+    );
+    assert!(ok, "{out}");
+}
+
+#[test]
 fn unsupported_directives_are_refused_by_name() {
     refused(
         "daemon",
@@ -54,9 +67,9 @@ fn unsupported_directives_are_refused_by_name() {
         &["WSGIDaemonProcess is not supported yet"],
     );
     refused(
-        "restrict",
-        "WSGIRestrictStdin On",
-        &["WSGIRestrictStdin is not supported yet"],
+        "importscript",
+        "WSGIImportScript /tmp/a.wsgi process-group=%{GLOBAL} application-group=%{GLOBAL}",
+        &["WSGIImportScript is not supported yet"],
     );
     refused(
         "appgroup",
@@ -107,6 +120,66 @@ fn bad_arguments_are_refused_with_the_directive_named() {
         "vhosthome",
         "<VirtualHost 127.0.0.1:1>\nWSGIPythonHome /usr\n</VirtualHost>",
         &["WSGIPythonHome"],
+    );
+    refused(
+        "lazyoff",
+        "WSGILazyInitialization Off",
+        &[
+            "WSGILazyInitialization Off is not supported",
+            "parent process",
+        ],
+    );
+    for flag in [
+        "WSGIDontWriteBytecode",
+        "WSGIRestrictStdin",
+        "WSGIRestrictStdout",
+        "WSGIRestrictSignal",
+        "WSGILazyInitialization",
+        "WSGIVerboseDebugging",
+        "WSGIDestroyInterpreter",
+    ] {
+        refused(
+            "badpyflag",
+            &format!("{flag} sometimes"),
+            &[&format!("{flag} must be On or Off, not 'sometimes'")],
+        );
+    }
+    refused(
+        "badoptimize",
+        "WSGIPythonOptimize high",
+        &["WSGIPythonOptimize must be a whole number"],
+    );
+    refused(
+        "negoptimize",
+        "WSGIPythonOptimize -1",
+        &["WSGIPythonOptimize must be a whole number"],
+    );
+    for seed in ["4294967296", "-1", "often"] {
+        refused(
+            "badseed",
+            &format!("WSGIPythonHashSeed {seed}"),
+            &["WSGIPythonHashSeed must be \"random\" or an integer in range [0; 4294967295]"],
+        );
+    }
+    refused(
+        "badwarnings",
+        "WSGIPythonWarnings shout::UserWarning",
+        &["WSGIPythonWarnings 'shout::UserWarning': invalid action 'shout'"],
+    );
+    refused(
+        "twowarnings",
+        "WSGIPythonWarnings error ignore",
+        &["WSGIPythonWarnings takes one argument"],
+    );
+    refused(
+        "noeggs",
+        "WSGIPythonEggs",
+        &["WSGIPythonEggs takes one argument"],
+    );
+    refused(
+        "vhostrestrict",
+        "<VirtualHost 127.0.0.1:1>\nWSGIRestrictSignal Off\n</VirtualHost>",
+        &["WSGIRestrictSignal"],
     );
     refused(
         "aliasindir",

@@ -4,11 +4,17 @@
 use super::bindings as ap;
 use super::boundary::ffi_boundary;
 use super::config::{dir_config, server_config};
-use super::log::{request_log, request_logger, server_log, APLOG_ERR};
+use super::log::{
+    request_log, request_logger, server_log, server_warning, APLOG_ERR, APLOG_NOTICE,
+};
 use super::pool::{c_bytes, pstrdup};
 use super::request::{table_get, Request};
+use crate::config::python::{
+    DEFAULT_DESTROY_INTERPRETER, DEFAULT_RESTRICT_SIGNAL, DEFAULT_RESTRICT_STDIN,
+    DEFAULT_RESTRICT_STDOUT,
+};
 use crate::config::script_alias::{mapped_filename, prefix_match_len};
-use crate::config::{AliasOptions, AliasPattern, RequestSettings, ScriptAlias};
+use crate::config::{AliasOptions, AliasPattern, RequestSettings, ScriptAlias, ServerConfig};
 use crate::python::{self, PythonSettings};
 use crate::script::{load_application, LoadError};
 use crate::wsgi::environ::{complete_cgi_vars, RequestFacts};
@@ -74,7 +80,7 @@ unsafe extern "C" fn post_config(
     pconf: *mut ap::apr_pool_t,
     _plog: *mut ap::apr_pool_t,
     _ptemp: *mut ap::apr_pool_t,
-    _s: *mut ap::server_rec,
+    s: *mut ap::server_rec,
 ) -> c_int {
     ffi_boundary("post_config", OK, || {
         let banner = format!(
@@ -84,6 +90,19 @@ unsafe extern "C" fn post_config(
         );
         // SAFETY: pconf is the live config pool; the component string is copied into it.
         unsafe { ap::ap_add_version_component(pconf, pstrdup(pconf, banner.as_bytes())) };
+        // httpd reads its config twice at start-up; say it once, on the pass that serves.
+        // SAFETY: ap_state_query only reads httpd's state.
+        let serving = unsafe { ap::ap_state_query(ap::AP_SQ_MAIN_STATE as c_int) }
+            == ap::AP_SQ_MS_CREATE_CONFIG as c_int;
+        // SAFETY: s is the main server, whose config was created by this module.
+        if serving && unsafe { server_config(s) }.python.verbose_debugging == Some(true) {
+            server_log(
+                s,
+                APLOG_NOTICE,
+                "mod_wsgi-rs: WSGIVerboseDebugging is accepted but adds nothing; for detailed \
+                 logging from mod_wsgi-rs use `LogLevel wsgi:debug`",
+            );
+        }
         OK
     })
 }
@@ -146,6 +165,24 @@ unsafe extern "C" fn finalize_python(_data: *mut c_void) -> ap::apr_status_t {
     })
 }
 
+/// What Python starts with, from the main server's global directives.
+fn python_settings(conf: &ServerConfig) -> PythonSettings {
+    let p = &conf.python;
+    PythonSettings {
+        home: conf.python_home.clone(),
+        path: conf.python_path.clone(),
+        optimize: p.optimize,
+        dont_write_bytecode: p.dont_write_bytecode == Some(true),
+        warnings: p.warnings.clone(),
+        hash_seed: p.hash_seed,
+        eggs: p.eggs.clone(),
+        restrict_stdin: p.restrict_stdin.unwrap_or(DEFAULT_RESTRICT_STDIN),
+        restrict_stdout: p.restrict_stdout.unwrap_or(DEFAULT_RESTRICT_STDOUT),
+        restrict_signal: p.restrict_signal.unwrap_or(DEFAULT_RESTRICT_SIGNAL),
+        log_warning: Some(server_warning),
+    }
+}
+
 unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_rec) {
     ffi_boundary("child_init", (), || {
         // SAFETY: looking up an optional function by name; the result is null or mod_ssl's
@@ -156,12 +193,17 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
         });
         // SAFETY: s is the main server, whose config was created by this module.
         let conf = unsafe { server_config(s) };
-        let settings = PythonSettings {
-            home: conf.python_home.clone(),
-            path: conf.python_path.clone(),
-        };
+        let settings = python_settings(conf);
         let info = server_info();
         match python::initialize(&settings, |py| crate::wsgi::interp::prepare(py, &info)) {
+            // WSGIDestroyInterpreter Off: as in C mod_wsgi, Python is left as it is when the
+            // child exits (no atexit callbacks, no finalisation), for applications whose
+            // threads or extensions hang or crash in Py_FinalizeEx.
+            Ok(())
+                if !conf
+                    .python
+                    .destroy_interpreter
+                    .unwrap_or(DEFAULT_DESTROY_INTERPRETER) => {}
             Ok(()) => {
                 // SAFETY: pchild lives until the child exits; the cleanup runs once then.
                 unsafe {

@@ -84,6 +84,13 @@ pub(crate) unsafe fn request_logger(r: *const ap::request_rec) -> RequestLogger 
     })
 }
 
+/// Logs a warning to the main server's error log (for Python code with no request at hand).
+pub fn server_warning(msg: &str) {
+    // SAFETY: as in server_error.
+    let s = unsafe { ap::ap_server_conf };
+    server_log(s, APLOG_WARNING, msg);
+}
+
 /// Logs against a request, so the entry carries the client address and request id.
 pub(crate) fn request_log(r: *const ap::request_rec, level: u32, msg: &str) {
     let text = c_message(msg);

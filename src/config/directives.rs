@@ -2,6 +2,9 @@
 //! for it either works or fails `apache2 -t` with a message naming the directive.
 
 use super::groups::{check_application_group, check_process_group};
+use super::python::{
+    check_warning_option, parse_hash_seed, parse_optimize, EAGER_INITIALIZATION_REFUSED,
+};
 use super::script_alias::ScriptAlias;
 use super::words::{parse_on_off, split_words};
 use super::{DirConfig, MapHeadToGet, ServerConfig};
@@ -114,6 +117,61 @@ pub const DIRECTIVES: &[Directive] = &[
         action: Action::Dir(set_map_head_to_get),
         help: c"On|Off|Auto: show HEAD requests to the application as GET",
     },
+    global(
+        c"WSGIPythonOptimize",
+        set_python_optimize,
+        c"optimisation level of Python's compiler (0, 1 or 2, as python -O/-OO)",
+    ),
+    global(
+        c"WSGIDontWriteBytecode",
+        set_dont_write_bytecode,
+        c"On|Off: do not write .pyc files when importing modules",
+    ),
+    global(
+        c"WSGIPythonWarnings",
+        add_python_warnings,
+        c"a warnings filter, as python -W action:message:category:module:lineno (repeatable)",
+    ),
+    global(
+        c"WSGIPythonHashSeed",
+        set_python_hash_seed,
+        c"random, or an integer 0..4294967295: the seed of str/bytes hashes (PYTHONHASHSEED)",
+    ),
+    global(
+        c"WSGIPythonEggs",
+        set_python_eggs,
+        c"directory for the Python eggs cache (PYTHON_EGG_CACHE)",
+    ),
+    global(
+        c"WSGIRestrictStdin",
+        set_restrict_stdin,
+        c"On|Off: make any use of sys.stdin raise OSError (default Off)",
+    ),
+    global(
+        c"WSGIRestrictStdout",
+        set_restrict_stdout,
+        c"On|Off: make any use of sys.stdout raise OSError (default Off)",
+    ),
+    global(
+        c"WSGIRestrictSignal",
+        set_restrict_signal,
+        c"On|Off: ignore signal.signal() calls from applications, with a warning (default On)",
+    ),
+    global(
+        c"WSGILazyInitialization",
+        set_lazy_initialization,
+        c"On: start Python in each child process (the only mode of mod_wsgi-rs)",
+    ),
+    global(
+        c"WSGIVerboseDebugging",
+        set_verbose_debugging,
+        c"On|Off: accepted for compatibility; use LogLevel wsgi:debug instead",
+    ),
+    global(
+        c"WSGIDestroyInterpreter",
+        set_destroy_interpreter,
+        c"On|Off: finalise Python when a child process exits (default On)",
+    ),
     not_yet(c"WSGIDaemonProcess", Scope::Server, DAEMON),
     not_yet(c"WSGISocketPrefix", Scope::Global, DAEMON),
     not_yet(c"WSGISocketRotation", Scope::Global, DAEMON),
@@ -123,17 +181,6 @@ pub const DIRECTIVES: &[Directive] = &[
     not_yet(c"WSGIErrorOverride", Scope::Directory, DAEMON),
     not_yet(c"WSGIServerMetrics", Scope::Global, DAEMON),
     not_yet(c"WSGIImportScript", Scope::Server, INTERP),
-    not_yet(c"WSGILazyInitialization", Scope::Global, INTERP),
-    not_yet(c"WSGIVerboseDebugging", Scope::Global, INTERP),
-    not_yet(c"WSGIDontWriteBytecode", Scope::Global, INTERP),
-    not_yet(c"WSGIPythonWarnings", Scope::Global, INTERP),
-    not_yet(c"WSGIPythonOptimize", Scope::Global, INTERP),
-    not_yet(c"WSGIPythonEggs", Scope::Global, INTERP),
-    not_yet(c"WSGIPythonHashSeed", Scope::Global, INTERP),
-    not_yet(c"WSGIDestroyInterpreter", Scope::Global, INTERP),
-    not_yet(c"WSGIRestrictStdin", Scope::Global, INTERP),
-    not_yet(c"WSGIRestrictStdout", Scope::Global, INTERP),
-    not_yet(c"WSGIRestrictSignal", Scope::Global, INTERP),
     not_yet(c"WSGICaseSensitivity", Scope::Directory, ADAPTER),
     not_yet(c"WSGIEnableSendfile", Scope::Directory, ADAPTER),
     not_yet(c"WSGIIgnoreActivity", Scope::Directory, ADAPTER),
@@ -150,6 +197,20 @@ pub const DIRECTIVES: &[Directive] = &[
     not_yet(c"WSGINewRelicConfigFile", Scope::Global, NEVER),
     not_yet(c"WSGINewRelicEnvironment", Scope::Global, NEVER),
 ];
+
+/// A main-server-only directive that sets part of the global Python configuration.
+const fn global(
+    name: &'static CStr,
+    apply: fn(&mut ServerConfig, &str, &str) -> Result<(), String>,
+    help: &'static CStr,
+) -> Directive {
+    Directive {
+        name,
+        scope: Scope::Global,
+        action: Action::Server(apply),
+        help,
+    }
+}
 
 const fn not_yet(name: &'static CStr, scope: Scope, why: &'static str) -> Directive {
     Directive {
@@ -196,6 +257,67 @@ fn set_python_path(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), S
         .filter(|d| !d.is_empty())
         .map(str::to_string)
         .collect();
+    Ok(())
+}
+
+fn set_python_optimize(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python.optimize = Some(parse_optimize(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_dont_write_bytecode(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python.dont_write_bytecode = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn add_python_warnings(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    let value = one_word(name, args)?;
+    check_warning_option(name, &value)?;
+    c.python.warnings.push(value);
+    Ok(())
+}
+
+fn set_python_hash_seed(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python.hash_seed = Some(parse_hash_seed(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_python_eggs(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python.eggs = Some(one_word(name, args)?);
+    Ok(())
+}
+
+fn set_restrict_stdin(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python.restrict_stdin = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_restrict_stdout(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python.restrict_stdout = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_restrict_signal(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python.restrict_signal = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+/// On is what mod_wsgi-rs always does; Off (start Python in the root parent) is refused.
+fn set_lazy_initialization(_: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    if parse_on_off(name, &one_word(name, args)?)? {
+        Ok(())
+    } else {
+        Err(EAGER_INITIALIZATION_REFUSED.to_string())
+    }
+}
+
+fn set_verbose_debugging(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python.verbose_debugging = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_destroy_interpreter(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python.destroy_interpreter = Some(parse_on_off(name, &one_word(name, args)?)?);
     Ok(())
 }
 
@@ -247,6 +369,7 @@ fn set_map_head_to_get(c: &mut DirConfig, name: &str, args: &str) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HashSeed;
 
     fn find(name: &str) -> &'static Directive {
         DIRECTIVES.iter().find(|d| d.name_str() == name).unwrap()
@@ -304,6 +427,148 @@ mod tests {
         assert_eq!(c.map_head_to_get, Some(MapHeadToGet::Off));
         let e = f(&mut c, "WSGIMapHEADToGET", "yes").unwrap_err();
         assert!(e.contains("On, Off or Auto"), "{e}");
+    }
+
+    fn apply_server(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+        let Action::Server(f) = find(name).action else {
+            panic!("{name} is not a server directive")
+        };
+        f(c, name, args)
+    }
+
+    #[test]
+    fn python_directives_are_global_and_supported() {
+        for name in [
+            "WSGIPythonOptimize",
+            "WSGIDontWriteBytecode",
+            "WSGIPythonWarnings",
+            "WSGIPythonHashSeed",
+            "WSGIPythonEggs",
+            "WSGIRestrictStdin",
+            "WSGIRestrictStdout",
+            "WSGIRestrictSignal",
+            "WSGILazyInitialization",
+            "WSGIVerboseDebugging",
+            "WSGIDestroyInterpreter",
+        ] {
+            let d = find(name);
+            assert_eq!(d.scope, Scope::Global, "{name}");
+            assert!(matches!(d.action, Action::Server(_)), "{name}");
+        }
+    }
+
+    #[test]
+    fn python_optimize_takes_a_level_of_zero_or_more() {
+        let mut c = ServerConfig::default();
+        apply_server(&mut c, "WSGIPythonOptimize", "2").unwrap();
+        assert_eq!(c.python.optimize, Some(2));
+        apply_server(&mut c, "WSGIPythonOptimize", "0").unwrap();
+        assert_eq!(c.python.optimize, Some(0));
+        for bad in ["-1", "x", "1.5", "", "99999999999"] {
+            let e = apply_server(&mut c, "WSGIPythonOptimize", bad).unwrap_err();
+            assert!(e.starts_with("WSGIPythonOptimize"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn python_flags_parse_on_off_and_name_the_directive() {
+        type Field = fn(&ServerConfig) -> Option<bool>;
+        let flags: [(&str, Field); 6] = [
+            ("WSGIDontWriteBytecode", |c| c.python.dont_write_bytecode),
+            ("WSGIRestrictStdin", |c| c.python.restrict_stdin),
+            ("WSGIRestrictStdout", |c| c.python.restrict_stdout),
+            ("WSGIRestrictSignal", |c| c.python.restrict_signal),
+            ("WSGIVerboseDebugging", |c| c.python.verbose_debugging),
+            ("WSGIDestroyInterpreter", |c| c.python.destroy_interpreter),
+        ];
+        for (name, field) in flags {
+            let mut c = ServerConfig::default();
+            assert_eq!(field(&c), None, "{name}");
+            apply_server(&mut c, name, "On").unwrap();
+            assert_eq!(field(&c), Some(true), "{name}");
+            apply_server(&mut c, name, "off").unwrap();
+            assert_eq!(field(&c), Some(false), "{name}");
+            let e = apply_server(&mut c, name, "maybe").unwrap_err();
+            assert_eq!(e, format!("{name} must be On or Off, not 'maybe'"));
+            let e = apply_server(&mut c, name, "On Off").unwrap_err();
+            assert_eq!(e, format!("{name} takes one argument"));
+        }
+    }
+
+    #[test]
+    fn python_warnings_accumulate_in_order() {
+        let mut c = ServerConfig::default();
+        apply_server(&mut c, "WSGIPythonWarnings", "ignore::DeprecationWarning").unwrap();
+        apply_server(&mut c, "WSGIPythonWarnings", "error").unwrap();
+        apply_server(&mut c, "WSGIPythonWarnings", "d:msg:UserWarning:mod:12").unwrap();
+        apply_server(&mut c, "WSGIPythonWarnings", "\"\"").unwrap();
+        assert_eq!(
+            c.python.warnings,
+            [
+                "ignore::DeprecationWarning",
+                "error",
+                "d:msg:UserWarning:mod:12",
+                ""
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_python_warnings_are_refused() {
+        let mut c = ServerConfig::default();
+        for (bad, why) in [
+            ("shout::UserWarning", "invalid action 'shout'"),
+            ("error:a:b:c:d:e", "too many fields"),
+            ("error::UserWarning:mod:-3", "invalid line number '-3'"),
+            ("error::UserWarning:mod:x", "invalid line number 'x'"),
+        ] {
+            let e = apply_server(&mut c, "WSGIPythonWarnings", bad).unwrap_err();
+            assert!(e.starts_with("WSGIPythonWarnings"), "{e}");
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(c.python.warnings.is_empty());
+    }
+
+    #[test]
+    fn python_hash_seed_is_random_or_a_32_bit_integer() {
+        let mut c = ServerConfig::default();
+        apply_server(&mut c, "WSGIPythonHashSeed", "random").unwrap();
+        assert_eq!(c.python.hash_seed, Some(HashSeed::Random));
+        apply_server(&mut c, "WSGIPythonHashSeed", "0").unwrap();
+        assert_eq!(c.python.hash_seed, Some(HashSeed::Fixed(0)));
+        apply_server(&mut c, "WSGIPythonHashSeed", "4294967295").unwrap();
+        assert_eq!(c.python.hash_seed, Some(HashSeed::Fixed(u32::MAX)));
+        for bad in ["4294967296", "-1", "+5", "Random", "12abc", "\"\""] {
+            let e = apply_server(&mut c, "WSGIPythonHashSeed", bad).unwrap_err();
+            assert!(
+                e.starts_with(
+                    "WSGIPythonHashSeed must be \"random\" or an integer in range [0; 4294967295]"
+                ),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn python_eggs_takes_one_directory() {
+        let mut c = ServerConfig::default();
+        apply_server(&mut c, "WSGIPythonEggs", "\"/var/cache/my eggs\"").unwrap();
+        assert_eq!(c.python.eggs.as_deref(), Some("/var/cache/my eggs"));
+        assert!(apply_server(&mut c, "WSGIPythonEggs", "").is_err());
+    }
+
+    #[test]
+    fn lazy_initialization_off_is_refused() {
+        let mut c = ServerConfig::default();
+        apply_server(&mut c, "WSGILazyInitialization", "On").unwrap();
+        let e = apply_server(&mut c, "WSGILazyInitialization", "Off").unwrap_err();
+        assert!(
+            e.starts_with("WSGILazyInitialization Off is not supported"),
+            "{e}"
+        );
+        assert!(e.contains("parent"), "{e}");
+        let e = apply_server(&mut c, "WSGILazyInitialization", "later").unwrap_err();
+        assert!(e.contains("must be On or Off"), "{e}");
     }
 
     #[test]

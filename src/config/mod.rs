@@ -3,9 +3,11 @@
 
 pub mod directives;
 pub mod groups;
+pub mod python;
 pub mod script_alias;
 pub mod words;
 
+pub use python::{HashSeed, PythonOptions};
 pub use script_alias::{AliasOptions, AliasPattern, RegexHandle, ScriptAlias};
 
 /// Per-server settings (main server and each virtual host).
@@ -16,6 +18,8 @@ pub struct ServerConfig {
     /// `WSGIPythonHome` and `WSGIPythonPath` are global: only the main server's are used.
     pub python_home: Option<String>,
     pub python_path: Vec<String>,
+    /// The other global Python settings (`WSGIPythonOptimize`, `WSGIRestrictStdin`, …).
+    pub python: PythonOptions,
 }
 
 impl ServerConfig {
@@ -30,6 +34,7 @@ impl ServerConfig {
             } else {
                 add.python_path.clone()
             },
+            python: PythonOptions::merge(&base.python, &add.python),
         }
     }
 }

@@ -12,7 +12,9 @@ use pyo3::types::{PyDict, PyTuple};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Runs a method body; a Rust panic becomes a Python exception here.
-fn guarded(body: impl FnOnce() -> PyResult<*mut ffi::PyObject>) -> PyResult<*mut ffi::PyObject> {
+pub(super) fn guarded(
+    body: impl FnOnce() -> PyResult<*mut ffi::PyObject>,
+) -> PyResult<*mut ffi::PyObject> {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| {
         let msg = crate::panic_message(&*panic);
         Err(PyRuntimeError::new_err(format!(

@@ -4,6 +4,8 @@
 pub mod attach;
 pub mod method;
 pub mod objects;
+mod pyconfig;
+mod restrict;
 pub mod runtime;
 pub mod setup;
 

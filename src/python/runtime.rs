@@ -2,6 +2,7 @@
 //! Python starts in child_init, never in the root parent).
 
 use super::attach::{self, attached};
+use crate::config::HashSeed;
 use pyo3::ffi;
 use pyo3::Python;
 use std::ffi::{CStr, CString};
@@ -16,10 +17,27 @@ pub struct PythonSettings {
     pub home: Option<String>,
     /// `WSGIPythonPath`: site directories put at the front of `sys.path`.
     pub path: Vec<String>,
+    /// `WSGIPythonOptimize`: `PyConfig.optimization_level` when set.
+    pub optimize: Option<u32>,
+    /// `WSGIDontWriteBytecode On`: `PyConfig.write_bytecode = 0`.
+    pub dont_write_bytecode: bool,
+    /// `WSGIPythonWarnings`: appended to `PyConfig.warnoptions`.
+    pub warnings: Vec<String>,
+    /// `WSGIPythonHashSeed`: `PyConfig.use_hash_seed`/`hash_seed` when set.
+    pub hash_seed: Option<HashSeed>,
+    /// `WSGIPythonEggs`: `PYTHON_EGG_CACHE` in the environment Python starts with.
+    pub eggs: Option<String>,
+    /// `WSGIRestrictStdin`, `WSGIRestrictStdout`, `WSGIRestrictSignal`.
+    pub restrict_stdin: bool,
+    pub restrict_stdout: bool,
+    pub restrict_signal: bool,
+    /// Writes one warning line to the server's error log (for the signal interceptor). Called
+    /// with the GIL released.
+    pub log_warning: Option<fn(&str)>,
 }
 
 /// Why a PyStatus failed, as text.
-fn status_error(what: &str, status: &ffi::PyStatus) -> String {
+pub(super) fn status_error(what: &str, status: &ffi::PyStatus) -> String {
     let text = |p: *const c_char| {
         if p.is_null() {
             String::new()
@@ -65,6 +83,7 @@ pub fn initialize(
     if attach::is_running() {
         return Ok(());
     }
+    set_environment(settings);
     // SAFETY: PyConfig is initialised by PyConfig_InitPythonConfig before use and cleared after;
     // every string passed is a NUL-terminated CString that outlives the call.
     unsafe {
@@ -90,6 +109,7 @@ pub fn initialize(
                     return Err(status_error("cannot set the Python home", &status));
                 }
             }
+            super::pyconfig::apply(&mut config, settings)?;
             let status = ffi::Py_InitializeFromConfig(&config);
             if ffi::PyStatus_Exception(status) != 0 {
                 let mut msg = status_error("Python failed to start", &status);
@@ -109,13 +129,27 @@ pub fn initialize(
         .map_err(|_| "Python stopped during start-up".to_string())?
 }
 
+/// Sets the process environment that Python reads as it starts (and that `os.environ` copies).
+/// Called from child_init, before the MPM starts this process's worker threads, so no other
+/// thread reads the environment while it changes.
+fn set_environment(settings: &PythonSettings) {
+    if let Some(eggs) = &settings.eggs {
+        // As C mod_wsgi's WSGIPythonEggs: for pkg_resources, which reads it when it extracts
+        // an egg; set before start-up so .pth files run by `site` see it too.
+        std::env::set_var("PYTHON_EGG_CACHE", eggs);
+    }
+}
+
 /// Finalises Python (at child exit), first running `release` attached (to let go of references
 /// kept outside Python). Must run on a thread that is not attached.
 pub fn finalize(release: impl FnOnce(Python<'_>)) {
     if !attach::is_running() {
         return;
     }
-    let _ = attached(release);
+    let _ = attached(|py| {
+        super::setup::before_finalize(py);
+        release(py)
+    });
     attach::set_running(false);
     // SAFETY: Python is initialised; this thread takes the GIL with its cached main-interpreter
     // state and finalises; nothing uses Python afterwards (RUNNING is false).

@@ -1,11 +1,13 @@
 //! What the main interpreter needs before it serves requests, and before it is finalised.
 
+use super::restrict::{is_restricted, Restrictions};
 use super::runtime::PythonSettings;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 /// Puts the `WSGIPythonPath` directories (as site directories, so their `.pth` files are
-/// honoured) at the front of `sys.path`, then runs the caller's own preparation.
+/// honoured) at the front of `sys.path`, runs the caller's own preparation, then applies the
+/// `WSGIRestrict*` settings.
 pub fn prepare_main_interpreter(
     py: Python<'_>,
     settings: &PythonSettings,
@@ -17,7 +19,49 @@ pub fn prepare_main_interpreter(
     // that will finalise, keeps an import from a request thread from hanging the child's exit.
     py.import("threading").map_err(describe)?;
     add_site_directories(py, &settings.path).map_err(describe)?;
-    prepare(py).map_err(describe)
+    // The caller's preparation installs the error-log streams; restrictions go over them.
+    prepare(py).map_err(describe)?;
+    apply_restrictions(py, settings).map_err(describe)
+}
+
+/// `WSGIRestrictStdin`, `WSGIRestrictStdout` and `WSGIRestrictSignal`, for one interpreter.
+fn apply_restrictions(py: Python<'_>, settings: &PythonSettings) -> PyResult<()> {
+    if !(settings.restrict_stdin || settings.restrict_stdout || settings.restrict_signal) {
+        return Ok(());
+    }
+    let restrictions = Restrictions::load(py)?;
+    if settings.restrict_stdin {
+        restrictions.restrict_stream("stdin")?;
+    }
+    if settings.restrict_stdout {
+        restrict_stdout(&restrictions)?;
+    }
+    if settings.restrict_signal {
+        restrictions.intercept_signals(settings.log_warning)?;
+    }
+    Ok(())
+}
+
+/// `WSGIRestrictStdout On`: any use of `sys.stdout` (so `print()`) raises OSError. With Off,
+/// `sys.stdout` is left as it is.
+fn restrict_stdout(restrictions: &Restrictions<'_>) -> PyResult<()> {
+    restrictions.restrict_stream("stdout")
+}
+
+/// Runs just before `Py_FinalizeEx`. CPython flushes `sys.stdout` as it finalises, which on a
+/// restricted stdout would log an "Exception ignored" traceback (C mod_wsgi does); stdout is
+/// pointed at `sys.stderr` (the error log) first.
+pub fn before_finalize(py: Python<'_>) {
+    let restore = || -> PyResult<()> {
+        let sys = py.import("sys")?;
+        if is_restricted(&sys.getattr("stdout")?) {
+            sys.setattr("stdout", sys.getattr("stderr")?)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = restore() {
+        e.print(py);
+    }
 }
 
 fn add_site_directories(py: Python<'_>, dirs: &[String]) -> PyResult<()> {

@@ -182,8 +182,28 @@ fn check_config(dir: &Path, conf: &Path) -> (bool, String) {
     run_apache(dir, conf, "-t")
 }
 
+/// Python variables a developer's shell may export (`PYTHONDONTWRITEBYTECODE`, …) that would
+/// change what the embedded Python does; Apache started as a service does not see them.
+const PYTHON_ENV: &[&str] = &[
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONOPTIMIZE",
+    "PYTHONWARNINGS",
+    "PYTHONHASHSEED",
+    "PYTHON_EGG_CACHE",
+    "PYTHONUNBUFFERED",
+];
+
+/// `apache2` with the environment of a service.
+fn apache_command_line() -> Command {
+    let mut cmd = Command::new(APACHE);
+    for var in PYTHON_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 fn run_apache(dir: &Path, conf: &Path, flag: &str) -> (bool, String) {
-    let out = Command::new(APACHE)
+    let out = apache_command_line()
         .arg("-d")
         .arg(dir)
         .arg("-f")
@@ -224,7 +244,7 @@ impl Apache {
         .unwrap();
         let (ok, text) = check_config(&dir, &conf);
         assert!(ok, "apache2 -t failed for {name}:\n{text}");
-        let child = Command::new(APACHE)
+        let child = apache_command_line()
             .arg("-d")
             .arg(&dir)
             .arg("-f")
