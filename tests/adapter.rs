@@ -287,3 +287,58 @@ def application(environ, start_response):
     let r = apache.get("/app");
     assert_eq!((r.status, r.text().as_str()), (500, "custom failure page"));
 }
+
+/// Bytes the process has read through read-like system calls (sendfile counts; mmap does not).
+fn bytes_read_by(pid: &str) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("rchar in /proc/<pid>/io")
+}
+
+#[test]
+fn file_wrapper_uses_sendfile_only_with_wsgi_enable_sendfile_on() {
+    let app = r#"
+import os
+DATA = os.path.join(os.path.dirname(__file__), "data.bin")
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/pid":
+        start_response("200 OK", [])
+        return [("%d %s" % (os.getpid(), environ["mod_wsgi.enable_sendfile"])).encode()]
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return environ["wsgi.file_wrapper"](open(DATA, "rb"))
+"#;
+    let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+    let apache = Apache::start_with(
+        "sendfile",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /off {dir}/app.wsgi\nWSGIScriptAlias /on {dir}/app.wsgi\n\
+         <Location /on>\nWSGIEnableSendfile On\n</Location>",
+        common::Options {
+            processes: 1,
+            ..Default::default()
+        },
+    );
+    std::fs::write(apache.path("data.bin"), &data).unwrap();
+    for (mount, flag, by_sendfile) in [("/off", "0", false), ("/on", "1", true)] {
+        let pid_and_flag = apache.get(&format!("{mount}/pid")).text();
+        let (pid, seen) = pid_and_flag.split_once(' ').unwrap();
+        assert_eq!(
+            seen, flag,
+            "environ['mod_wsgi.enable_sendfile'] under {mount}"
+        );
+        let before = bytes_read_by(pid);
+        let r = apache.get(&format!("{mount}/file"));
+        assert!(
+            r.complete && r.body == data,
+            "{mount}: the file arrives whole"
+        );
+        let read = bytes_read_by(pid) - before;
+        assert_eq!(
+            read >= data.len() as u64,
+            by_sendfile,
+            "{mount}: {read} bytes read by system calls"
+        );
+    }
+}

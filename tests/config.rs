@@ -41,7 +41,7 @@ fn supported_directives_pass() {
          WSGIScriptAlias /a /tmp/a.wsgi process-group=%{GLOBAL} application-group=%{GLOBAL} callable-object=app pass-authorization=Off\n\
          WSGIScriptAliasMatch ^/b/(.*) /tmp/$1.wsgi\n\
          <Directory /tmp>\nWSGICallableObject app\nWSGIPassAuthorization On\nWSGIScriptReloading Off\n\
-         WSGIChunkedRequest On\nWSGIMapHEADToGET Off\n</Directory>",
+         WSGIChunkedRequest On\nWSGIMapHEADToGET Off\nWSGIEnableSendfile On\n</Directory>",
     );
     assert!(ok, "{out}");
 }

@@ -502,6 +502,7 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             return status;
         }
         let mut request = Request::new(r);
+        request.enable_sendfile(settings.enable_sendfile);
         if let Err(status) = request.setup_body() {
             return status;
         }

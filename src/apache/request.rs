@@ -11,6 +11,9 @@ use std::ffi::{c_void, CStr};
 use std::os::raw::c_char;
 use std::ptr;
 
+/// `EnableMMAP Off` in core's per-directory config (http_core.h).
+const ENABLE_MMAP_OFF: u32 = 0;
+
 /// Apache's description of an APR status code.
 pub fn apr_error_text(status: ap::apr_status_t) -> String {
     let mut buf = [0 as c_char; 256];
@@ -32,6 +35,8 @@ pub struct Request {
     r: *mut ap::request_rec,
     out: *mut ap::apr_bucket_brigade,
     body_requested: bool,
+    /// `WSGIEnableSendfile`: file buckets may go out with sendfile.
+    sendfile: bool,
 }
 
 // SAFETY: a Request is used by the thread running its handler (blocking calls are made with the
@@ -50,6 +55,23 @@ impl Request {
             r,
             out,
             body_requested: false,
+            sendfile: false,
+        }
+    }
+
+    /// Lets `wsgi.file_wrapper` files go out with sendfile (`WSGIEnableSendfile On`).
+    pub fn enable_sendfile(&mut self, on: bool) {
+        self.sendfile = on;
+    }
+
+    /// Whether `EnableMMAP` allows memory-mapping files served for this request.
+    fn mmap_allowed(&self) -> bool {
+        // SAFETY: r is live; the core module's per-directory config is always present and is a
+        // core_dir_config.
+        unsafe {
+            let core = ap::ap_get_core_module_config(self.rec().per_dir_config)
+                as *const ap::core_dir_config;
+            core.is_null() || (*core).enable_mmap() != ENABLE_MMAP_OFF
         }
     }
 
@@ -236,7 +258,11 @@ impl RequestIo for Request {
         let status = unsafe {
             let pool = (*self.r).pool;
             let mut file: *mut ap::apr_file_t = ptr::null_mut();
-            let flags = (ap::APR_FOPEN_READ | ap::APR_FOPEN_SENDFILE_ENABLED) as i32;
+            let flags = if self.sendfile {
+                (ap::APR_FOPEN_READ | ap::APR_FOPEN_SENDFILE_ENABLED) as i32
+            } else {
+                ap::APR_FOPEN_READ as i32
+            };
             let status = ap::apr_os_file_put(&mut file, &mut own, flags, pool);
             if status != 0 {
                 libc::close(own);
@@ -251,13 +277,17 @@ impl RequestIo for Request {
                 Some(close_file),
                 Some(ap::apr_pool_cleanup_null),
             );
-            ap::apr_brigade_insert_file(
+            let bucket = ap::apr_brigade_insert_file(
                 self.out,
                 file,
                 offset as ap::apr_off_t,
                 len as ap::apr_off_t,
                 pool,
             );
+            // As Apache's own file handler does for EnableMMAP Off (files on network mounts).
+            if !self.mmap_allowed() {
+                ap::apr_bucket_file_enable_mmap(bucket, 0);
+            }
             ap::mod_wsgi_rs_flush(self.r, self.out)
         };
         if status != 0 {

@@ -100,6 +100,12 @@ pub const DIRECTIVES: &[Directive] = &[
         help: c"On|Off: pass the Authorization header to the application as HTTP_AUTHORIZATION",
     },
     Directive {
+        name: c"WSGIEnableSendfile",
+        scope: Scope::Directory,
+        action: Action::Dir(set_enable_sendfile),
+        help: c"On|Off: send wsgi.file_wrapper files with sendfile (default Off)",
+    },
+    Directive {
         name: c"WSGIScriptReloading",
         scope: Scope::Directory,
         action: Action::Dir(set_script_reloading),
@@ -182,7 +188,6 @@ pub const DIRECTIVES: &[Directive] = &[
     not_yet(c"WSGIServerMetrics", Scope::Global, DAEMON),
     not_yet(c"WSGIImportScript", Scope::Server, INTERP),
     not_yet(c"WSGICaseSensitivity", Scope::Directory, ADAPTER),
-    not_yet(c"WSGIEnableSendfile", Scope::Directory, ADAPTER),
     not_yet(c"WSGIIgnoreActivity", Scope::Directory, ADAPTER),
     not_yet(c"WSGITrustedProxyHeaders", Scope::Directory, ADAPTER),
     not_yet(c"WSGITrustedProxies", Scope::Directory, ADAPTER),
@@ -342,6 +347,11 @@ fn set_process_group(c: &mut DirConfig, name: &str, args: &str) -> Result<(), St
 
 fn set_pass_authorization(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
     c.pass_authorization = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_enable_sendfile(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.enable_sendfile = Some(parse_on_off(name, &one_word(name, args)?)?);
     Ok(())
 }
 

@@ -49,6 +49,7 @@ pub struct DirConfig {
     pub script_reloading: Option<bool>,
     pub chunked_request: Option<bool>,
     pub map_head_to_get: Option<MapHeadToGet>,
+    pub enable_sendfile: Option<bool>,
 }
 
 /// `WSGIMapHEADToGET`: whether a HEAD request is shown to the application as GET, so that
@@ -74,6 +75,7 @@ impl DirConfig {
             script_reloading: pick(&add.script_reloading, &base.script_reloading),
             chunked_request: pick(&add.chunked_request, &base.chunked_request),
             map_head_to_get: pick(&add.map_head_to_get, &base.map_head_to_get),
+            enable_sendfile: pick(&add.enable_sendfile, &base.enable_sendfile),
         }
     }
 }
@@ -86,6 +88,8 @@ pub struct RequestSettings {
     pub script_reloading: bool,
     pub chunked_request: bool,
     pub map_head_to_get: MapHeadToGet,
+    /// `WSGIEnableSendfile`: whether `wsgi.file_wrapper` files go out with sendfile.
+    pub enable_sendfile: bool,
     /// '' for embedded mode, as in C mod_wsgi's environ.
     pub process_group: String,
     /// '' for the main interpreter, as in C mod_wsgi's environ.
@@ -114,6 +118,7 @@ impl RequestSettings {
             script_reloading: dir.script_reloading.unwrap_or(true),
             chunked_request: dir.chunked_request.unwrap_or(false),
             map_head_to_get: dir.map_head_to_get.unwrap_or(MapHeadToGet::Auto),
+            enable_sendfile: dir.enable_sendfile.unwrap_or(false),
             process_group: String::new(),
             application_group: String::new(),
         }

@@ -101,7 +101,10 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
     );
     vars.set("mod_wsgi.listener_host", facts.listener_host.as_str());
     vars.set("mod_wsgi.listener_port", facts.listener_port.to_string());
-    vars.set("mod_wsgi.enable_sendfile", "0");
+    vars.set(
+        "mod_wsgi.enable_sendfile",
+        if settings.enable_sendfile { "1" } else { "0" },
+    );
     vars.set("mod_wsgi.ignore_activity", "0");
     vars.set("mod_wsgi.request_start", facts.request_start_us.to_string());
     if let Some(id) = &facts.request_id {
