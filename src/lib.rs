@@ -7,6 +7,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
+pub mod md5;
 pub mod python;
 pub mod script;
 pub mod wsgi;

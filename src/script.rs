@@ -5,7 +5,7 @@ use crate::python::detached;
 use crate::python::objects::sys_modules;
 use crate::wsgi::interp::Names;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyModule};
+use pyo3::types::{PyBytes, PyModule};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
@@ -28,22 +28,15 @@ fn module_names() -> MutexGuard<'static, Option<HashMap<String, String>>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn module_name(py: Python<'_>, path: &str) -> PyResult<String> {
+fn module_name(path: &str) -> String {
     if let Some(name) = module_names().get_or_insert_with(HashMap::new).get(path) {
-        return Ok(name.clone());
+        return name.clone();
     }
-    let kwargs = PyDict::new(py);
-    kwargs.set_item("usedforsecurity", false)?;
-    let digest: String = py
-        .import("hashlib")?
-        .call_method("md5", (PyBytes::new(py, path.as_bytes()),), Some(&kwargs))?
-        .call_method0("hexdigest")?
-        .extract()?;
-    let name = format!("_mod_wsgi_{digest}");
+    let name = format!("_mod_wsgi_{}", crate::md5::hex_digest(path.as_bytes()));
     module_names()
         .get_or_insert_with(HashMap::new)
         .insert(path.to_string(), name.clone());
-    Ok(name)
+    name
 }
 
 /// The loaded module for `path` if it is current (or reloading is off).
@@ -118,7 +111,7 @@ pub fn load_application<'py>(
     reloading: bool,
     callable: &str,
 ) -> Result<Bound<'py, PyAny>, LoadError> {
-    let name = module_name(py, path).map_err(LoadError::Failed)?;
+    let name = module_name(path);
     let module = match current_module(py, &name, mtime, reloading).map_err(LoadError::Failed)? {
         Some(m) => m,
         None => {

@@ -923,3 +923,22 @@ def application(environ, start_response):
         .unwrap_or("")
         .starts_with("Apache/2.4"));
 }
+
+#[test]
+fn scripts_are_modules_named_by_the_md5_of_their_path_without_loading_hashlib() {
+    let app = r#"
+import sys
+HASHLIB_BEFORE = "hashlib" in sys.modules
+def application(environ, start_response):
+    import hashlib
+    want = "_mod_wsgi_" + hashlib.md5(__file__.encode()).hexdigest()
+    start_response("200 OK", [])
+    return [("%s %s" % (__name__ == want and sys.modules[want].__file__ == __file__, HASHLIB_BEFORE)).encode()]
+"#;
+    let apache = Apache::start(
+        "modulename",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    assert_eq!(apache.get("/app").text(), "True False");
+}

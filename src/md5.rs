@@ -1,0 +1,105 @@
+//! MD5 (RFC 1321), for one job: naming a script's module `_mod_wsgi_<md5 of its path>` as C
+//! mod_wsgi does. Python's `hashlib` would do it too, but importing it maps OpenSSL's libcrypto
+//! into every child (about 4 MiB of memory each) for a 16-byte digest.
+
+/// Per-round shift amounts.
+const SHIFTS: [u32; 64] = [
+    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9,
+    14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15,
+    21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+];
+
+/// floor(abs(sin(i + 1)) * 2^32), computed once rather than written out.
+fn constants() -> [u32; 64] {
+    let mut k = [0u32; 64];
+    for (i, v) in k.iter_mut().enumerate() {
+        *v = ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32;
+    }
+    k
+}
+
+/// The MD5 digest of `data`.
+pub fn digest(data: &[u8]) -> [u8; 16] {
+    let k = constants();
+    let mut state: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+    let mut message = data.to_vec();
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_le_bytes());
+    for block in message.chunks_exact(64) {
+        let words: Vec<u32> = block
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let [mut a, mut b, mut c, mut d] = state;
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let rotated = a
+                .wrapping_add(f)
+                .wrapping_add(k[i])
+                .wrapping_add(words[g])
+                .rotate_left(SHIFTS[i]);
+            (a, d, c) = (d, c, b);
+            b = b.wrapping_add(rotated);
+        }
+        for (s, v) in state.iter_mut().zip([a, b, c, d]) {
+            *s = s.wrapping_add(v);
+        }
+    }
+    let mut out = [0u8; 16];
+    for (chunk, s) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+/// The digest as 32 lowercase hex digits.
+pub fn hex_digest(data: &[u8]) -> String {
+    digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex_digest;
+
+    #[test]
+    fn rfc_1321_test_suite() {
+        for (input, want) in [
+            ("", "d41d8cd98f00b204e9800998ecf8427e"),
+            ("a", "0cc175b9c0f1b6a831c399e269772661"),
+            ("abc", "900150983cd24fb0d6963f7d28e17f72"),
+            ("message digest", "f96b697d7cb7938d525a2f31aaf161d0"),
+            (
+                "abcdefghijklmnopqrstuvwxyz",
+                "c3fcd3d76192e4007dfb496cca67e13b",
+            ),
+            (
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+                "d174ab98d277d9f5a5611c2c9f419d9f",
+            ),
+            (
+                "12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+                "57edf4a22be3c955ac49da2e2107b67a",
+            ),
+        ] {
+            assert_eq!(hex_digest(input.as_bytes()), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn script_paths_name_modules_as_c_mod_wsgi_does() {
+        // C mod_wsgi 4.9.4 named /tmp/prof/mods.wsgi's module
+        // _mod_wsgi_5b46a4174d48a5b40ef3e24b0d22ce07.
+        assert_eq!(
+            hex_digest(b"/tmp/prof/mods.wsgi"),
+            "5b46a4174d48a5b40ef3e24b0d22ce07"
+        );
+    }
+}
