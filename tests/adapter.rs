@@ -8,12 +8,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// Waits (bounded) until `path` exists; returns its content.
+/// Waits (bounded) until `path` has content; returns it.
 fn wait_for_file(path: &std::path::Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            return text;
+        match std::fs::read_to_string(path) {
+            Ok(text) if !text.is_empty() => return text,
+            _ => {}
         }
         if Instant::now() > deadline {
             return String::new();
@@ -341,4 +342,39 @@ def application(environ, start_response):
             "{mount}: {read} bytes read by system calls"
         );
     }
+}
+
+#[test]
+fn a_body_cut_short_by_the_client_is_an_oserror_in_the_app() {
+    let app = r#"
+import os
+def application(environ, start_response):
+    try:
+        data = environ["wsgi.input"].read()
+        outcome = "read %d bytes" % len(data)
+    except OSError as e:
+        outcome = "OSError: %s" % e
+    with open(os.path.join(os.path.dirname(__file__), "outcome"), "w") as f:
+        f.write(outcome)
+    start_response("200 OK", [])
+    return [b"done"]
+"#;
+    let apache = Apache::start(
+        "cutshort",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    {
+        let mut stream = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
+        stream
+            .write_all(b"POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nonly this")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // Dropping the stream closes the connection with most of the body unsent.
+    }
+    let outcome = wait_for_file(&apache.path("outcome"));
+    assert!(
+        outcome.starts_with("OSError: ") && outcome.contains("request body could not be read"),
+        "{outcome}"
+    );
 }
