@@ -378,3 +378,53 @@ def application(environ, start_response):
         "{outcome}"
     );
 }
+
+#[test]
+fn the_response_reaches_the_client_before_close_runs_to_completion() {
+    // close() holds the request until the client has the whole response: that works only if
+    // the response is on the wire before close() returns.
+    let app = r#"
+import os, time
+HERE = os.path.dirname(__file__)
+class Body:
+    def __iter__(self):
+        yield b"complete body"
+    def close(self):
+        released = os.path.join(HERE, "released")
+        deadline = time.time() + 10
+        while not os.path.exists(released) and time.time() < deadline:
+            time.sleep(0.01)
+        with open(os.path.join(HERE, "close-saw"), "w") as f:
+            f.write("released" if os.path.exists(released) else "timed out")
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Length", "13")])
+    return Body()
+"#;
+    let apache = Apache::start(
+        "earlyend",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /app HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"complete body") {
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    std::fs::write(apache.path("released"), "yes").unwrap();
+    assert!(
+        got.ends_with(b"complete body"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(wait_for_file(&apache.path("close-saw")), "released");
+}

@@ -323,6 +323,18 @@ impl RequestIo for Request {
         Ok(())
     }
 
+    fn end_response(&mut self) -> Result<(), String> {
+        // SAFETY: r and the brigade are live; the brigade is passed and emptied.
+        let status = unsafe { ap::mod_wsgi_rs_end(self.r, self.out) };
+        if status != 0 {
+            return Err(format!(
+                "Apache/mod_wsgi failed to write response data: {}",
+                apr_error_text(status)
+            ));
+        }
+        Ok(())
+    }
+
     fn abort_response(&mut self) {
         // SAFETY: r and the brigade are live.
         unsafe { ap::mod_wsgi_rs_abort(self.r, self.out) };

@@ -49,3 +49,20 @@ apr_status_t mod_wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb)
     apr_brigade_cleanup(bb);
     return rv;
 }
+
+/*
+ * End a complete response: the end of the stream and a flush, so that it (final chunk included)
+ * is on the wire before the handler returns. Otherwise Apache would still hold it when it looks
+ * for the client's next request on a kept-alive connection, find none yet, and hand the
+ * connection to the event MPM's listener: a round trip through epoll per request.
+ */
+apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb)
+{
+    apr_status_t rv;
+
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(r->connection->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(r->connection->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, bb);
+    apr_brigade_cleanup(bb);
+    return rv;
+}

@@ -61,10 +61,14 @@ impl<'py> Call<'_, 'py> {
         };
         let outcome = match app.call1((environ, start_response)) {
             Ok(result) => {
-                let sent = self.send_result(&result);
+                // The response is complete and on its way before close(), so the client does
+                // not wait for the application's clean-up.
+                let sent = self
+                    .send_result(&result)
+                    .and_then(|()| self.complete_response());
                 let closed = self.close(&result);
                 match (sent, closed) {
-                    (Ok(()), Ok(())) => self.finish(),
+                    (Ok(()), Ok(())) => Outcome::Sent,
                     (Err(e), _) | (Ok(()), Err(e)) => self.fail(e),
                 }
             }
@@ -172,8 +176,8 @@ impl<'py> Call<'_, 'py> {
         Ok(())
     }
 
-    fn finish(&self) -> Outcome {
-        let finished = self.with_state(|st| {
+    fn complete_response(&self) -> PyResult<()> {
+        self.with_state(|st| {
             if !st.started() {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err(
                     "response has not been started",
@@ -181,11 +185,7 @@ impl<'py> Call<'_, 'py> {
             }
             st.finish(self.py)
                 .map_err(pyo3::exceptions::PyOSError::new_err)
-        });
-        match finished {
-            Ok(()) => Outcome::Sent,
-            Err(e) => self.fail(e),
-        }
+        })
     }
 
     fn with_state<R>(&self, f: impl FnOnce(&mut RequestState) -> PyResult<R>) -> PyResult<R> {

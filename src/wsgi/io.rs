@@ -43,6 +43,8 @@ pub trait RequestIo: Send {
     /// Sends `len` bytes of the open file `fd` from `offset` as the next part of the body, the
     /// way the server sends static files (sendfile). The caller keeps `fd` open until this returns.
     fn send_file(&mut self, fd: i32, offset: u64, len: u64) -> Result<(), String>;
+    /// Ends a complete response and pushes it to the client now.
+    fn end_response(&mut self) -> Result<(), String>;
     /// Ends a response that has started but cannot be completed, so the client sees it is
     /// truncated instead of a complete response.
     fn abort_response(&mut self);

@@ -12,6 +12,8 @@ pub struct RequestState {
     /// Set by `start_response`; sent before the first body byte (or at the end).
     head: Option<ResponseHead>,
     headers_sent: bool,
+    /// The response has ended (completely or truncated): nothing more may be sent.
+    ended: bool,
     bytes_sent: u64,
     input: BodyReader,
     /// The script, for log messages.
@@ -32,6 +34,7 @@ impl RequestState {
             io,
             head: None,
             headers_sent: false,
+            ended: false,
             bytes_sent: 0,
             input: BodyReader::default(),
             script,
@@ -44,6 +47,14 @@ impl RequestState {
 
     pub fn started(&self) -> bool {
         self.head.is_some()
+    }
+
+    fn check_not_ended(&self) -> Result<(), String> {
+        if self.ended {
+            Err("the response has already been completed".to_string())
+        } else {
+            Ok(())
+        }
     }
 
     /// Records the status and headers from `start_response`.
@@ -73,6 +84,7 @@ impl RequestState {
 
     /// Sends body bytes (headers first if needed), never more than a declared Content-Length.
     pub fn write(&mut self, py: Python<'_>, data: &[u8], flush: bool) -> Result<(), String> {
+        self.check_not_ended()?;
         self.send_headers_if_needed()?;
         let allowed = match self.head.as_ref().and_then(|h| h.content_length) {
             Some(len) => (len.saturating_sub(self.bytes_sent)).min(data.len() as u64) as usize,
@@ -97,6 +109,7 @@ impl RequestState {
         offset: u64,
         available: u64,
     ) -> Result<(), String> {
+        self.check_not_ended()?;
         let head = self.head.as_mut().ok_or("response has not been started")?;
         let len = match head.content_length {
             Some(declared) => available.min(declared.saturating_sub(self.bytes_sent)),
@@ -131,13 +144,19 @@ impl RequestState {
                 );
                 self.log(py, Level::Error, &msg);
                 self.abort(py);
+                return Ok(());
             }
         }
-        Ok(())
+        self.ended = true;
+        let io = &mut *self.io;
+        detached(py, || io.end_response())
     }
 
-    /// Visibly truncates a response that has started.
+    /// Visibly truncates a response that has started (unless it has already ended).
     pub fn abort(&mut self, py: Python<'_>) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
         let io = &mut *self.io;
         detached(py, || io.abort_response());
     }
