@@ -4,11 +4,47 @@
 use super::attach::{self, attached};
 use crate::config::HashSeed;
 use pyo3::ffi;
-use pyo3::Python;
+use pyo3::{PyTypeInfo, Python};
 use std::ffi::{CStr, CString};
 use std::mem::MaybeUninit;
 use std::os::raw::c_char;
 use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long a child process waits at exit for the non-daemon threads applications started
+/// (Python itself would wait for ever). Apache starts signalling a child that has not exited
+/// after 3 seconds, and kills it after about 10.
+pub const THREAD_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The settings Python started with, for the application groups' interpreters and for logging.
+static SETTINGS: OnceLock<PythonSettings> = OnceLock::new();
+
+/// Lets go of the references kept outside Python to objects of the attached interpreter, just
+/// before it is destroyed.
+static RELEASE: OnceLock<fn(Python<'_>)> = OnceLock::new();
+
+/// Runs the release function given to [`initialize`] attached to an interpreter about to go.
+pub(super) fn release(py: Python<'_>) {
+    if let Some(release) = RELEASE.get() {
+        release(py);
+    }
+}
+
+/// Logs an informational line to the server's error log (with the GIL released).
+pub(super) fn log_info(msg: &str) {
+    if let Some(log) = SETTINGS.get().and_then(|s| s.log_info) {
+        log(msg);
+    }
+}
+
+/// Logs a warning to the server's error log (with the GIL released).
+pub(super) fn log_warning(msg: &str) {
+    match SETTINGS.get().and_then(|s| s.log_warning) {
+        Some(log) => log(msg),
+        None => eprintln!("{msg}"),
+    }
+}
 
 /// What the global `WSGIPython*` directives configure.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +70,9 @@ pub struct PythonSettings {
     /// Writes one warning line to the server's error log (for the signal interceptor). Called
     /// with the GIL released.
     pub log_warning: Option<fn(&str)>,
+    /// Writes one informational line to the server's error log (interpreters created and
+    /// destroyed). Called with the GIL released.
+    pub log_info: Option<fn(&str)>,
 }
 
 /// Why a PyStatus failed, as text.
@@ -74,15 +113,27 @@ pub fn home_setting(home: &str) -> HomeSetting {
 }
 
 /// Initialises Python in this (child) process. On success the calling thread's main-interpreter
-/// thread state is cached and detached, and `attached` works from any thread.
-/// `prepare` runs once, attached to the new main interpreter, before any request.
+/// thread state is cached and detached, and `attached`/`attached_to` work from any thread.
+/// `prepare` runs attached to each new interpreter before it serves a request, with the name of
+/// its application group: once here for the main interpreter (''), then for each application
+/// group's interpreter as it is created. `release` runs attached to each interpreter just before
+/// it is destroyed (or Python finalised), to let go of references kept outside Python.
 pub fn initialize(
     settings: &PythonSettings,
-    prepare: impl FnOnce(Python<'_>) -> pyo3::PyResult<()>,
+    prepare: impl Fn(Python<'_>, &str) -> pyo3::PyResult<()> + Send + Sync + 'static,
+    release: fn(Python<'_>),
 ) -> Result<(), String> {
     if attach::is_running() {
         return Ok(());
     }
+    let _ = SETTINGS.set(settings.clone());
+    let _ = RELEASE.set(release);
+    let prepare = std::sync::Arc::new(prepare);
+    let for_groups = prepare.clone();
+    super::interpreters::set_prepare(Box::new(move |py, group| {
+        let settings = SETTINGS.get().expect("set before Python starts");
+        super::setup::prepare_interpreter(py, settings, |py| for_groups(py, group))
+    }));
     set_environment(settings);
     // SAFETY: PyConfig is initialised by PyConfig_InitPythonConfig before use and cleared after;
     // every string passed is a NUL-terminated CString that outlives the call.
@@ -122,11 +173,16 @@ pub fn initialize(
         })();
         ffi::PyConfig_Clear(&mut config);
         result?;
-        attach::remember_main_thread_state(ffi::PyEval_SaveThread());
+        attach::remember_thread_state(ffi::PyEval_SaveThread());
     }
     attach::set_running(true);
-    attached(|py| super::setup::prepare_main_interpreter(py, settings, prepare))
-        .map_err(|_| "Python stopped during start-up".to_string())?
+    attached(|py| {
+        // pyo3 creates its PanicException type in whichever interpreter first fetches an
+        // error, and keeps it for the process: let that be the main interpreter.
+        let _ = pyo3::panic::PanicException::type_object(py);
+        super::setup::prepare_interpreter(py, settings, |py| prepare(py, ""))
+    })
+    .map_err(|_| "Python stopped during start-up".to_string())?
 }
 
 /// Sets the process environment that Python reads as it starts (and that `os.environ` copies).
@@ -140,22 +196,58 @@ fn set_environment(settings: &PythonSettings) {
     }
 }
 
-/// Finalises Python (at child exit), first running `release` attached (to let go of references
-/// kept outside Python). Must run on a thread that is not attached.
-pub fn finalize(release: impl FnOnce(Python<'_>)) {
+/// Stops Python at child exit: destroys the application groups' interpreters, then finalises
+/// Python, running the release function given to [`initialize`] attached to each interpreter
+/// just before it goes. Non-daemon threads started by applications get
+/// [`THREAD_SHUTDOWN_GRACE`] in all to end; an interpreter whose threads still run is not
+/// destroyed, and then Python is not finalised (see `interpreters`), but every interpreter's
+/// `atexit` callbacks run. Must run on the thread that initialised Python, not attached.
+pub fn finalize() {
     if !attach::is_running() {
         return;
     }
-    let _ = attached(|py| {
-        super::setup::before_finalize(py);
-        release(py)
-    });
+    // No request can attach from here on.
     attach::set_running(false);
-    // SAFETY: Python is initialised; this thread takes the GIL with its cached main-interpreter
-    // state and finalises; nothing uses Python afterwards (RUNNING is false).
-    unsafe {
-        ffi::PyEval_RestoreThread(attach::cached_main_thread_state());
-        ffi::Py_FinalizeEx();
+    let deadline = Instant::now() + THREAD_SHUTDOWN_GRACE;
+    let mut left = match super::interpreters::destroy_all(deadline) {
+        Ok(left) => left,
+        Err(e) => vec![format!("(the application groups: {e})")],
+    };
+    let main = attach::main_thread_state();
+    let finalise = attach::run_on(main, |py| {
+        let running = super::setup::join_threads(py, deadline);
+        super::setup::before_finalize(py);
+        if !running.non_daemon.is_empty() {
+            left.push(format!(
+                "the main interpreter ({})",
+                running.all().join(", ")
+            ));
+        }
+        if left.is_empty() {
+            release(py);
+            true
+        } else {
+            super::setup::run_exit_callbacks(py);
+            false
+        }
+    });
+    if finalise {
+        // SAFETY: Python is initialised; this thread takes the GIL with its cached
+        // main-interpreter state and finalises; nothing uses Python afterwards (RUNNING is
+        // false, and no sub-interpreter is left).
+        unsafe {
+            ffi::PyEval_RestoreThread(main);
+            ffi::Py_FinalizeEx();
+        }
+    } else {
+        log_warning(&format!(
+            "mod_wsgi (pid={}): Threads were still running at exit (after waiting {} s for them) \
+             in {}: those interpreters were not destroyed and Python was not finalised in this \
+             process; atexit callbacks were run.",
+            std::process::id(),
+            THREAD_SHUTDOWN_GRACE.as_secs(),
+            left.join(", ")
+        ));
     }
 }
 
