@@ -62,6 +62,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// An interpreter that had to be left running at exit.
+#[derive(Debug, Clone)]
+pub(super) struct Left {
+    /// The interpreter and the threads still running in it.
+    pub description: String,
+    /// Whether a thread that is not a daemon thread is among them (one that did not end in
+    /// time), as opposed to daemon threads only.
+    pub stuck: bool,
+}
+
 enum Job {
     Create {
         name: String,
@@ -69,7 +79,7 @@ enum Job {
     },
     Destroy {
         deadline: Instant,
-        reply: mpsc::Sender<Vec<String>>,
+        reply: mpsc::Sender<Vec<Left>>,
     },
 }
 
@@ -130,7 +140,7 @@ fn interpreter_thread() -> Result<mpsc::Sender<Job>, String> {
 /// Destroys every sub-interpreter (at child exit, once no request can start). Returns a
 /// description of each one that had to be left running; Err when the interpreter thread did not
 /// answer in time (so none can be assumed destroyed).
-pub(super) fn destroy_all(deadline: Instant) -> Result<Vec<String>, String> {
+pub(super) fn destroy_all(deadline: Instant) -> Result<Vec<Left>, String> {
     let Some(thread) = registry().thread.clone() else {
         return Ok(Vec::new());
     };
@@ -176,7 +186,10 @@ fn serve(jobs: mpsc::Receiver<Job>) {
                     destroy(std::mem::take(&mut created), deadline)
                 }))
                 .unwrap_or_else(|p| {
-                    vec![format!("(internal error: {})", crate::panic_message(&*p))]
+                    vec![Left {
+                        description: format!("(internal error: {})", crate::panic_message(&*p)),
+                        stuck: true,
+                    }]
                 });
                 let _ = reply.send(left);
                 return;
@@ -325,11 +338,11 @@ enum Ending {
     /// Nothing else runs in it: destroy it.
     Destroy,
     /// Threads still run in it (described): leave it.
-    Leave(Vec<String>),
+    Leave(setup::Running),
 }
 
 /// Destroys the interpreters made by this thread (at exit), in the order they were created.
-fn destroy(created: Vec<Created>, deadline: Instant) -> Vec<String> {
+fn destroy(created: Vec<Created>, deadline: Instant) -> Vec<Left> {
     let mut left = Vec::new();
     for c in created {
         let workers = take_worker_states(c.interp);
@@ -353,20 +366,16 @@ fn destroy(created: Vec<Created>, deadline: Instant) -> Vec<String> {
                         Ending::Destroy
                     } else {
                         setup::run_exit_callbacks(py);
-                        let mut threads = running.all();
-                        if threads.is_empty() {
-                            threads.push("threads not started by the threading module".into());
-                        }
-                        Ending::Leave(threads)
+                        Ending::Leave(running)
                     }
                 })
             }))
         }
         .unwrap_or_else(|panic| {
-            Ending::Leave(vec![format!(
-                "internal error: {}",
-                crate::panic_message(&*panic)
-            )])
+            Ending::Leave(setup::Running {
+                non_daemon: vec![format!("internal error: {}", crate::panic_message(&*panic))],
+                daemon: Vec::new(),
+            })
         });
         match ending {
             Ending::Destroy => {
@@ -380,10 +389,19 @@ fn destroy(created: Vec<Created>, deadline: Instant) -> Vec<String> {
                     c.name
                 ));
             }
-            Ending::Leave(threads) => {
+            Ending::Leave(running) => {
                 // SAFETY: detaching the state restored above.
                 unsafe { ffi::PyEval_SaveThread() };
-                left.push(format!("'{}' ({})", c.name, threads.join(", ")));
+                let mut threads = running.all();
+                // Thread states made by C code, not the threading module, count as stuck.
+                let stuck = !running.non_daemon.is_empty() || threads.is_empty();
+                if threads.is_empty() {
+                    threads.push("threads not started by the threading module".into());
+                }
+                left.push(Left {
+                    description: format!("'{}' ({})", c.name, threads.join(", ")),
+                    stuck,
+                });
             }
         }
     }

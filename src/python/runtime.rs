@@ -2,6 +2,7 @@
 //! Python starts in child_init, never in the root parent).
 
 use super::attach::{self, attached};
+use super::interpreters::Left;
 use crate::config::HashSeed;
 use pyo3::ffi;
 use pyo3::{PyTypeInfo, Python};
@@ -211,17 +212,21 @@ pub fn finalize() {
     let deadline = Instant::now() + THREAD_SHUTDOWN_GRACE;
     let mut left = match super::interpreters::destroy_all(deadline) {
         Ok(left) => left,
-        Err(e) => vec![format!("(the application groups: {e})")],
+        Err(e) => vec![Left {
+            description: format!("the application groups ({e})"),
+            stuck: true,
+        }],
     };
     let main = attach::main_thread_state();
     let finalise = attach::run_on(main, |py| {
         let running = super::setup::join_threads(py, deadline);
         super::setup::before_finalize(py);
+        // Py_FinalizeEx stops daemon threads of the main interpreter itself.
         if !running.non_daemon.is_empty() {
-            left.push(format!(
-                "the main interpreter ({})",
-                running.all().join(", ")
-            ));
+            left.push(Left {
+                description: format!("the main interpreter ({})", running.all().join(", ")),
+                stuck: true,
+            });
         }
         if left.is_empty() {
             release(py);
@@ -240,14 +245,44 @@ pub fn finalize() {
             ffi::Py_FinalizeEx();
         }
     } else {
-        log_warning(&format!(
-            "mod_wsgi (pid={}): Threads were still running at exit (after waiting {} s for them) \
-             in {}: those interpreters were not destroyed and Python was not finalised in this \
-             process; atexit callbacks were run.",
-            std::process::id(),
-            THREAD_SHUTDOWN_GRACE.as_secs(),
-            left.join(", ")
-        ));
+        let (warn, msg) = not_finalised_message(std::process::id(), &left);
+        if warn {
+            log_warning(&msg);
+        } else {
+            log_info(&msg);
+        }
+    }
+}
+
+/// What is logged when interpreters had to be left running at exit; true for a warning (a
+/// thread that is not a daemon thread did not end in time).
+fn not_finalised_message(pid: u32, left: &[Left]) -> (bool, String) {
+    let list = left
+        .iter()
+        .map(|l| l.description.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if left.iter().any(|l| l.stuck) {
+        (
+            true,
+            format!(
+                "mod_wsgi (pid={pid}): Threads still running at exit in {list} (threads that are \
+                 not daemon threads were given {} s to end): those interpreters were left as \
+                 they are, so Python was not finalised in this process; atexit callbacks were \
+                 run.",
+                THREAD_SHUTDOWN_GRACE.as_secs()
+            ),
+        )
+    } else {
+        (
+            false,
+            format!(
+                "mod_wsgi (pid={pid}): Daemon threads still running at exit in {list}: an \
+                 interpreter cannot be destroyed under running threads, so those were left as \
+                 they are and Python was not finalised in this process; atexit callbacks were \
+                 run."
+            ),
+        )
     }
 }
 
@@ -266,6 +301,33 @@ mod tests {
             got,
             HomeSetting::Executable(format!("{}/bin/python", dir.display()))
         );
+    }
+
+    #[test]
+    fn threads_left_at_exit_are_a_warning_unless_all_are_daemon_threads() {
+        let daemon = Left {
+            description: "'a' ('poller' (daemon))".into(),
+            stuck: false,
+        };
+        let stuck = Left {
+            description: "'b' ('worker')".into(),
+            stuck: true,
+        };
+        let (warn, msg) = not_finalised_message(7, std::slice::from_ref(&daemon));
+        assert!(!warn);
+        assert!(
+            msg.starts_with("mod_wsgi (pid=7): Daemon threads still running at exit in 'a' ('poller' (daemon)):"),
+            "{msg}"
+        );
+        let (warn, msg) = not_finalised_message(7, &[daemon, stuck]);
+        assert!(warn);
+        assert!(
+            msg.contains(
+                "Threads still running at exit in 'a' ('poller' (daemon)), 'b' ('worker')"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("given 2 s to end"), "{msg}");
     }
 
     #[test]

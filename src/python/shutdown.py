@@ -13,6 +13,7 @@ def join_threads(timeout):
     import time
 
     deadline = time.monotonic() + max(0.0, timeout)
+    run_threading_exit_hooks(threading)
     current = threading.current_thread()
     main = threading.main_thread()
 
@@ -36,6 +37,24 @@ def join_threads(timeout):
         [t.name for t in running if not t.daemon],
         [t.name for t in running if t.daemon],
     )
+
+
+def run_threading_exit_hooks(threading):
+    """What Python's own shutdown does before it waits for threads: the hooks registered with
+    threading._register_atexit (concurrent.futures stops its worker threads there), run once."""
+    hooks = getattr(threading, "_threading_atexits", None)
+    if not hooks:
+        return
+    threading._SHUTTING_DOWN = True
+    calls = list(reversed(hooks))
+    hooks.clear()
+    for call in calls:
+        try:
+            call()
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
 
 
 def run_exit_callbacks():
