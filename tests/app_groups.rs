@@ -446,3 +446,93 @@ fn application_group_values_are_checked_by_apache2_t() {
         assert!(out.contains(expect), "{expect:?} not in {out}");
     }
 }
+
+/// Holds the main interpreter's GIL for the seconds asked: a C call through `ctypes.PyDLL` keeps
+/// the GIL.
+const HOLD_GIL: &str = r#"
+import ctypes
+libc = ctypes.PyDLL(None)
+def application(environ, start_response):
+    libc.usleep(int(float(environ["QUERY_STRING"]) * 1e6))
+    start_response("200 OK", [])
+    return [b"held"]
+"#;
+
+/// Answers after the seconds asked, without holding its GIL meanwhile.
+const SLEEP: &str = r#"
+import time
+def application(environ, start_response):
+    time.sleep(float(environ["QUERY_STRING"] or 0))
+    start_response("200 OK", [])
+    return [b"slept"]
+"#;
+
+/// How long a request to the group takes while the main interpreter's GIL is held for 2 s.
+fn latency_while_main_gil_is_held(extra: &str) -> (Duration, String) {
+    let mut apache = Apache::start_with(
+        "own-gil",
+        &[("hold.wsgi", HOLD_GIL), ("sleep.wsgi", SLEEP)],
+        &format!(
+            "{extra}\nWSGIScriptAlias /hold {{dir}}/hold.wsgi application-group=%{{GLOBAL}}\n\
+             WSGIScriptAlias /group {{dir}}/sleep.wsgi application-group=group"
+        ),
+        Options {
+            threads: 2,
+            ..Default::default()
+        },
+    );
+    let port = apache.port;
+    // Both worker threads serve the group once, so each has its thread states.
+    let warm: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || common::http_request(port, "GET", "/group?0.5", &[], b""))
+        })
+        .collect();
+    for w in warm {
+        assert_eq!(w.join().unwrap().status, 200);
+    }
+    let hold = std::thread::spawn(move || common::http_request(port, "GET", "/hold?2", &[], b""));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let r = apache.get("/group");
+    let took = started.elapsed();
+    assert_eq!(r.status, 200);
+    assert_eq!(hold.join().unwrap().status, 200);
+    (took, apache.stop())
+}
+
+#[test]
+fn per_interpreter_gil_gives_each_group_a_gil_of_its_own_on_python_3_12_and_later() {
+    let minor: u32 = common::python_version()
+        .strip_prefix("3.")
+        .and_then(|m| m.parse().ok())
+        .unwrap();
+    if minor < 12 {
+        let (ok, out) = config_test("own-gil-311", "WSGIPerInterpreterGIL On");
+        assert!(!ok, "accepted on Python 3.{minor}");
+        assert!(
+            out.contains("WSGIPerInterpreterGIL On needs Python 3.12 or later"),
+            "{out}"
+        );
+        let (ok, out) = config_test("own-gil-311-off", "WSGIPerInterpreterGIL Off");
+        assert!(ok, "{out}");
+        return;
+    }
+    let (ok, out) = config_test(
+        "own-gil-vhost",
+        "<VirtualHost *:80>\nWSGIPerInterpreterGIL On\n</VirtualHost>",
+    );
+    assert!(!ok, "accepted in a virtual host: {out}");
+    // Shared (the default): the group waits for the main interpreter's GIL.
+    let (took, _) = latency_while_main_gil_is_held("");
+    assert!(took >= Duration::from_millis(1200), "{took:?}");
+    // Its own: it does not.
+    let (took, log) = latency_while_main_gil_is_held("WSGIPerInterpreterGIL On");
+    assert!(took < Duration::from_millis(1200), "{took:?}: {log}");
+    assert!(
+        log.contains("Create interpreter 'group' with a GIL of its own"),
+        "{log}"
+    );
+    assert!(log.contains("Destroy interpreter 'group'"), "{log}");
+    assert!(!log.contains("exit signal"), "{log}");
+}

@@ -181,6 +181,7 @@ fn python_settings(conf: &ServerConfig) -> PythonSettings {
         restrict_stdin: p.restrict_stdin.unwrap_or(DEFAULT_RESTRICT_STDIN),
         restrict_stdout: p.restrict_stdout.unwrap_or(DEFAULT_RESTRICT_STDOUT),
         restrict_signal: p.restrict_signal.unwrap_or(DEFAULT_RESTRICT_SIGNAL),
+        per_interpreter_gil: p.per_interpreter_gil == Some(true),
         log_warning: Some(server_warning),
         log_info: Some(server_info_log),
     }

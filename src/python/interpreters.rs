@@ -200,20 +200,26 @@ fn serve(jobs: mpsc::Receiver<Job>) {
 
 /// `Py_NewInterpreterFromConfig` with the settings of `Py_NewInterpreter` (a GIL shared with the
 /// main interpreter, threads, daemon threads, fork and exec allowed, single-phase extension
-/// modules allowed), which is what C mod_wsgi's applications run with.
+/// modules allowed), which is what C mod_wsgi's applications run with. With `own_gil`
+/// (`WSGIPerInterpreterGIL On`) the interpreter gets a GIL and an object allocator of its own,
+/// which CPython allows only with extension modules that declare support for it.
 ///
 /// # Safety
 /// The GIL must be held, with a current thread state.
 #[cfg(Py_3_12)]
-unsafe fn new_interpreter() -> Result<*mut ffi::PyThreadState, String> {
+unsafe fn new_interpreter(own_gil: bool) -> Result<*mut ffi::PyThreadState, String> {
     let config = ffi::PyInterpreterConfig {
-        use_main_obmalloc: 1,
+        use_main_obmalloc: i32::from(!own_gil),
         allow_fork: 1,
         allow_exec: 1,
         allow_threads: 1,
         allow_daemon_threads: 1,
-        check_multi_interp_extensions: 0,
-        gil: ffi::PyInterpreterConfig_SHARED_GIL,
+        check_multi_interp_extensions: i32::from(own_gil),
+        gil: if own_gil {
+            ffi::PyInterpreterConfig_OWN_GIL
+        } else {
+            ffi::PyInterpreterConfig_SHARED_GIL
+        },
     };
     let mut tstate = std::ptr::null_mut();
     // SAFETY: by the caller's contract; config outlives the call.
@@ -231,7 +237,9 @@ unsafe fn new_interpreter() -> Result<*mut ffi::PyThreadState, String> {
 /// # Safety
 /// The GIL must be held, with a current thread state.
 #[cfg(not(Py_3_12))]
-unsafe fn new_interpreter() -> Result<*mut ffi::PyThreadState, String> {
+unsafe fn new_interpreter(own_gil: bool) -> Result<*mut ffi::PyThreadState, String> {
+    // Refused by `apache2 -t` for Python 3.11.
+    debug_assert!(!own_gil, "WSGIPerInterpreterGIL needs Python 3.12");
     // SAFETY: by the caller's contract.
     let tstate = unsafe { ffi::Py_NewInterpreter() };
     if tstate.is_null() {
@@ -243,12 +251,14 @@ unsafe fn new_interpreter() -> Result<*mut ffi::PyThreadState, String> {
 /// Creates and prepares the interpreter of group `name` (on the interpreter thread).
 fn create(name: &str) -> Result<Created, String> {
     let main = attach::main_thread_state();
+    let own_gil = super::runtime::per_interpreter_gil();
     // SAFETY: `main` is this thread's detached main-interpreter state; restoring it takes the GIL
     // with a current thread state, as creating an interpreter requires. Afterwards the new
-    // interpreter's state is current (or `main` again on failure); SaveThread detaches it.
+    // interpreter's state is current (or `main` again on failure), holding the GIL (its own one,
+    // the main GIL having been released, with `own_gil`); SaveThread detaches it.
     let tstate = unsafe {
         ffi::PyEval_RestoreThread(main);
-        let made = new_interpreter();
+        let made = new_interpreter(own_gil);
         ffi::PyEval_SaveThread();
         made?
     };
@@ -256,8 +266,13 @@ fn create(name: &str) -> Result<Created, String> {
     // SAFETY: tstate is the live thread state just created.
     let interp = unsafe { ffi::PyThreadState_GetInterpreter(tstate) } as usize;
     super::runtime::log_info(&format!(
-        "mod_wsgi (pid={}): Create interpreter '{name}'.",
-        std::process::id()
+        "mod_wsgi (pid={}): Create interpreter '{name}'{}.",
+        std::process::id(),
+        if own_gil {
+            " with a GIL of its own"
+        } else {
+            ""
+        }
     ));
     let prepare = PREPARE.get().expect("set when Python started");
     let prepared = catch_unwind(AssertUnwindSafe(|| {

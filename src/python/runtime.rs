@@ -32,6 +32,11 @@ pub(super) fn release(py: Python<'_>) {
     }
 }
 
+/// Whether application groups' sub-interpreters get a GIL of their own.
+pub(super) fn per_interpreter_gil() -> bool {
+    SETTINGS.get().is_some_and(|s| s.per_interpreter_gil)
+}
+
 /// Logs an informational line to the server's error log (with the GIL released).
 pub(super) fn log_info(msg: &str) {
     if let Some(log) = SETTINGS.get().and_then(|s| s.log_info) {
@@ -68,6 +73,9 @@ pub struct PythonSettings {
     pub restrict_stdin: bool,
     pub restrict_stdout: bool,
     pub restrict_signal: bool,
+    /// `WSGIPerInterpreterGIL On` (Python 3.12+): each application group's sub-interpreter gets a
+    /// GIL of its own instead of sharing the main interpreter's.
+    pub per_interpreter_gil: bool,
     /// Writes one warning line to the server's error log (for the signal interceptor). Called
     /// with the GIL released.
     pub log_warning: Option<fn(&str)>,

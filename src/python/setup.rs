@@ -21,6 +21,15 @@ pub fn prepare_interpreter(
     // finalisation waits for that thread's state to go away. Importing it here, on the thread
     // that will finalise, keeps an import from a request thread from hanging the child's exit.
     py.import("threading").map_err(describe)?;
+    let forget = shutdown_helpers(py)
+        .and_then(|h| {
+            Ok(h.get_item("forget_current_dummy_thread")?
+                .expect("in shutdown.py"))
+        })
+        .map_err(describe)?;
+    py.import("atexit")
+        .and_then(|atexit| atexit.call_method1("register", (forget,)))
+        .map_err(describe)?;
     add_site_directories(py, &settings.path).map_err(describe)?;
     // The caller's preparation installs the error-log streams; restrictions go over them.
     prepare(py).map_err(describe)?;
