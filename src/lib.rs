@@ -6,6 +6,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod buf;
 pub mod config;
 pub mod md5;
 pub mod python;

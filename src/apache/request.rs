@@ -5,6 +5,7 @@ use super::bindings as ap;
 use super::boundary::ffi_boundary;
 use super::log::{level_of, request_log};
 use super::pool::{c_bytes, pstrdup};
+use crate::buf::UninitBuf;
 use crate::wsgi::environ::CgiVars;
 use crate::wsgi::{Level, RequestIo, ResponseHead};
 use std::ffi::{c_void, CStr};
@@ -35,6 +36,7 @@ pub struct Request {
     r: *mut ap::request_rec,
     out: *mut ap::apr_bucket_brigade,
     body_requested: bool,
+    body_present: bool,
     /// `WSGIEnableSendfile`: file buckets may go out with sendfile.
     sendfile: bool,
 }
@@ -55,6 +57,7 @@ impl Request {
             r,
             out,
             body_requested: false,
+            body_present: false,
             sendfile: false,
         }
     }
@@ -142,27 +145,31 @@ impl Request {
     }
 }
 
-impl RequestIo for Request {
-    fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+const BODY_READ_ERROR: &str = "Apache/mod_wsgi request data read error: the request body could \
+                               not be read (client gone, bad chunked encoding or timeout)";
+
+impl Request {
+    /// Whether there is a body to read (asked of Apache once, before the first read).
+    fn start_body(&mut self) -> Result<bool, String> {
         if !self.body_requested {
             self.body_requested = true;
             // SAFETY: r is live and set up for reading.
-            if unsafe { ap::ap_should_client_block(self.r) } == 0 {
-                return Ok(0);
-            }
+            self.body_present = unsafe { ap::ap_should_client_block(self.r) } != 0;
         }
-        if buf.is_empty() {
+        Ok(self.body_present)
+    }
+}
+
+impl RequestIo for Request {
+    fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        if !self.start_body()? || buf.is_empty() {
             return Ok(0);
         }
         // SAFETY: r is live; buf is writable for buf.len() bytes.
         let n =
             unsafe { ap::ap_get_client_block(self.r, buf.as_mut_ptr() as *mut c_char, buf.len()) };
         if n < 0 {
-            return Err(
-                "Apache/mod_wsgi request data read error: the request body could not be \
-                        read (client gone, bad chunked encoding or timeout)"
-                    .to_string(),
-            );
+            return Err(BODY_READ_ERROR.to_string());
         }
         Ok(n as usize)
     }
@@ -182,6 +189,23 @@ impl RequestIo for Request {
             ap::ap_send_interim_response(r, 0);
             (*r).status = status;
             (*r).status_line = line;
+        }
+    }
+
+    fn read_body_into(&mut self, dest: &mut UninitBuf<'_>) -> Result<usize, String> {
+        if !self.start_body()? || dest.remaining() == 0 {
+            return Ok(0);
+        }
+        // SAFETY: r is live; ap_get_client_block writes at most `remaining()` bytes at
+        // `spare_ptr()` and returns how many it wrote, which is what `advance` counts.
+        unsafe {
+            let n =
+                ap::ap_get_client_block(self.r, dest.spare_ptr() as *mut c_char, dest.remaining());
+            if n < 0 {
+                return Err(BODY_READ_ERROR.to_string());
+            }
+            dest.advance(n as usize);
+            Ok(n as usize)
         }
     }
 

@@ -5,6 +5,7 @@
 //! `Arc<T>` payload. Method tables are static C data (shared safely by every interpreter) whose
 //! functions go through pyo3's trampolines, which catch panics and turn `PyErr`s into exceptions.
 
+use crate::buf::UninitBuf;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
@@ -255,29 +256,31 @@ pub fn sys_modules(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     }
 }
 
-/// A new `bytes` of up to `capacity` bytes written in place by `fill`, which returns how many it
-/// wrote (a short result is copied into a right-sized object). Saves a copy of request bodies.
+/// A new `bytes` of up to `capacity` bytes written in place by `fill` (a short result is copied
+/// into a right-sized object). Saves a copy, and the zeroing, of request bodies.
 pub fn bytes_filled_by(
     py: Python<'_>,
     capacity: usize,
-    fill: impl FnOnce(&mut [u8]) -> PyResult<usize>,
+    fill: impl FnOnce(&mut UninitBuf<'_>) -> PyResult<()>,
 ) -> PyResult<Bound<'_, pyo3::types::PyBytes>> {
-    // SAFETY: attached; PyBytes_FromStringAndSize(NULL, n) returns a new, uninitialised bytes
-    // object of n bytes that nothing else references yet, so writing into its buffer (even with
-    // the GIL released inside `fill`) is sound; we zero it first so no uninitialised byte is ever
-    // exposed as a slice.
+    // SAFETY: attached; PyBytes_FromStringAndSize(NULL, n) returns a new bytes object of n
+    // uninitialised bytes that nothing else references yet, so handing its buffer to `fill` as
+    // MaybeUninit (even with the GIL released inside `fill`) is sound. UninitBuf counts only the
+    // bytes written, and only those are read back as a slice.
     unsafe {
         let obj = ffi::PyBytes_FromStringAndSize(ptr::null(), capacity as ffi::Py_ssize_t);
         let obj = Bound::from_owned_ptr_or_err(py, obj)?;
         let data = ffi::PyBytes_AsString(obj.as_ptr()) as *mut u8;
-        std::ptr::write_bytes(data, 0, capacity);
-        let buf = std::slice::from_raw_parts_mut(data, capacity);
-        let n = fill(buf)?.min(capacity);
-        let bytes = obj.cast_into_unchecked::<pyo3::types::PyBytes>();
+        let storage =
+            std::slice::from_raw_parts_mut(data as *mut std::mem::MaybeUninit<u8>, capacity);
+        let mut buf = UninitBuf::new(storage);
+        fill(&mut buf)?;
+        let n = buf.filled();
         if n == capacity {
-            Ok(bytes)
+            Ok(obj.cast_into_unchecked::<pyo3::types::PyBytes>())
         } else {
-            Ok(pyo3::types::PyBytes::new(py, &bytes.as_bytes()[..n]))
+            let written = std::slice::from_raw_parts(data, n);
+            Ok(pyo3::types::PyBytes::new(py, written))
         }
     }
 }

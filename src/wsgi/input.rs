@@ -4,6 +4,8 @@
 /// A blocking source of body bytes: fills the buffer, returns 0 at the end.
 pub type Source<'a> = &'a mut (dyn FnMut(&mut [u8]) -> Result<usize, String> + Send);
 
+use crate::buf::UninitBuf;
+
 const CHUNK: usize = 64 * 1024;
 const LINE_CHUNK: usize = 8 * 1024;
 
@@ -47,20 +49,21 @@ impl BodyReader {
         Ok(out)
     }
 
-    /// Fills `dest` completely unless the body ends first; returns how many bytes it holds.
-    pub fn read_into(&mut self, src: Source<'_>, dest: &mut [u8]) -> Result<usize, String> {
-        let from_buffer = dest.len().min(self.buffered.len());
-        dest[..from_buffer].copy_from_slice(&self.buffered[..from_buffer]);
+    /// Fills `dest` completely unless the body ends first; `src` appends to it and returns how
+    /// many bytes it added (0 at the end).
+    pub fn read_into(
+        &mut self,
+        src: &mut (dyn FnMut(&mut UninitBuf<'_>) -> Result<usize, String> + Send),
+        dest: &mut UninitBuf<'_>,
+    ) -> Result<(), String> {
+        let from_buffer = dest.extend_from_slice(&self.buffered);
         self.buffered.drain(..from_buffer);
-        let mut filled = from_buffer;
-        while filled < dest.len() && !self.eof {
-            let n = src(&mut dest[filled..])?;
-            if n == 0 {
+        while dest.remaining() > 0 && !self.eof {
+            if src(dest)? == 0 {
                 self.eof = true;
             }
-            filled += n;
         }
-        Ok(filled)
+        Ok(())
     }
 
     /// `readline(size)`: up to and including the next `\n`, at most `size` bytes.
@@ -118,18 +121,45 @@ mod tests {
         assert_eq!(r.read(&mut s, Some(0)).unwrap(), b"");
     }
 
+    /// A source for `read_into` that hands out `body[start..]` three bytes at a time.
+    fn uninit_source(
+        body: &'static [u8],
+        start: usize,
+    ) -> impl FnMut(&mut UninitBuf<'_>) -> Result<usize, String> + Send {
+        let mut pos = start;
+        move |dest: &mut UninitBuf<'_>| {
+            let n = dest.extend_from_slice(&body[pos..(pos + 3).min(body.len())]);
+            pos += n;
+            Ok(n)
+        }
+    }
+
     #[test]
     fn read_into_fills_the_buffer_across_pieces_and_after_readline() {
-        let mut s = source(b"ab\ncdefghij");
+        const BODY: &[u8] = b"ab\ncdefghij";
+        let mut lines = |buf: &mut [u8]| -> Result<usize, String> {
+            let n = buf.len().min(5);
+            buf[..n].copy_from_slice(&BODY[..n]);
+            Ok(n)
+        };
         let mut r = BodyReader::default();
-        assert_eq!(r.readline(&mut s, None).unwrap(), b"ab\n");
-        let mut buf = [0u8; 5];
-        assert_eq!(r.read_into(&mut s, &mut buf).unwrap(), 5);
-        assert_eq!(&buf, b"cdefg");
-        let mut big = [0u8; 10];
-        assert_eq!(r.read_into(&mut s, &mut big).unwrap(), 3);
-        assert_eq!(&big[..3], b"hij");
-        assert_eq!(r.read_into(&mut s, &mut big).unwrap(), 0);
+        assert_eq!(r.readline(&mut lines, None).unwrap(), b"ab\n");
+        // "cd" is left over from readline's read; the rest comes from the source.
+        let mut s = uninit_source(BODY, 5);
+        let mut storage = [std::mem::MaybeUninit::<u8>::uninit(); 5];
+        let mut buf = UninitBuf::new(&mut storage);
+        r.read_into(&mut s, &mut buf).unwrap();
+        assert_eq!(buf.filled(), 5);
+        // SAFETY: the 5 bytes were written (filled() says so).
+        let got: Vec<u8> = storage.iter().map(|b| unsafe { b.assume_init() }).collect();
+        assert_eq!(got, b"cdefg");
+        let mut big = [std::mem::MaybeUninit::<u8>::uninit(); 10];
+        let mut buf = UninitBuf::new(&mut big);
+        r.read_into(&mut s, &mut buf).unwrap();
+        assert_eq!(buf.filled(), 3, "hij, then the end");
+        let mut buf = UninitBuf::new(&mut big);
+        r.read_into(&mut s, &mut buf).unwrap();
+        assert_eq!(buf.filled(), 0);
     }
 
     #[test]

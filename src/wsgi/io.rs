@@ -1,6 +1,8 @@
 //! What the adapter needs from the server for one request. The Apache layer implements it; the
 //! daemon-mode transport will too. Every method may block and is called with the GIL released.
 
+use crate::buf::UninitBuf;
+
 /// Severity of a log entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -22,6 +24,14 @@ pub struct ResponseHead {
 pub trait RequestIo: Send {
     /// Reads up to `buf.len()` bytes of the request body; `Ok(0)` at its end.
     fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String>;
+    /// Reads up to `dest.remaining()` bytes of the request body into `dest`; returns how many
+    /// (0 at the end). The default goes through `read_body` and a small buffer.
+    fn read_body_into(&mut self, dest: &mut UninitBuf<'_>) -> Result<usize, String> {
+        let mut chunk = [0u8; 8192];
+        let want = dest.remaining().min(chunk.len());
+        let n = self.read_body(&mut chunk[..want])?;
+        Ok(dest.extend_from_slice(&chunk[..n]))
+    }
     /// Answers a pending `Expect: 100-continue` now (`wsgi.input.read(0)`), so the client sends
     /// the body; nothing happens when none is pending.
     fn expect_continue(&mut self);

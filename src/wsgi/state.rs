@@ -3,6 +3,7 @@
 
 use super::input::BodyReader;
 use super::io::{Level, RequestIo, ResponseHead};
+use crate::buf::UninitBuf;
 use crate::python::detached;
 use pyo3::Python;
 
@@ -149,10 +150,14 @@ impl RequestState {
     }
 
     /// Reads into `dest` until it is full or the body ends.
-    pub fn read_input_into(&mut self, py: Python<'_>, dest: &mut [u8]) -> Result<usize, String> {
+    pub fn read_input_into(
+        &mut self,
+        py: Python<'_>,
+        dest: &mut UninitBuf<'_>,
+    ) -> Result<(), String> {
         let RequestState { io, input, .. } = self;
         detached(py, || {
-            input.read_into(&mut |buf: &mut [u8]| io.read_body(buf), dest)
+            input.read_into(&mut |buf: &mut UninitBuf<'_>| io.read_body_into(buf), dest)
         })
     }
 

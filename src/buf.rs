@@ -1,0 +1,66 @@
+//! A buffer whose tail is not initialised yet: the storage of a new `bytes` object that the
+//! request body is read straight into, without zeroing it first (for a 1 MiB body that is 1 MiB
+//! of writes saved per request). Only bytes written through it count as filled, so no
+//! uninitialised byte is ever exposed.
+
+use std::mem::MaybeUninit;
+
+pub struct UninitBuf<'a> {
+    buf: &'a mut [MaybeUninit<u8>],
+    filled: usize,
+}
+
+impl<'a> UninitBuf<'a> {
+    pub fn new(buf: &'a mut [MaybeUninit<u8>]) -> Self {
+        UninitBuf { buf, filled: 0 }
+    }
+
+    /// Bytes written so far (the first `filled()` bytes are initialised).
+    pub fn filled(&self) -> usize {
+        self.filled
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.filled
+    }
+
+    /// Appends as much of `data` as fits; returns how much that was.
+    pub fn extend_from_slice(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.remaining());
+        for (slot, byte) in self.buf[self.filled..self.filled + n].iter_mut().zip(data) {
+            slot.write(*byte);
+        }
+        self.filled += n;
+        n
+    }
+
+    /// Where the next byte goes, for a C function that writes up to `remaining()` bytes.
+    pub fn spare_ptr(&mut self) -> *mut u8 {
+        self.buf[self.filled..].as_mut_ptr() as *mut u8
+    }
+
+    /// Counts `n` more bytes as filled.
+    ///
+    /// # Safety
+    /// The `n` bytes from `spare_ptr()` must have been written, and `n <= remaining()`.
+    pub unsafe fn advance(&mut self, n: usize) {
+        debug_assert!(n <= self.remaining());
+        self.filled += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_written_bytes_count_and_nothing_overflows() {
+        let mut storage = [MaybeUninit::<u8>::uninit(); 5];
+        let mut b = UninitBuf::new(&mut storage);
+        assert_eq!(b.extend_from_slice(b"abc"), 3);
+        assert_eq!((b.filled(), b.remaining()), (3, 2));
+        assert_eq!(b.extend_from_slice(b"defg"), 2);
+        assert_eq!((b.filled(), b.remaining()), (5, 0));
+        assert_eq!(b.extend_from_slice(b"h"), 0);
+    }
+}
