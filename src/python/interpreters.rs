@@ -4,9 +4,10 @@
 //!
 //! Sub-interpreters are created and destroyed by one thread of ours, the interpreter thread,
 //! started when the first one is needed. It imports `threading` into each new interpreter, so
-//! that `threading.main_thread()` of an application group is the thread that will destroy it: no
-//! request thread is ever a group's "main thread" (as none is the main interpreter's), and the
-//! wait for threads inside `Py_EndInterpreter` never waits on a request thread.
+//! that `threading.main_thread()` of an application group is the thread that will destroy it
+//! (Python 3.11 and 3.12; 3.13 takes the process's main thread): no request thread is ever a
+//! group's "main thread" (as none is the main interpreter's), and the wait for threads inside
+//! `Py_EndInterpreter` never waits on a request thread.
 //!
 //! At exit every interpreter gets a bounded wait for the threads its application started. One
 //! whose threads are still running (a non-daemon thread past the deadline, or any daemon thread)
