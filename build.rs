@@ -89,6 +89,8 @@ fn main() {
 
     // Lets a module built for a pyenv (or other non-system) Python find its libpython at load time.
     pyo3_build_config::add_libpython_rpath_link_args();
+    // `#[cfg(Py_3_12)]` and friends, for the version-dependent C API (sub-interpreters).
+    pyo3_build_config::use_pyo3_cfgs();
     let cfg = pyo3_build_config::get();
     let ver = cfg.version();
     println!(

@@ -1,5 +1,6 @@
-//! A `.wsgi` file as a Python module: named `_mod_wsgi_<md5 of its path>` in `sys.modules`,
-//! loaded on first use and loaded afresh when its modification time changes.
+//! A `.wsgi` file as a Python module: named `_mod_wsgi_<md5 of its path>` in the `sys.modules` of
+//! the interpreter (application group) it runs in, loaded on first use and loaded afresh when its
+//! modification time changes. The same script in two groups is two modules, loaded separately.
 
 use crate::python::detached;
 use crate::python::objects::sys_modules;
@@ -17,8 +18,6 @@ pub enum LoadError {
     NoCallable,
 }
 
-/// Serialises loading: two threads' first requests for a script import it once.
-static LOAD_LOCK: Mutex<()> = Mutex::new(());
 /// Module names by script path, so the digest is computed once per script.
 static MODULE_NAMES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 
@@ -88,17 +87,18 @@ fn load_module<'py>(
     Ok(module.into_any())
 }
 
-/// Holds LOAD_LOCK without holding the GIL while waiting for it.
+/// Holds the attached interpreter's load lock without holding the GIL while waiting for it.
 fn lock_loading(py: Python<'_>) -> MutexGuard<'static, ()> {
+    let lock = &crate::wsgi::interp::objects(py).load_lock;
     loop {
-        match LOAD_LOCK.try_lock() {
+        match lock.try_lock() {
             Ok(guard) => return guard,
             // A load that panicked left nothing half-registered (see load_module): carry on.
             Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => {}
         }
         // Wait for the current holder with the GIL released (it may need the GIL to finish).
-        detached(py, || drop(LOAD_LOCK.lock()));
+        detached(py, || drop(lock.lock()));
     }
 }
 

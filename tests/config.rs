@@ -72,11 +72,6 @@ fn unsupported_directives_are_refused_by_name() {
         &["WSGIImportScript is not supported yet"],
     );
     refused(
-        "appgroup",
-        "WSGIApplicationGroup %{RESOURCE}",
-        &["WSGIApplicationGroup '%{RESOURCE}'"],
-    );
-    refused(
         "procgroup",
         "WSGIProcessGroup site",
         &["WSGIProcessGroup 'site'"],
@@ -98,8 +93,8 @@ fn bad_arguments_are_refused_with_the_directive_named() {
     );
     refused(
         "badgroup",
-        "WSGIScriptAlias /a /tmp/a.wsgi application-group=other",
-        &["application-group 'other'"],
+        "WSGIScriptAlias /a /tmp/a.wsgi application-group=%{RESOURSE}",
+        &["application-group '%{RESOURSE}': unknown substitution"],
     );
     refused(
         "noarg",

@@ -135,7 +135,6 @@ fn environ_has_cgi_and_wsgi_keys_as_latin1_str() {
         ("wsgi.run_once", "False"),
         ("wsgi.input_terminated", "True"),
         ("mod_wsgi.process_group", ""),
-        ("mod_wsgi.application_group", ""),
         ("mod_wsgi.callable_object", "application"),
         ("mod_wsgi.request_handler", "wsgi-script"),
         ("mod_wsgi.script_reloading", "1"),
@@ -150,6 +149,11 @@ fn environ_has_cgi_and_wsgi_keys_as_latin1_str() {
     assert_eq!(
         environ_value(&env, "SERVER_PORT"),
         Some(apache.port.to_string().as_str())
+    );
+    // The default application group, %{RESOURCE}, as C mod_wsgi names it.
+    assert_eq!(
+        environ_value(&env, "mod_wsgi.application_group"),
+        Some(format!("127.0.0.1:{}|/env", apache.port).as_str())
     );
     assert_eq!(
         environ_value(&env, "mod_wsgi.listener_port"),
@@ -898,10 +902,13 @@ def application(environ, start_response):
         },
     );
     let env = parse_environ(&apache.get("/app").text());
+    assert_eq!(
+        environ_value(&env, "module.application_group"),
+        Some(format!("'127.0.0.1:{}|/app'", apache.port).as_str())
+    );
     for (key, want) in [
         ("module.version", "(4, 9, 4)"),
         ("module.process_group", "''"),
-        ("module.application_group", "''"),
         ("module.threads_per_process", "6"),
         ("module.maximum_processes", "2"),
         ("module.FileWrapper", "True"),

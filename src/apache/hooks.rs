@@ -5,10 +5,12 @@ use super::bindings as ap;
 use super::boundary::ffi_boundary;
 use super::config::{dir_config, server_config};
 use super::log::{
-    request_log, request_logger, server_log, server_warning, APLOG_ERR, APLOG_NOTICE,
+    request_log, request_logger, server_info_log, server_log, server_warning, APLOG_ERR,
+    APLOG_NOTICE,
 };
 use super::pool::{c_bytes, pstrdup};
 use super::request::{table_get, Request};
+use crate::config::groups::{resolve_application_group, GroupRequest};
 use crate::config::python::{
     DEFAULT_DESTROY_INTERPRETER, DEFAULT_RESTRICT_SIGNAL, DEFAULT_RESTRICT_STDIN,
     DEFAULT_RESTRICT_STDOUT,
@@ -160,7 +162,7 @@ fn server_info() -> ServerInfo {
 
 unsafe extern "C" fn finalize_python(_data: *mut c_void) -> ap::apr_status_t {
     ffi_boundary("child exit", 0, || {
-        python::finalize(crate::wsgi::interp::release);
+        python::finalize();
         0
     })
 }
@@ -179,7 +181,9 @@ fn python_settings(conf: &ServerConfig) -> PythonSettings {
         restrict_stdin: p.restrict_stdin.unwrap_or(DEFAULT_RESTRICT_STDIN),
         restrict_stdout: p.restrict_stdout.unwrap_or(DEFAULT_RESTRICT_STDOUT),
         restrict_signal: p.restrict_signal.unwrap_or(DEFAULT_RESTRICT_SIGNAL),
+        per_interpreter_gil: p.per_interpreter_gil == Some(true),
         log_warning: Some(server_warning),
+        log_info: Some(server_info_log),
     }
 }
 
@@ -195,7 +199,9 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
         let conf = unsafe { server_config(s) };
         let settings = python_settings(conf);
         let info = server_info();
-        match python::initialize(&settings, |py| crate::wsgi::interp::prepare(py, &info)) {
+        let prepare =
+            move |py: pyo3::Python<'_>, group: &str| crate::wsgi::interp::prepare(py, &info, group);
+        match python::initialize(&settings, prepare, crate::wsgi::interp::release) {
             // WSGIDestroyInterpreter Off: as in C mod_wsgi, Python is left as it is when the
             // child exits (no atexit callbacks, no finalisation), for applications whose
             // threads or extensions hang or crash in Py_FinalizeEx.
@@ -497,7 +503,10 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             log_script_error(r, "AcceptPathInfo off disallows user's path", &filename);
             return ap::HTTP_NOT_FOUND as c_int;
         }
-        let settings = RequestSettings::resolve(dir_config(r), alias.as_ref());
+        let mut settings = RequestSettings::resolve(dir_config(r), alias.as_ref());
+        // Before the CGI variables are added, so %{ENV:…} sees what C mod_wsgi's does.
+        settings.application_group =
+            application_group(r, settings.configured_application_group.as_deref());
         if let Err(status) = check_request_body(r, &filename, settings.chunked_request) {
             return status;
         }
@@ -510,7 +519,8 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
         complete_cgi_vars(&mut vars, &settings, &request_facts(r));
         let mtime = (*r).finfo.mtime;
         let script = String::from_utf8_lossy(&filename).into_owned();
-        let ran = python::attached(|py| {
+        let group = settings.application_group.clone();
+        let ran = python::attached_to(&group, |py| {
             // SAFETY: `current` ends inside this handler, so r outlives every use of the logger.
             let current = CurrentRequest::enter(request_logger(r));
             let served = match load_application(
@@ -550,7 +560,7 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
                             std::process::id()
                         ),
                     );
-                    for line in crate::wsgi::adapter::format_exception(py, &err) {
+                    for line in crate::wsgi::adapter::exception_report(py, &err) {
                         request_log(r, APLOG_ERR, &line);
                     }
                     false
@@ -562,10 +572,52 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
         match ran {
             Ok(Ok(())) => OK,
             Ok(Err(status)) => status,
-            Err(python::NotRunning) => {
+            Err(python::AttachError::NotRunning) => {
                 request_log(r, APLOG_ERR, "mod_wsgi-rs: Python is not running in this process (see the errors logged when the child started)");
                 SERVER_ERROR
             }
+            Err(python::AttachError::NoInterpreter(why)) => {
+                request_log(
+                    r,
+                    APLOG_ERR,
+                    &format!(
+                        "mod_wsgi (pid={}): Cannot create interpreter '{group}': {why}",
+                        std::process::id()
+                    ),
+                );
+                SERVER_ERROR
+            }
         }
+    }
+}
+
+/// The name of the application group (interpreter) request `r` runs in, from the configured
+/// value (None: the default, `%{RESOURCE}`).
+///
+/// # Safety
+/// `r` must be a live request.
+unsafe fn application_group(r: *mut ap::request_rec, configured: Option<&str>) -> String {
+    // SAFETY: live request, server and tables; strings are borrowed only for this call.
+    unsafe {
+        let optional = |p: *const c_char| (!p.is_null()).then(|| c_bytes(p));
+        let request = GroupRequest {
+            server_hostname: optional((*(*r).server).server_hostname).unwrap_or_default(),
+            port: ap::ap_get_server_port(r),
+            hostname: optional((*r).hostname),
+            uri: optional((*r).uri).unwrap_or_default(),
+            path_info: optional((*r).path_info).unwrap_or_default(),
+        };
+        // %{ENV:NAME}: the request notes, then the request environment, then the process's.
+        let env = |name: &str| -> Option<Vec<u8>> {
+            let key = std::ffi::CString::new(name).ok()?;
+            table_get((*r).notes, &key)
+                .or_else(|| table_get((*r).subprocess_env, &key))
+                .map(<[u8]>::to_vec)
+                .or_else(|| {
+                    use std::os::unix::ffi::OsStringExt;
+                    std::env::var_os(name).map(OsStringExt::into_vec)
+                })
+        };
+        resolve_application_group(configured, &request, &env)
     }
 }

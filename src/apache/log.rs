@@ -91,6 +91,13 @@ pub fn server_warning(msg: &str) {
     server_log(s, APLOG_WARNING, msg);
 }
 
+/// Logs an informational line to the main server's error log.
+pub fn server_info_log(msg: &str) {
+    // SAFETY: as in server_error.
+    let s = unsafe { ap::ap_server_conf };
+    server_log(s, APLOG_INFO, msg);
+}
+
 /// Logs against a request, so the entry carries the client address and request id.
 pub(crate) fn request_log(r: *const ap::request_rec, level: u32, msg: &str) {
     let text = c_message(msg);

@@ -3,7 +3,8 @@
 
 use super::groups::{check_application_group, check_process_group};
 use super::python::{
-    check_warning_option, parse_hash_seed, parse_optimize, EAGER_INITIALIZATION_REFUSED,
+    check_per_interpreter_gil, check_warning_option, parse_hash_seed, parse_optimize,
+    EAGER_INITIALIZATION_REFUSED,
 };
 use super::script_alias::ScriptAlias;
 use super::words::{parse_on_off, split_words};
@@ -178,6 +179,11 @@ pub const DIRECTIVES: &[Directive] = &[
         set_destroy_interpreter,
         c"On|Off: finalise Python when a child process exits (default On)",
     ),
+    global(
+        c"WSGIPerInterpreterGIL",
+        set_per_interpreter_gil,
+        c"On|Off: give each application group's sub-interpreter a GIL of its own (Python 3.12+)",
+    ),
     not_yet(c"WSGIDaemonProcess", Scope::Server, DAEMON),
     not_yet(c"WSGISocketPrefix", Scope::Global, DAEMON),
     not_yet(c"WSGISocketRotation", Scope::Global, DAEMON),
@@ -326,6 +332,13 @@ fn set_destroy_interpreter(c: &mut ServerConfig, name: &str, args: &str) -> Resu
     Ok(())
 }
 
+fn set_per_interpreter_gil(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    let on = parse_on_off(name, &one_word(name, args)?)?;
+    check_per_interpreter_gil(name, on, crate::PYTHON_VERSION)?;
+    c.python.per_interpreter_gil = Some(on);
+    Ok(())
+}
+
 fn set_callable_object(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
     c.callable_object = Some(one_word(name, args)?);
     Ok(())
@@ -460,6 +473,7 @@ mod tests {
             "WSGILazyInitialization",
             "WSGIVerboseDebugging",
             "WSGIDestroyInterpreter",
+            "WSGIPerInterpreterGIL",
         ] {
             let d = find(name);
             assert_eq!(d.scope, Scope::Global, "{name}");

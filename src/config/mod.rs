@@ -92,7 +92,11 @@ pub struct RequestSettings {
     pub enable_sendfile: bool,
     /// '' for embedded mode, as in C mod_wsgi's environ.
     pub process_group: String,
-    /// '' for the main interpreter, as in C mod_wsgi's environ.
+    /// The configured application group: the alias's `application-group=`, else
+    /// `WSGIApplicationGroup`; None is the default, `%{RESOURCE}`.
+    pub configured_application_group: Option<String>,
+    /// The name of the interpreter the request runs in ('' is the main one), resolved from the
+    /// configured value for the request by the server layer (`groups::resolve_application_group`).
     pub application_group: String,
 }
 
@@ -106,12 +110,11 @@ impl RequestSettings {
             .and_then(|a| a.pass_authorization)
             .or(dir.pass_authorization)
             .unwrap_or(false);
-        // Every group that passes config-time checks today is the embedded process and the main
-        // interpreter, whose names in environ are ''.
-        let _ = (
-            from_alias(|a| &a.process_group),
-            from_alias(|a| &a.application_group),
-        );
+        // Every process group that passes config-time checks today is the embedded process,
+        // whose name in environ is ''.
+        let _ = from_alias(|a| &a.process_group);
+        let configured_application_group =
+            from_alias(|a| &a.application_group).or_else(|| dir.application_group.clone());
         RequestSettings {
             callable_object,
             pass_authorization,
@@ -120,6 +123,7 @@ impl RequestSettings {
             map_head_to_get: dir.map_head_to_get.unwrap_or(MapHeadToGet::Auto),
             enable_sendfile: dir.enable_sendfile.unwrap_or(false),
             process_group: String::new(),
+            configured_application_group,
             application_group: String::new(),
         }
     }
@@ -187,6 +191,22 @@ mod tests {
     }
 
     #[test]
+    fn the_alias_application_group_overrides_the_directive() {
+        let dir = DirConfig {
+            application_group: Some("%{SERVER}".into()),
+            ..Default::default()
+        };
+        let opts = AliasOptions {
+            application_group: Some("site".into()),
+            ..Default::default()
+        };
+        let s = RequestSettings::resolve(&dir, Some(&opts));
+        assert_eq!(s.configured_application_group.as_deref(), Some("site"));
+        let s = RequestSettings::resolve(&dir, Some(&AliasOptions::default()));
+        assert_eq!(s.configured_application_group.as_deref(), Some("%{SERVER}"));
+    }
+
+    #[test]
     fn defaults_match_c_mod_wsgi() {
         let s = RequestSettings::resolve(&DirConfig::default(), None);
         assert_eq!(s.callable_object, "application");
@@ -194,6 +214,7 @@ mod tests {
         assert!(s.script_reloading);
         assert!(!s.chunked_request);
         assert_eq!(s.map_head_to_get, MapHeadToGet::Auto);
-        assert_eq!(s.application_group, "");
+        // Unset: %{RESOURCE}, resolved per request.
+        assert_eq!(s.configured_application_group, None);
     }
 }

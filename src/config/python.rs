@@ -24,6 +24,7 @@ pub struct PythonOptions {
     pub restrict_signal: Option<bool>,
     pub verbose_debugging: Option<bool>,
     pub destroy_interpreter: Option<bool>,
+    pub per_interpreter_gil: Option<bool>,
 }
 
 /// Defaults when the directive is absent: what C mod_wsgi 4.9.4 does, which for stdin and
@@ -53,8 +54,25 @@ impl PythonOptions {
             restrict_signal: pick(&add.restrict_signal, &base.restrict_signal),
             verbose_debugging: pick(&add.verbose_debugging, &base.verbose_debugging),
             destroy_interpreter: pick(&add.destroy_interpreter, &base.destroy_interpreter),
+            per_interpreter_gil: pick(&add.per_interpreter_gil, &base.per_interpreter_gil),
         }
     }
+}
+
+/// `WSGIPerInterpreterGIL On` gives sub-interpreters a GIL of their own (PEP 684), which CPython
+/// has only since 3.12; `python` is the version (`major.minor`) the module was built for.
+pub fn check_per_interpreter_gil(name: &str, on: bool, python: &str) -> Result<(), String> {
+    let minor = python
+        .strip_prefix("3.")
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
+    if on && minor < 12 {
+        return Err(format!(
+            "{name} On needs Python 3.12 or later (a GIL per sub-interpreter, PEP 684, is new \
+             in 3.12); this mod_wsgi-rs is built for Python {python}"
+        ));
+    }
+    Ok(())
 }
 
 /// `WSGIPythonOptimize`: CPython's `-O` count (0 none, 1 drops asserts, 2 also docstrings).
@@ -120,7 +138,22 @@ pub const EAGER_INITIALIZATION_REFUSED: &str =
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
+
+    #[test]
+    fn per_interpreter_gil_needs_python_3_12() {
+        let name = "WSGIPerInterpreterGIL";
+        assert!(check_per_interpreter_gil(name, true, "3.12").is_ok());
+        assert!(check_per_interpreter_gil(name, true, "3.13").is_ok());
+        assert!(check_per_interpreter_gil(name, false, "3.11").is_ok());
+        let e = check_per_interpreter_gil(name, true, "3.11").unwrap_err();
+        assert!(
+            e.starts_with("WSGIPerInterpreterGIL On needs Python 3.12"),
+            "{e}"
+        );
+        assert!(e.ends_with("built for Python 3.11"), "{e}");
+    }
 
     #[test]
     fn merge_keeps_the_main_servers_settings() {

@@ -64,6 +64,12 @@ impl ScriptAlias {
                     options.process_group = Some(value.to_string());
                 }
                 "application-group" => {
+                    if value.is_empty() {
+                        return Err(format!(
+                            "{directive}: application-group must not be empty (%{{GLOBAL}} is \
+                             the main interpreter)"
+                        ));
+                    }
                     check_application_group(&format!("{directive} application-group"), value)?;
                     options.application_group = Some(value.to_string());
                 }
@@ -172,6 +178,24 @@ mod tests {
         );
         let e = ScriptAlias::parse("WSGIScriptAlias", "/a /b.wsgi bogus", false).unwrap_err();
         assert!(e.contains("'bogus'"), "{e}");
+    }
+
+    #[test]
+    fn application_groups_may_be_named_but_not_empty_or_misspelt() {
+        for group in ["site", "%{RESOURCE}", "%{SERVER}", "%{HOST}", "%{ENV:G}"] {
+            let a = ScriptAlias::parse(
+                "WSGIScriptAlias",
+                &format!("/a /b.wsgi application-group={group}"),
+                false,
+            )
+            .unwrap();
+            assert_eq!(a.options.application_group.as_deref(), Some(group));
+        }
+        for bad in ["application-group=", "application-group=%{RESOURSE}"] {
+            let e = ScriptAlias::parse("WSGIScriptAlias", &format!("/a /b.wsgi {bad}"), false)
+                .unwrap_err();
+            assert!(e.contains("application-group"), "{e}");
+        }
     }
 
     #[test]

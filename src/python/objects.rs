@@ -238,6 +238,12 @@ pub fn latin1_str<'py>(
     }
 }
 
+/// The interpreter this thread is attached to, as a key (its `PyInterpreterState` address).
+pub fn current_interpreter(_py: Python<'_>) -> usize {
+    // SAFETY: attached (the token proves it), so there is a current thread state and interpreter.
+    unsafe { ffi::PyInterpreterState_Get() as usize }
+}
+
 /// `sys.modules` of the attached interpreter.
 pub fn sys_modules(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     // SAFETY: attached; PyImport_GetModuleDict returns a borrowed reference (never null once the

@@ -2,13 +2,55 @@
 //! Python starts in child_init, never in the root parent).
 
 use super::attach::{self, attached};
+use super::interpreters::Left;
 use crate::config::HashSeed;
 use pyo3::ffi;
-use pyo3::Python;
+use pyo3::{PyTypeInfo, Python};
 use std::ffi::{CStr, CString};
 use std::mem::MaybeUninit;
 use std::os::raw::c_char;
 use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long a child process waits at exit for the non-daemon threads applications started
+/// (Python itself would wait for ever). Apache starts signalling a child that has not exited
+/// after 3 seconds, and kills it after about 10.
+pub const THREAD_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The settings Python started with, for the application groups' interpreters and for logging.
+static SETTINGS: OnceLock<PythonSettings> = OnceLock::new();
+
+/// Lets go of the references kept outside Python to objects of the attached interpreter, just
+/// before it is destroyed.
+static RELEASE: OnceLock<fn(Python<'_>)> = OnceLock::new();
+
+/// Runs the release function given to [`initialize`] attached to an interpreter about to go.
+pub(super) fn release(py: Python<'_>) {
+    if let Some(release) = RELEASE.get() {
+        release(py);
+    }
+}
+
+/// Whether application groups' sub-interpreters get a GIL of their own.
+pub(super) fn per_interpreter_gil() -> bool {
+    SETTINGS.get().is_some_and(|s| s.per_interpreter_gil)
+}
+
+/// Logs an informational line to the server's error log (with the GIL released).
+pub(super) fn log_info(msg: &str) {
+    if let Some(log) = SETTINGS.get().and_then(|s| s.log_info) {
+        log(msg);
+    }
+}
+
+/// Logs a warning to the server's error log (with the GIL released).
+pub(super) fn log_warning(msg: &str) {
+    match SETTINGS.get().and_then(|s| s.log_warning) {
+        Some(log) => log(msg),
+        None => eprintln!("{msg}"),
+    }
+}
 
 /// What the global `WSGIPython*` directives configure.
 #[derive(Debug, Clone, Default)]
@@ -31,9 +73,15 @@ pub struct PythonSettings {
     pub restrict_stdin: bool,
     pub restrict_stdout: bool,
     pub restrict_signal: bool,
+    /// `WSGIPerInterpreterGIL On` (Python 3.12+): each application group's sub-interpreter gets a
+    /// GIL of its own instead of sharing the main interpreter's.
+    pub per_interpreter_gil: bool,
     /// Writes one warning line to the server's error log (for the signal interceptor). Called
     /// with the GIL released.
     pub log_warning: Option<fn(&str)>,
+    /// Writes one informational line to the server's error log (interpreters created and
+    /// destroyed). Called with the GIL released.
+    pub log_info: Option<fn(&str)>,
 }
 
 /// Why a PyStatus failed, as text.
@@ -74,15 +122,27 @@ pub fn home_setting(home: &str) -> HomeSetting {
 }
 
 /// Initialises Python in this (child) process. On success the calling thread's main-interpreter
-/// thread state is cached and detached, and `attached` works from any thread.
-/// `prepare` runs once, attached to the new main interpreter, before any request.
+/// thread state is cached and detached, and `attached`/`attached_to` work from any thread.
+/// `prepare` runs attached to each new interpreter before it serves a request, with the name of
+/// its application group: once here for the main interpreter (''), then for each application
+/// group's interpreter as it is created. `release` runs attached to each interpreter just before
+/// it is destroyed (or Python finalised), to let go of references kept outside Python.
 pub fn initialize(
     settings: &PythonSettings,
-    prepare: impl FnOnce(Python<'_>) -> pyo3::PyResult<()>,
+    prepare: impl Fn(Python<'_>, &str) -> pyo3::PyResult<()> + Send + Sync + 'static,
+    release: fn(Python<'_>),
 ) -> Result<(), String> {
     if attach::is_running() {
         return Ok(());
     }
+    let _ = SETTINGS.set(settings.clone());
+    let _ = RELEASE.set(release);
+    let prepare = std::sync::Arc::new(prepare);
+    let for_groups = prepare.clone();
+    super::interpreters::set_prepare(Box::new(move |py, group| {
+        let settings = SETTINGS.get().expect("set before Python starts");
+        super::setup::prepare_interpreter(py, settings, |py| for_groups(py, group))
+    }));
     set_environment(settings);
     // SAFETY: PyConfig is initialised by PyConfig_InitPythonConfig before use and cleared after;
     // every string passed is a NUL-terminated CString that outlives the call.
@@ -122,11 +182,16 @@ pub fn initialize(
         })();
         ffi::PyConfig_Clear(&mut config);
         result?;
-        attach::remember_main_thread_state(ffi::PyEval_SaveThread());
+        attach::remember_thread_state(ffi::PyEval_SaveThread());
     }
     attach::set_running(true);
-    attached(|py| super::setup::prepare_main_interpreter(py, settings, prepare))
-        .map_err(|_| "Python stopped during start-up".to_string())?
+    attached(|py| {
+        // pyo3 creates its PanicException type in whichever interpreter first fetches an
+        // error, and keeps it for the process: let that be the main interpreter.
+        let _ = pyo3::panic::PanicException::type_object(py);
+        super::setup::prepare_interpreter(py, settings, |py| prepare(py, ""))
+    })
+    .map_err(|_| "Python stopped during start-up".to_string())?
 }
 
 /// Sets the process environment that Python reads as it starts (and that `os.environ` copies).
@@ -140,22 +205,92 @@ fn set_environment(settings: &PythonSettings) {
     }
 }
 
-/// Finalises Python (at child exit), first running `release` attached (to let go of references
-/// kept outside Python). Must run on a thread that is not attached.
-pub fn finalize(release: impl FnOnce(Python<'_>)) {
+/// Stops Python at child exit: destroys the application groups' interpreters, then finalises
+/// Python, running the release function given to [`initialize`] attached to each interpreter
+/// just before it goes. Non-daemon threads started by applications get
+/// [`THREAD_SHUTDOWN_GRACE`] in all to end; an interpreter whose threads still run is not
+/// destroyed, and then Python is not finalised (see `interpreters`), but every interpreter's
+/// `atexit` callbacks run. Must run on the thread that initialised Python, not attached.
+pub fn finalize() {
     if !attach::is_running() {
         return;
     }
-    let _ = attached(|py| {
-        super::setup::before_finalize(py);
-        release(py)
-    });
+    // No request can attach from here on.
     attach::set_running(false);
-    // SAFETY: Python is initialised; this thread takes the GIL with its cached main-interpreter
-    // state and finalises; nothing uses Python afterwards (RUNNING is false).
-    unsafe {
-        ffi::PyEval_RestoreThread(attach::cached_main_thread_state());
-        ffi::Py_FinalizeEx();
+    let deadline = Instant::now() + THREAD_SHUTDOWN_GRACE;
+    let mut left = match super::interpreters::destroy_all(deadline) {
+        Ok(left) => left,
+        Err(e) => vec![Left {
+            description: format!("the application groups ({e})"),
+            stuck: true,
+        }],
+    };
+    let main = attach::main_thread_state();
+    let finalise = attach::run_on(main, |py| {
+        let running = super::setup::join_threads(py, deadline);
+        super::setup::before_finalize(py);
+        // Py_FinalizeEx stops daemon threads of the main interpreter itself.
+        if !running.non_daemon.is_empty() {
+            left.push(Left {
+                description: format!("the main interpreter ({})", running.all().join(", ")),
+                stuck: true,
+            });
+        }
+        if left.is_empty() {
+            release(py);
+            true
+        } else {
+            super::setup::run_exit_callbacks(py);
+            false
+        }
+    });
+    if finalise {
+        // SAFETY: Python is initialised; this thread takes the GIL with its cached
+        // main-interpreter state and finalises; nothing uses Python afterwards (RUNNING is
+        // false, and no sub-interpreter is left).
+        unsafe {
+            ffi::PyEval_RestoreThread(main);
+            ffi::Py_FinalizeEx();
+        }
+    } else {
+        let (warn, msg) = not_finalised_message(std::process::id(), &left);
+        if warn {
+            log_warning(&msg);
+        } else {
+            log_info(&msg);
+        }
+    }
+}
+
+/// What is logged when interpreters had to be left running at exit; true for a warning (a
+/// thread that is not a daemon thread did not end in time).
+fn not_finalised_message(pid: u32, left: &[Left]) -> (bool, String) {
+    let list = left
+        .iter()
+        .map(|l| l.description.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if left.iter().any(|l| l.stuck) {
+        (
+            true,
+            format!(
+                "mod_wsgi (pid={pid}): Threads still running at exit in {list} (threads that are \
+                 not daemon threads were given {} s to end): those interpreters were left as \
+                 they are, so Python was not finalised in this process; atexit callbacks were \
+                 run.",
+                THREAD_SHUTDOWN_GRACE.as_secs()
+            ),
+        )
+    } else {
+        (
+            false,
+            format!(
+                "mod_wsgi (pid={pid}): Daemon threads still running at exit in {list}: an \
+                 interpreter cannot be destroyed under running threads, so those were left as \
+                 they are and Python was not finalised in this process; atexit callbacks were \
+                 run."
+            ),
+        )
     }
 }
 
@@ -174,6 +309,33 @@ mod tests {
             got,
             HomeSetting::Executable(format!("{}/bin/python", dir.display()))
         );
+    }
+
+    #[test]
+    fn threads_left_at_exit_are_a_warning_unless_all_are_daemon_threads() {
+        let daemon = Left {
+            description: "'a' ('poller' (daemon))".into(),
+            stuck: false,
+        };
+        let stuck = Left {
+            description: "'b' ('worker')".into(),
+            stuck: true,
+        };
+        let (warn, msg) = not_finalised_message(7, std::slice::from_ref(&daemon));
+        assert!(!warn);
+        assert!(
+            msg.starts_with("mod_wsgi (pid=7): Daemon threads still running at exit in 'a' ('poller' (daemon)):"),
+            "{msg}"
+        );
+        let (warn, msg) = not_finalised_message(7, &[daemon, stuck]);
+        assert!(warn);
+        assert!(
+            msg.contains(
+                "Threads still running at exit in 'a' ('poller' (daemon)), 'b' ('worker')"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("given 2 s to end"), "{msg}");
     }
 
     #[test]

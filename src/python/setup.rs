@@ -1,14 +1,17 @@
-//! What the main interpreter needs before it serves requests, and before it is finalised.
+//! What an interpreter (the main one, or an application group's) needs before it serves
+//! requests, and what it runs before it is destroyed.
 
 use super::restrict::{is_restricted, Restrictions};
 use super::runtime::PythonSettings;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyDict, PyList};
+use std::time::Instant;
 
 /// Puts the `WSGIPythonPath` directories (as site directories, so their `.pth` files are
 /// honoured) at the front of `sys.path`, runs the caller's own preparation, then applies the
-/// `WSGIRestrict*` settings.
-pub fn prepare_main_interpreter(
+/// `WSGIRestrict*` settings. Runs attached to the new interpreter, on the thread that will
+/// destroy it (or finalise Python).
+pub fn prepare_interpreter(
     py: Python<'_>,
     settings: &PythonSettings,
     prepare: impl FnOnce(Python<'_>) -> PyResult<()>,
@@ -18,6 +21,15 @@ pub fn prepare_main_interpreter(
     // finalisation waits for that thread's state to go away. Importing it here, on the thread
     // that will finalise, keeps an import from a request thread from hanging the child's exit.
     py.import("threading").map_err(describe)?;
+    let forget = shutdown_helpers(py)
+        .and_then(|h| {
+            Ok(h.get_item("forget_current_dummy_thread")?
+                .expect("in shutdown.py"))
+        })
+        .map_err(describe)?;
+    py.import("atexit")
+        .and_then(|atexit| atexit.call_method1("register", (forget,)))
+        .map_err(describe)?;
     add_site_directories(py, &settings.path).map_err(describe)?;
     // The caller's preparation installs the error-log streams; restrictions go over them.
     prepare(py).map_err(describe)?;
@@ -48,7 +60,7 @@ fn restrict_stdout(restrictions: &Restrictions<'_>) -> PyResult<()> {
     restrictions.restrict_stream("stdout")
 }
 
-/// Runs just before `Py_FinalizeEx`. CPython flushes `sys.stdout` as it finalises, which on a
+/// Runs just before an interpreter is destroyed. CPython flushes `sys.stdout` as it finalises, which on a
 /// restricted stdout would log an "Exception ignored" traceback (C mod_wsgi does); stdout is
 /// pointed at `sys.stderr` (the error log) first.
 pub fn before_finalize(py: Python<'_>) {
@@ -60,6 +72,67 @@ pub fn before_finalize(py: Python<'_>) {
         Ok(())
     };
     if let Err(e) = restore() {
+        e.print(py);
+    }
+}
+
+/// The application's threads still running in an interpreter, by name.
+#[derive(Debug, Default)]
+pub struct Running {
+    pub non_daemon: Vec<String>,
+    pub daemon: Vec<String>,
+}
+
+impl Running {
+    /// Every thread, daemon ones marked so.
+    pub fn all(&self) -> Vec<String> {
+        self.non_daemon
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .chain(self.daemon.iter().map(|n| format!("'{n}' (daemon)")))
+            .collect()
+    }
+}
+
+/// shutdown.py, run in the attached interpreter.
+fn shutdown_helpers(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let namespace = PyDict::new(py);
+    namespace.set_item("__name__", "mod_wsgi")?;
+    let source = std::ffi::CString::new(include_str!("shutdown.py")).expect("no NUL");
+    py.run(&source, Some(&namespace), None)?;
+    Ok(namespace)
+}
+
+/// Waits, until `deadline` at most, for the non-daemon threads the application started in the
+/// attached interpreter to end (Python would wait for ever); returns those still running.
+pub fn join_threads(py: Python<'_>, deadline: Instant) -> Running {
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .as_secs_f64();
+    let joined = shutdown_helpers(py).and_then(|h| {
+        h.get_item("join_threads")?
+            .expect("defined by shutdown.py")
+            .call1((timeout,))?
+            .extract::<(Vec<String>, Vec<String>)>()
+    });
+    match joined {
+        Ok((non_daemon, daemon)) => Running { non_daemon, daemon },
+        Err(e) => {
+            e.print(py);
+            Running::default()
+        }
+    }
+}
+
+/// Runs the attached interpreter's `atexit` callbacks and flushes its standard streams, for an
+/// interpreter that will not be destroyed (destroying it would run them).
+pub fn run_exit_callbacks(py: Python<'_>) {
+    let ran = shutdown_helpers(py).and_then(|h| {
+        h.get_item("run_exit_callbacks")?
+            .expect("defined by shutdown.py")
+            .call0()
+    });
+    if let Err(e) = ran {
         e.print(py);
     }
 }

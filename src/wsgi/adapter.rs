@@ -219,7 +219,7 @@ impl<'py> Call<'_, 'py> {
             std::process::id(),
             self.script
         )];
-        lines.extend(format_exception(self.py, &err));
+        lines.extend(exception_report(self.py, &err));
         let py = self.py;
         let _ = self.slot.with(|st| {
             for line in &lines {
@@ -244,6 +244,50 @@ pub fn format_exception(py: Python<'_>, err: &PyErr) -> Vec<String> {
         Ok(parts) => parts.concat().lines().map(str::to_string).collect(),
         Err(_) => vec![err.to_string()],
     }
+}
+
+/// The traceback of `err` followed, in an application group whose import of an extension module
+/// failed because the module cannot run in a sub-interpreter, by a line saying what to do.
+pub fn exception_report(py: Python<'_>, err: &PyErr) -> Vec<String> {
+    let mut lines = format_exception(py, err);
+    if let Some(hint) = subinterpreter_hint(&interp::objects(py).group, &lines) {
+        lines.push(hint);
+    }
+    lines
+}
+
+/// What extension modules (or CPython on their behalf) say when they refuse to be imported into
+/// a sub-interpreter.
+const NOT_IN_SUBINTERPRETERS: &[&str] = &[
+    // CPython 3.12+, for a single-phase init module in an isolated interpreter.
+    "does not support loading in subinterpreters",
+    // pyo3 modules.
+    "do not yet support subinterpreters",
+    "does not support subinterpreters",
+    // NumPy 2 and others that keep per-process state.
+    "cannot load module more than once per process",
+];
+
+/// The line logged after a traceback (the lines of `traceback`) showing that an extension module
+/// refused to load in application group `group`'s sub-interpreter; None in the main interpreter
+/// (group '') or for any other error.
+pub fn subinterpreter_hint(group: &str, traceback: &[String]) -> Option<String> {
+    if group.is_empty() {
+        return None;
+    }
+    let refused = traceback.iter().any(|line| {
+        (line.contains("ImportError") || line.contains("ModuleNotFoundError"))
+            && NOT_IN_SUBINTERPRETERS.iter().any(|m| line.contains(m))
+    });
+    refused.then(|| {
+        format!(
+            "mod_wsgi (pid={}): An extension module imported by the application cannot run in a \
+             Python sub-interpreter, which is what application group '{group}' is. Run the \
+             application in the main interpreter with 'WSGIApplicationGroup %{{GLOBAL}}' (or \
+             the option application-group=%{{GLOBAL}} of WSGIScriptAlias).",
+            std::process::id()
+        )
+    })
 }
 
 /// Microseconds since the Unix epoch, as Apache's request times are given.
@@ -304,4 +348,37 @@ fn build_environ<'py>(
     environ.set_item(Names::get(py, &names.input), input)?;
     environ.set_item(Names::get(py, &names.errors), errors)?;
     Ok(environ)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn extensions_refusing_sub_interpreters_get_a_hint() {
+        for message in [
+            "ImportError: module _cffi_ext does not support loading in subinterpreters",
+            "ImportError: PyO3 modules do not yet support subinterpreters, see https://github.com/PyO3/pyo3/issues/576",
+            "ImportError: cannot load module more than once per process",
+        ] {
+            let tb = lines(&format!(
+                "Traceback (most recent call last):\n  File \"/srv/app.wsgi\", line 1, in <module>\n{message}"
+            ));
+            let hint = subinterpreter_hint("site|/app", &tb).expect(message);
+            assert!(hint.contains("WSGIApplicationGroup %{GLOBAL}"), "{hint}");
+            assert!(hint.contains("'site|/app'"), "{hint}");
+        }
+    }
+
+    #[test]
+    fn no_hint_in_the_main_interpreter_or_for_other_errors() {
+        let refused = lines("ImportError: module x does not support loading in subinterpreters");
+        assert_eq!(subinterpreter_hint("", &refused), None);
+        let other = lines("ImportError: No module named 'x'\nValueError: does not support loading in subinterpreters");
+        assert_eq!(subinterpreter_hint("site", &other), None);
+    }
 }

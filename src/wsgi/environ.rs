@@ -85,9 +85,10 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
         vars.set("HTTPS", "1");
     }
     vars.set("mod_wsgi.process_group", settings.process_group.as_str());
+    // A Latin-1 name (one character per byte of the URL it may come from), as in C.
     vars.set(
         "mod_wsgi.application_group",
-        settings.application_group.as_str(),
+        crate::config::groups::latin1_bytes(&settings.application_group),
     );
     vars.set(
         "mod_wsgi.callable_object",

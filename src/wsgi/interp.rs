@@ -4,11 +4,11 @@
 
 use super::callbacks::{input_iter_slots, ADAPTER_METHODS, INPUT_METHODS, LOG_METHODS};
 use super::process_log::{ProcessLog, PROCESS_LOG_METHODS};
+use crate::python::objects::current_interpreter;
 use crate::python::objects::{create_type, new_handle, sys_modules, OwnedRef};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule, PyString, PyType};
-use std::sync::Arc;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// The C mod_wsgi release whose behaviour this module reproduces: `mod_wsgi.version` and
 /// `environ['mod_wsgi.version']`, for applications that test it (our own version is
@@ -44,7 +44,13 @@ impl Names {
     }
 }
 
+/// What the adapter keeps per interpreter (the main one and each application group's).
 pub struct InterpObjects {
+    /// The application group: '' for the main interpreter.
+    pub group: String,
+    /// Serialises loading scripts into this interpreter: two threads' first requests for a
+    /// script import it once. Per interpreter, as the same script in two groups is two modules.
+    pub load_lock: Mutex<()>,
     /// `wsgi.file_wrapper`, the class from file_wrapper.py.
     file_wrapper: OwnedRef,
     adapter_type: OwnedRef,
@@ -79,7 +85,13 @@ fn bind_type<'a, 'py>(r: &'a OwnedRef, py: Python<'py>) -> Borrowed<'a, 'py, PyT
     r.bind(py).cast::<PyType>().expect("created as a type")
 }
 
-static MAIN: OnceLock<InterpObjects> = OnceLock::new();
+/// Each prepared interpreter's objects, by interpreter. Entries are leaked boxes: an
+/// interpreter lives until the process exits, and [`release`] drops its Python references first.
+static PREPARED: RwLock<Vec<(usize, &'static InterpObjects)>> = RwLock::new(Vec::new());
+
+fn prepared() -> std::sync::RwLockReadGuard<'static, Vec<(usize, &'static InterpObjects)>> {
+    PREPARED.read().unwrap_or_else(|p| p.into_inner())
+}
 
 fn interned(py: Python<'_>, s: &str) -> OwnedRef {
     OwnedRef::new(PyString::intern(py, s).into_any())
@@ -125,6 +137,7 @@ fn add_modules(
     py: Python<'_>,
     source: &Source<'_>,
     info: &ServerInfo,
+    group: &str,
     file_wrapper: &Bound<'_, PyType>,
 ) -> PyResult<()> {
     let modules = sys_modules(py)?;
@@ -133,9 +146,10 @@ fn add_modules(
     let facts = PyDict::new(py);
     facts.set_item("mod_wsgi_version", MOD_WSGI_COMPAT_VERSION)?;
     facts.set_item("rs_version", crate::VERSION)?;
-    // Embedded mode in the main interpreter: both names are '' (as in environ).
+    // Embedded mode: the process group is '' (as in environ); the application group names this
+    // interpreter ('' for the main one).
     facts.set_item("process_group", "")?;
-    facts.set_item("application_group", "")?;
+    facts.set_item("application_group", group)?;
     facts.set_item("maximum_processes", info.maximum_processes)?;
     facts.set_item("threads_per_process", info.threads_per_process)?;
     facts.set_item("apache_version", info.apache_version)?;
@@ -161,22 +175,26 @@ fn install_log_streams(py: Python<'_>, source: &Source<'_>) -> PyResult<()> {
     Ok(())
 }
 
-/// Creates the adapter's objects and modules in the (main) interpreter.
-pub fn prepare(py: Python<'_>, info: &ServerInfo) -> PyResult<()> {
-    if MAIN.get().is_some() {
+/// Creates the adapter's objects and modules in the interpreter this thread is attached to, the
+/// main one (`group` '') or application group `group`'s.
+pub fn prepare(py: Python<'_>, info: &ServerInfo, group: &str) -> PyResult<()> {
+    let interp = current_interpreter(py);
+    if prepared().iter().any(|(i, _)| *i == interp) {
         return Ok(());
     }
     let file_wrapper = Source::run(py, include_str!("file_wrapper.py"))?
         .get("FileWrapper")?
         .cast_into::<PyType>()?;
     let source = Source::run(py, include_str!("modules.py"))?;
-    add_modules(py, &source, info, &file_wrapper)?;
+    add_modules(py, &source, info, group, &file_wrapper)?;
     install_log_streams(py, &source)?;
     let log_type = create_type(py, c"mod_wsgi.Log", &LOG_METHODS, None)?;
     source
         .get("give_stream_api")?
         .call1((&log_type, "<wsgi.errors>"))?;
     let objects = InterpObjects {
+        group: group.to_string(),
+        load_lock: Mutex::new(()),
         base_environ: OwnedRef::new(base_environ(py, info, &file_wrapper)?.into_any()),
         file_wrapper: OwnedRef::new(file_wrapper.into_any()),
         adapter_type: OwnedRef::new(
@@ -200,18 +218,34 @@ pub fn prepare(py: Python<'_>, info: &ServerInfo) -> PyResult<()> {
             mtime: interned(py, "__mtime__"),
         },
     };
-    let _ = MAIN.set(objects);
+    let objects: &'static InterpObjects = Box::leak(Box::new(objects));
+    PREPARED
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((interp, objects));
     Ok(())
 }
 
 /// The objects of the interpreter this thread is attached to.
-pub fn objects(_py: Python<'_>) -> &'static InterpObjects {
-    MAIN.get().expect("interpreter prepared at start-up")
+pub fn objects(py: Python<'_>) -> &'static InterpObjects {
+    let interp = current_interpreter(py);
+    prepared()
+        .iter()
+        .find(|(i, _)| *i == interp)
+        .map(|(_, o)| *o)
+        .expect("interpreter prepared when it was created")
 }
 
-/// Drops our references before the interpreter is finalised.
+/// Drops our references to the objects of the interpreter this thread is attached to, just
+/// before that interpreter is destroyed (or Python finalised); its objects are gone afterwards.
 pub fn release(py: Python<'_>) {
-    if let Some(o) = MAIN.get() {
+    let interp = current_interpreter(py);
+    let found = {
+        let mut prepared = PREPARED.write().unwrap_or_else(|p| p.into_inner());
+        let at = prepared.iter().position(|(i, _)| *i == interp);
+        at.map(|at| prepared.remove(at).1)
+    };
+    if let Some(o) = found {
         let names = &o.names;
         for owned in [
             &o.adapter_type,
@@ -222,7 +256,7 @@ pub fn release(py: Python<'_>) {
         ]
         .into_iter()
         .chain([&names.input, &names.errors, &names.mtime])
-        .chain([&o.base_environ])
+        .chain([&o.base_environ, &o.file_wrapper])
         {
             owned.release(py);
         }

@@ -320,6 +320,10 @@ impl Apache {
                 .ok()
                 .and_then(|s| s.trim().parse::<i32>().ok())
                 .unwrap_or(child.id() as i32);
+            // httpd's event MPM can crash (in close_worker_sockets) when an ungraceful stop
+            // races a worker still closing the connection of the last request: give the workers
+            // a moment to finish first, so a crash in a test is ours, not that one.
+            std::thread::sleep(Duration::from_millis(200));
             // SAFETY: signalling the httpd parent this test started.
             unsafe { libc::kill(pid, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(20);
