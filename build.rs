@@ -97,4 +97,10 @@ fn main() {
         "cargo:rustc-env=MOD_WSGI_RS_BUILT_FOR_PYTHON={}.{}",
         ver.major, ver.minor
     );
+    // Without WSGIPythonHome, Python finds its prefix from this interpreter's path (as if it
+    // were running), not from Apache's executable.
+    println!(
+        "cargo:rustc-env=MOD_WSGI_RS_PYTHON_EXECUTABLE={}",
+        cfg.executable().unwrap_or("python3")
+    );
 }

@@ -21,6 +21,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The Python version (major.minor) this module was built for.
 pub const PYTHON_VERSION: &str = env!("MOD_WSGI_RS_BUILT_FOR_PYTHON");
+/// The Python interpreter the module was built against (its prefix is the default home).
+pub const PYTHON_EXECUTABLE: &str = env!("MOD_WSGI_RS_PYTHON_EXECUTABLE");
 
 #[cfg(not(test))]
 pub use apache::module::wsgi_module;

@@ -949,3 +949,30 @@ def application(environ, start_response):
     );
     assert_eq!(apache.get("/app").text(), "True False");
 }
+
+#[test]
+fn python_has_its_own_prefix_and_site_packages_without_python_home() {
+    let app = r#"
+import os, site, sys
+def application(environ, start_response):
+    start_response("200 OK", [])
+    missing = [d for d in site.getsitepackages() if os.path.isdir(d) and d not in sys.path]
+    return [("%s|%s" % (sys.prefix, missing)).encode()]
+"#;
+    let apache = Apache::start(
+        "prefix",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let want = match std::env::var("MOD_WSGI_PYTHON_HOME") {
+        Ok(home) => home,
+        Err(_) => {
+            let out = std::process::Command::new(common::python())
+                .args(["-c", "import sys; print(sys.prefix)"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+    };
+    assert_eq!(apache.get("/app").text(), format!("{want}|[]"));
+}

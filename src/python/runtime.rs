@@ -158,10 +158,17 @@ pub fn initialize(
             if ffi::PyStatus_Exception(status) != 0 {
                 return Err(status_error("cannot set sys.argv", &status));
             }
-            if let Some(home) = &settings.home {
-                let (field, value) = match home_setting(home) {
-                    HomeSetting::Executable(exe) => (&mut config.executable as *mut _, exe),
-                    HomeSetting::Home(prefix) => (&mut config.home as *mut _, prefix),
+            {
+                let (field, value) = match settings.home.as_deref().map(home_setting) {
+                    Some(HomeSetting::Executable(exe)) => (&mut config.executable as *mut _, exe),
+                    Some(HomeSetting::Home(prefix)) => (&mut config.home as *mut _, prefix),
+                    // Python would otherwise search for its prefix from Apache's own path
+                    // (/usr/sbin/apache2) and end up with '/': start from the interpreter the
+                    // module was built against, as if it were running.
+                    None => (
+                        &mut config.program_name as *mut _,
+                        crate::PYTHON_EXECUTABLE.to_string(),
+                    ),
                 };
                 let value = CString::new(value).map_err(|_| "WSGIPythonHome contains NUL")?;
                 let status = ffi::PyConfig_SetBytesString(&mut config, field, value.as_ptr());
