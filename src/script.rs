@@ -38,27 +38,56 @@ fn module_name(path: &str) -> String {
     name
 }
 
-/// The loaded module for `path` if it is current (or reloading is off).
-fn current_module<'py>(
-    py: Python<'py>,
-    name: &str,
-    mtime: i64,
-    reloading: bool,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let Some(module) = sys_modules(py)?.get_item(name)? else {
-        return Ok(None);
-    };
+/// The module registered for a script, if any.
+fn registered<'py>(py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    sys_modules(py)?.get_item(name)
+}
+
+/// Whether `module` was loaded from the script as it is now (modification time `mtime`), or may
+/// be used as it is because reloading is off.
+fn is_current(py: Python<'_>, module: &Bound<'_, PyAny>, mtime: i64, reloading: bool) -> bool {
     // `__mtime__` is set only once the script has run to completion, so a module that another
     // thread is still executing is not current: its caller waits for the load lock instead.
     let mtime_name = Names::get(py, &crate::wsgi::interp::objects(py).names.mtime);
-    let Some(loaded_mtime) = module
-        .getattr(mtime_name)
-        .and_then(|m| m.extract::<i64>())
-        .ok()
-    else {
-        return Ok(None);
+    let loaded_mtime = module.getattr(mtime_name).and_then(|m| m.extract::<i64>());
+    match loaded_mtime {
+        Ok(loaded) => !reloading || loaded == mtime,
+        Err(_) => false,
+    }
+}
+
+/// Whether the script's own `reload_required(resource)` asks for a reload. An exception there is
+/// handed to `report` and means no.
+fn reload_requested(
+    py: Python<'_>,
+    module: &Bound<'_, PyAny>,
+    resource: &str,
+    report: &dyn Fn(Python<'_>, &PyErr),
+) -> bool {
+    // A lookup in the module's dict, not getattr: most scripts have no such function, and a
+    // failed getattr would build an AttributeError on every request.
+    let Ok(module) = module.cast::<PyModule>() else {
+        return false;
     };
-    Ok((!reloading || loaded_mtime == mtime).then_some(module))
+    let name = Names::get(py, &crate::wsgi::interp::objects(py).names.reload_required);
+    let hook = match module.dict().get_item(name) {
+        Ok(Some(hook)) => hook,
+        Ok(None) => return false,
+        Err(e) => {
+            report(py, &e);
+            return false;
+        }
+    };
+    match hook
+        .call1((resource,))
+        .and_then(|answer| answer.is_truthy())
+    {
+        Ok(reload) => reload,
+        Err(e) => {
+            report(py, &e);
+            false
+        }
+    }
 }
 
 /// Runs the script's code in a new module registered as `name`; on failure nothing stays
@@ -103,22 +132,36 @@ fn lock_loading(py: Python<'_>) -> MutexGuard<'static, ()> {
 }
 
 /// The WSGI application `callable` of the script at `path` (modification time `mtime`, in
-/// microseconds), loading or reloading the script as needed.
+/// microseconds), loading or reloading the script as needed. With `reloading` on, a changed
+/// modification time or the script's own `reload_required(path)` returning true reloads it; an
+/// exception raised by `reload_required` goes to `report`.
 pub fn load_application<'py>(
     py: Python<'py>,
     path: &str,
     mtime: i64,
     reloading: bool,
     callable: &str,
+    report: &dyn Fn(Python<'_>, &PyErr),
 ) -> Result<Bound<'py, PyAny>, LoadError> {
     let name = module_name(path);
-    let module = match current_module(py, &name, mtime, reloading).map_err(LoadError::Failed)? {
-        Some(m) => m,
+    let found = registered(py, &name).map_err(LoadError::Failed)?;
+    let usable = found.as_ref().filter(|m| {
+        is_current(py, m, mtime, reloading) && !(reloading && reload_requested(py, m, path, report))
+    });
+    let module = match usable {
+        Some(m) => m.clone(),
         None => {
             let _guard = lock_loading(py);
-            match current_module(py, &name, mtime, reloading).map_err(LoadError::Failed)? {
-                Some(m) => m,
-                None => load_module(py, &name, path, mtime).map_err(LoadError::Failed)?,
+            // Another thread may have loaded it while this one waited; a module that was judged
+            // stale above is not taken again, whatever its modification time says.
+            match registered(py, &name).map_err(LoadError::Failed)? {
+                Some(m)
+                    if !found.as_ref().is_some_and(|f| f.is(&m))
+                        && is_current(py, &m, mtime, reloading) =>
+                {
+                    m
+                }
+                _ => load_module(py, &name, path, mtime).map_err(LoadError::Failed)?,
             }
         }
     };
@@ -129,4 +172,35 @@ pub fn load_application<'py>(
         }
         Err(e) => Err(LoadError::Failed(e)),
     }
+}
+
+/// What importing a script at process start did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Preloaded {
+    Loaded,
+    /// Already loaded from the file as it is (named twice, or by an alias and a directive).
+    AlreadyCurrent,
+    /// The path is a directory (a `WSGIScriptAlias` to a directory of scripts): nothing to load.
+    Directory,
+}
+
+/// Imports the script at `path` into the attached interpreter before any request needs it
+/// (`WSGIImportScript`), as the module its requests will use.
+pub fn preload(py: Python<'_>, path: &str) -> PyResult<Preloaded> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Ok(Preloaded::Directory);
+    }
+    // Microseconds, as Apache's apr_time_t that requests compare against.
+    let mtime = meta.mtime() * 1_000_000 + meta.mtime_nsec() / 1_000;
+    let name = module_name(path);
+    let _guard = lock_loading(py);
+    if let Some(m) = registered(py, &name)? {
+        if is_current(py, &m, mtime, true) {
+            return Ok(Preloaded::AlreadyCurrent);
+        }
+    }
+    load_module(py, &name, path, mtime)?;
+    Ok(Preloaded::Loaded)
 }

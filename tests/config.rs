@@ -67,11 +67,6 @@ fn unsupported_directives_are_refused_by_name() {
         &["WSGIDaemonProcess is not supported yet"],
     );
     refused(
-        "importscript",
-        "WSGIImportScript /tmp/a.wsgi process-group=%{GLOBAL} application-group=%{GLOBAL}",
-        &["WSGIImportScript is not supported yet"],
-    );
-    refused(
         "procgroup",
         "WSGIProcessGroup site",
         &["WSGIProcessGroup 'site'"],
@@ -90,6 +85,24 @@ fn bad_arguments_are_refused_with_the_directive_named() {
         "badoption",
         "WSGIScriptAlias /a /tmp/a.wsgi threads=4",
         &["WSGIScriptAlias: invalid option 'threads'"],
+    );
+    refused(
+        "importnogroup",
+        "WSGIImportScript /tmp/a.wsgi process-group=%{GLOBAL}",
+        &["WSGIImportScript needs application-group="],
+    );
+    refused(
+        "importsubst",
+        "WSGIImportScript /tmp/a.wsgi process-group=%{GLOBAL} application-group=%{SERVER}",
+        &[
+            "WSGIImportScript application-group '%{SERVER}'",
+            "before any request",
+        ],
+    );
+    refused(
+        "importdaemon",
+        "WSGIImportScript /tmp/a.wsgi process-group=site application-group=%{GLOBAL}",
+        &["WSGIImportScript process-group 'site'"],
     );
     refused(
         "badgroup",

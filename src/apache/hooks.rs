@@ -201,7 +201,9 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
         let info = server_info();
         let prepare =
             move |py: pyo3::Python<'_>, group: &str| crate::wsgi::interp::prepare(py, &info, group);
-        match python::initialize(&settings, prepare, crate::wsgi::interp::release) {
+        let started = python::initialize(&settings, prepare, crate::wsgi::interp::release);
+        let running = started.is_ok();
+        match started {
             // WSGIDestroyInterpreter Off: as in C mod_wsgi, Python is left as it is when the
             // child exits (no atexit callbacks, no finalisation), for applications whose
             // threads or extensions hang or crash in Py_FinalizeEx.
@@ -229,6 +231,10 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
                     std::process::id()
                 ),
             ),
+        }
+        if running {
+            // SAFETY: s is the main server of the configuration our hooks built; Python runs.
+            unsafe { super::preload::import_configured_scripts(s) };
         }
     })
 }
@@ -523,12 +529,26 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
         let ran = python::attached_to(&group, |py| {
             // SAFETY: `current` ends inside this handler, so r outlives every use of the logger.
             let current = CurrentRequest::enter(request_logger(r));
+            let report_reload_check = |py: pyo3::Python<'_>, err: &pyo3::PyErr| {
+                request_log(
+                    r,
+                    APLOG_ERR,
+                    &format!(
+                        "mod_wsgi (pid={}): Exception occurred in reload_required() of WSGI script '{script}'; the script is not reloaded.",
+                        std::process::id()
+                    ),
+                );
+                for line in crate::wsgi::adapter::exception_report(py, err) {
+                    request_log(r, APLOG_ERR, &line);
+                }
+            };
             let served = match load_application(
                 py,
                 &script,
                 mtime,
                 settings.script_reloading,
                 &settings.callable_object,
+                &report_reload_check,
             ) {
                 Ok(app) => run_app(py, &app, &vars, &script, Box::new(request)) == Outcome::Sent,
                 Err(LoadError::NoCallable) => {

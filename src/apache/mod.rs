@@ -7,4 +7,5 @@ pub mod hooks;
 pub mod log;
 pub mod module;
 pub mod pool;
+mod preload;
 pub mod request;

@@ -2,6 +2,7 @@
 //! for it either works or fails `apache2 -t` with a message naming the directive.
 
 use super::groups::{check_application_group, check_process_group};
+use super::import_script::ImportScript;
 use super::python::{
     check_per_interpreter_gil, check_warning_option, parse_hash_seed, parse_optimize,
     EAGER_INITIALIZATION_REFUSED,
@@ -46,7 +47,6 @@ pub struct Directive {
 }
 
 const DAEMON: &str = "daemon mode has not landed yet; run the application embedded";
-const INTERP: &str = "the Python interpreter settings of this directive have not landed yet";
 const ADAPTER: &str = "this part of the WSGI adapter has not landed yet";
 const HOOKS: &str = "authentication, access and dispatch scripts are not implemented yet";
 const NEVER: &str = "mod_wsgi-rs does not implement it";
@@ -105,6 +105,12 @@ pub const DIRECTIVES: &[Directive] = &[
         scope: Scope::Directory,
         action: Action::Dir(set_enable_sendfile),
         help: c"On|Off: send wsgi.file_wrapper files with sendfile (default Off)",
+    },
+    Directive {
+        name: c"WSGIImportScript",
+        scope: Scope::Server,
+        action: Action::Server(add_import_script),
+        help: c"path to a script to import at process start, process-group=… application-group=…",
     },
     Directive {
         name: c"WSGIScriptReloading",
@@ -192,7 +198,6 @@ pub const DIRECTIVES: &[Directive] = &[
     not_yet(c"WSGIRestrictEmbedded", Scope::Global, DAEMON),
     not_yet(c"WSGIErrorOverride", Scope::Directory, DAEMON),
     not_yet(c"WSGIServerMetrics", Scope::Global, DAEMON),
-    not_yet(c"WSGIImportScript", Scope::Server, INTERP),
     not_yet(c"WSGICaseSensitivity", Scope::Directory, ADAPTER),
     not_yet(c"WSGIIgnoreActivity", Scope::Directory, ADAPTER),
     not_yet(c"WSGITrustedProxyHeaders", Scope::Directory, ADAPTER),
@@ -247,12 +252,23 @@ fn one_word(name: &str, args: &str) -> Result<String, String> {
 }
 
 fn add_script_alias(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
-    c.aliases.push(ScriptAlias::parse(name, args, false)?);
+    add_alias(c, ScriptAlias::parse(name, args, false)?);
     Ok(())
 }
 
 fn add_script_alias_match(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
-    c.aliases.push(ScriptAlias::parse(name, args, true)?);
+    add_alias(c, ScriptAlias::parse(name, args, true)?);
+    Ok(())
+}
+
+/// An alias that names both its groups also imports its script at process start.
+fn add_alias(c: &mut ServerConfig, alias: ScriptAlias) {
+    c.import_scripts.extend(ImportScript::from_alias(&alias));
+    c.aliases.push(alias);
+}
+
+fn add_import_script(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.import_scripts.push(ImportScript::parse(name, args)?);
     Ok(())
 }
 

@@ -3,10 +3,12 @@
 
 pub mod directives;
 pub mod groups;
+pub mod import_script;
 pub mod python;
 pub mod script_alias;
 pub mod words;
 
+pub use import_script::ImportScript;
 pub use python::{HashSeed, PythonOptions};
 pub use script_alias::{AliasOptions, AliasPattern, RegexHandle, ScriptAlias};
 
@@ -20,6 +22,9 @@ pub struct ServerConfig {
     pub python_path: Vec<String>,
     /// The other global Python settings (`WSGIPythonOptimize`, `WSGIRestrictStdin`, …).
     pub python: PythonOptions,
+    /// Scripts this server's directives import at process start, in order. Not inherited by
+    /// virtual hosts: the process start-up reads every server's own list once.
+    pub import_scripts: Vec<ImportScript>,
 }
 
 impl ServerConfig {
@@ -35,6 +40,7 @@ impl ServerConfig {
                 add.python_path.clone()
             },
             python: PythonOptions::merge(&base.python, &add.python),
+            import_scripts: add.import_scripts.clone(),
         }
     }
 }

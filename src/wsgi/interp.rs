@@ -35,6 +35,7 @@ pub struct Names {
     pub input: OwnedRef,
     pub errors: OwnedRef,
     pub mtime: OwnedRef,
+    pub reload_required: OwnedRef,
 }
 
 impl Names {
@@ -216,6 +217,7 @@ pub fn prepare(py: Python<'_>, info: &ServerInfo, group: &str) -> PyResult<()> {
             input: interned(py, "wsgi.input"),
             errors: interned(py, "wsgi.errors"),
             mtime: interned(py, "__mtime__"),
+            reload_required: interned(py, "reload_required"),
         },
     };
     let objects: &'static InterpObjects = Box::leak(Box::new(objects));
@@ -255,7 +257,12 @@ pub fn release(py: Python<'_>) {
             &names.url_scheme,
         ]
         .into_iter()
-        .chain([&names.input, &names.errors, &names.mtime])
+        .chain([
+            &names.input,
+            &names.errors,
+            &names.mtime,
+            &names.reload_required,
+        ])
         .chain([&o.base_environ, &o.file_wrapper])
         {
             owned.release(py);

@@ -1,0 +1,193 @@
+//! Script loading end to end: `WSGIImportScript` (and `WSGIScriptAlias` naming both groups)
+//! importing scripts when a child starts, before any request, and a script's own
+//! `reload_required(resource)` deciding when it is reloaded.
+
+mod common;
+
+use common::Apache;
+use std::time::{Duration, Instant};
+
+/// Records each import of itself (pid, script, interpreter) in imports.log, and reports the pid
+/// and interpreter serving a request.
+const RECORDS_IMPORTS: &str = r#"
+import os, mod_wsgi
+with open("{dir}/imports.log", "a") as log:
+    log.write("%d %s [%s]\n" % (os.getpid(), os.path.basename(__file__), mod_wsgi.application_group))
+print("imported %s" % os.path.basename(__file__))
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [("%d [%s]" % (os.getpid(), environ["mod_wsgi.application_group"])).encode()]
+"#;
+
+fn imports(apache: &Apache) -> Vec<String> {
+    std::fs::read_to_string(apache.path("imports.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits (bounded) until imports.log holds `n` lines.
+fn wait_for_imports(apache: &Apache, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let lines = imports(apache);
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn scripts_are_imported_into_their_groups_when_the_child_starts() {
+    let apache = Apache::start(
+        "importscript",
+        &[
+            ("site.wsgi", RECORDS_IMPORTS),
+            ("main.wsgi", RECORDS_IMPORTS),
+            ("aliased.wsgi", RECORDS_IMPORTS),
+            ("lazy.wsgi", RECORDS_IMPORTS),
+        ],
+        "WSGIImportScript {dir}/site.wsgi process-group=%{GLOBAL} application-group=site\n\
+         WSGIImportScript {dir}/main.wsgi process-group=%{GLOBAL} application-group=%{GLOBAL}\n\
+         WSGIScriptAlias /site {dir}/site.wsgi\n\
+         <Location /site>\nWSGIApplicationGroup site\n</Location>\n\
+         WSGIScriptAlias /main {dir}/main.wsgi application-group=%{GLOBAL}\n\
+         WSGIScriptAlias /aliased {dir}/aliased.wsgi process-group=%{GLOBAL} application-group=pre\n\
+         WSGIScriptAlias /lazy {dir}/lazy.wsgi application-group=pre\n\
+         WSGIScriptAlias /scripts/ {dir}/ process-group=%{GLOBAL} application-group=pre",
+    );
+    // No request yet: the child imported the scripts as it started, each into its group.
+    let lines = wait_for_imports(&apache, 3);
+    assert_eq!(lines.len(), 3, "{lines:?}\n{}", apache.error_log());
+    let pid = lines[0].split(' ').next().unwrap().to_string();
+    let expected: Vec<String> = ["site.wsgi [site]", "main.wsgi []", "aliased.wsgi [pre]"]
+        .iter()
+        .map(|what| format!("{pid} {what}"))
+        .collect();
+    assert_eq!(lines, expected);
+    let log = apache.wait_for_log("imported aliased.wsgi");
+    assert!(
+        log.contains("Imported WSGI script") && log.contains("into interpreter 'site'"),
+        "{log}"
+    );
+    // The requests use the imported modules: nothing is imported again.
+    assert_eq!(apache.get("/site").text(), format!("{pid} [site]"));
+    assert_eq!(apache.get("/main").text(), format!("{pid} []"));
+    assert_eq!(apache.get("/aliased").text(), format!("{pid} [pre]"));
+    assert_eq!(imports(&apache), expected);
+    // An alias without both groups named is loaded by its first request.
+    assert_eq!(apache.get("/lazy").text(), format!("{pid} [pre]"));
+    let lines = imports(&apache);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[3], format!("{pid} lazy.wsgi [pre]"));
+    // A directory of scripts is not something to import.
+    assert!(!apache.error_log().contains("Failed to import"));
+}
+
+#[test]
+fn a_failed_import_is_logged_and_retried_by_the_first_request() {
+    let broken = r#"
+import os
+if not os.path.exists("{dir}/ready"):
+    raise RuntimeError("not ready yet")
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [b"ready"]
+"#;
+    let apache = Apache::start(
+        "importfails",
+        &[("broken.wsgi", broken), ("hello.wsgi", RECORDS_IMPORTS)],
+        "WSGIImportScript {dir}/broken.wsgi process-group=%{GLOBAL} application-group=%{GLOBAL}\n\
+         WSGIImportScript {dir}/missing.wsgi process-group=%{GLOBAL} application-group=%{GLOBAL}\n\
+         WSGIImportScript {dir}/hello.wsgi process-group=%{GLOBAL} application-group=%{GLOBAL}\n\
+         WSGIScriptAlias /broken {dir}/broken.wsgi\n\
+         WSGIScriptAlias /hello {dir}/hello.wsgi application-group=%{GLOBAL}",
+    );
+    let log = apache.wait_for_log("imported hello.wsgi");
+    let broken_path = apache.path("broken.wsgi").display().to_string();
+    let missing_path = apache.path("missing.wsgi").display().to_string();
+    assert!(
+        log.contains(&format!("Failed to import WSGI script '{broken_path}'")),
+        "{log}"
+    );
+    assert!(log.contains("RuntimeError: not ready yet"), "{log}");
+    assert!(
+        log.contains(&format!("Failed to import WSGI script '{missing_path}'")),
+        "{log}"
+    );
+    assert!(log.contains("FileNotFoundError"), "{log}");
+    // The scripts after a failed one were imported, and the child serves.
+    assert_eq!(wait_for_imports(&apache, 1).len(), 1);
+    assert_eq!(apache.get("/hello").status, 200);
+    // Not cached as failed: the first request tries again, and succeeds once it can.
+    assert_eq!(apache.get("/broken").status, 500);
+    std::fs::write(apache.path("ready"), "").unwrap();
+    let r = apache.get("/broken");
+    assert_eq!((r.status, r.text()), (200, "ready".to_string()));
+}
+
+/// Reports a value fixed when the module was (re)loaded; `reload_required` answers from files.
+const RELOAD_HOOK: &str = r#"
+import os
+GENERATION = os.urandom(8).hex()
+def reload_required(resource):
+    with open("{dir}/asked", "a") as f:
+        f.write(resource + "\n")
+    if os.path.exists("{dir}/raise"):
+        raise ValueError("cannot decide")
+    return os.path.exists("{dir}/reload")
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [GENERATION.encode()]
+"#;
+
+#[test]
+fn reload_required_decides_when_an_unchanged_script_reloads() {
+    let apache = Apache::start(
+        "reloadrequired",
+        &[("app.wsgi", RELOAD_HOOK), ("fixed/app.wsgi", RELOAD_HOOK)],
+        "WSGIScriptAlias /app {dir}/app.wsgi\n\
+         WSGIScriptAlias /fixed {dir}/fixed/app.wsgi\n\
+         <Location /fixed>\nWSGIScriptReloading Off\n</Location>",
+    );
+    let get = |path: &str| {
+        let r = apache.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", apache.error_log());
+        r.text()
+    };
+    let first = get("/app");
+    assert_eq!(get("/app"), first, "reload_required() said no");
+    let asked = std::fs::read_to_string(apache.path("asked")).unwrap();
+    let script = apache.path("app.wsgi").display().to_string();
+    assert_eq!(
+        asked.lines().collect::<Vec<_>>(),
+        [script.as_str()],
+        "asked once (the first request loaded the script), with the script's path"
+    );
+
+    std::fs::write(apache.path("reload"), "").unwrap();
+    let second = get("/app");
+    assert_ne!(second, first, "reload_required() said yes");
+    let third = get("/app");
+    assert_ne!(third, second, "asked again on each request");
+
+    // WSGIScriptReloading Off: never asked, never reloaded.
+    std::fs::remove_file(apache.path("asked")).unwrap();
+    let fixed = get("/fixed");
+    assert_eq!(get("/fixed"), fixed);
+    assert!(!apache.path("asked").exists());
+
+    // An exception there is logged, and the script stays as it is.
+    std::fs::write(apache.path("raise"), "").unwrap();
+    assert_eq!(get("/app"), third);
+    let log = apache.wait_for_log("ValueError: cannot decide");
+    assert!(
+        log.contains(&format!(
+            "Exception occurred in reload_required() of WSGI script '{script}'"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("ValueError: cannot decide"), "{log}");
+}
