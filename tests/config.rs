@@ -54,7 +54,7 @@ fn python_directives_pass() {
          WSGIPythonWarnings ignore::DeprecationWarning\nWSGIPythonWarnings error:::mymod:10\n\
          WSGIPythonHashSeed random\nWSGIPythonHashSeed 4294967295\nWSGIPythonEggs /tmp/eggs\n\
          WSGIRestrictStdin On\nWSGIRestrictStdout Off\nWSGIRestrictSignal off\n\
-         WSGILazyInitialization On\nWSGIVerboseDebugging On\nWSGIDestroyInterpreter Off",
+         WSGILazyInitialization On\nWSGIVerboseDebugging On\nWSGIDestroyInterpreter Off\nWSGIRestrictEmbedded On",
     );
     assert!(ok, "{out}");
 }

@@ -314,3 +314,68 @@ fn destroy_interpreter_off_skips_finalisation() {
         "with WSGIDestroyInterpreter Off, Python is not finalised (so atexit callbacks do not run)"
     );
 }
+
+const HELLO: &str = r#"
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [b"embedded"]
+"#;
+
+#[test]
+fn restrict_embedded_refuses_embedded_requests_and_does_not_start_python() {
+    let apache = Apache::start(
+        "restrictembedded",
+        &[("app.wsgi", HELLO)],
+        "WSGIRestrictEmbedded On\nWSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    assert_eq!(apache.get("/app").status, 500);
+    let log = apache.wait_for_log("Embedded mode of mod_wsgi disabled");
+    let script = apache.path("app.wsgi").display().to_string();
+    assert!(
+        log.contains(&format!(
+            "Embedded mode of mod_wsgi disabled by runtime configuration: {script}"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("Python not started: WSGIRestrictEmbedded On"),
+        "{log}"
+    );
+    assert!(!log.contains("Initializing Python"), "{log}");
+
+    // Off (and the default) runs the application embedded.
+    for conf in ["WSGIRestrictEmbedded Off\n", ""] {
+        let apache = Apache::start(
+            "restrictembeddedoff",
+            &[("app.wsgi", HELLO)],
+            &format!("{conf}WSGIScriptAlias /app {{dir}}/app.wsgi"),
+        );
+        let r = apache.get("/app");
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "embedded".to_string()),
+            "{conf}"
+        );
+        assert!(apache.error_log().contains("Initializing Python"));
+    }
+}
+
+#[test]
+fn restrict_embedded_still_starts_python_for_scripts_imported_at_start() {
+    let imported = r#"
+print("imported while embedded mode is restricted")
+"#;
+    let apache = Apache::start(
+        "restrictembeddedimport",
+        &[("init.wsgi", imported), ("app.wsgi", HELLO)],
+        "WSGIRestrictEmbedded On\n\
+         WSGIImportScript {dir}/init.wsgi process-group=%{GLOBAL} application-group=%{GLOBAL}\n\
+         WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let log = apache.wait_for_log("imported while embedded mode is restricted");
+    assert!(
+        log.contains("imported while embedded mode is restricted"),
+        "{log}"
+    );
+    assert_eq!(apache.get("/app").status, 500);
+}

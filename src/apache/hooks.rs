@@ -6,7 +6,7 @@ use super::boundary::ffi_boundary;
 use super::config::{dir_config, server_config};
 use super::log::{
     request_log, request_logger, server_info_log, server_log, server_warning, APLOG_ERR,
-    APLOG_NOTICE,
+    APLOG_INFO, APLOG_NOTICE,
 };
 use super::pool::{c_bytes, pstrdup};
 use super::request::{table_get, Request};
@@ -197,6 +197,24 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
         });
         // SAFETY: s is the main server, whose config was created by this module.
         let conf = unsafe { server_config(s) };
+        // SAFETY: as above; every server of the list has our config.
+        let imports = unsafe { super::preload::import_scripts(s) };
+        let pid = std::process::id();
+        // As in C mod_wsgi: with embedded mode refused, Python starts in Apache's children only
+        // for scripts to import at process start.
+        if conf.python.restrict_embedded == Some(true) && imports.is_empty() {
+            server_log(
+                s,
+                APLOG_INFO,
+                &format!("mod_wsgi (pid={pid}): Python not started: WSGIRestrictEmbedded On."),
+            );
+            return;
+        }
+        server_log(
+            s,
+            APLOG_INFO,
+            &format!("mod_wsgi (pid={pid}): Initializing Python."),
+        );
         let settings = python_settings(conf);
         let info = server_info();
         let prepare =
@@ -233,8 +251,7 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
             ),
         }
         if running {
-            // SAFETY: s is the main server of the configuration our hooks built; Python runs.
-            unsafe { super::preload::import_configured_scripts(s) };
+            super::preload::import_configured_scripts(s, &imports);
         }
     })
 }
@@ -508,6 +525,14 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
         {
             log_script_error(r, "AcceptPathInfo off disallows user's path", &filename);
             return ap::HTTP_NOT_FOUND as c_int;
+        }
+        if server_config((*r).server).python.restrict_embedded == Some(true) {
+            log_script_error(
+                r,
+                "Embedded mode of mod_wsgi disabled by runtime configuration",
+                &filename,
+            );
+            return SERVER_ERROR;
         }
         let mut settings = RequestSettings::resolve(dir_config(r), alias.as_ref());
         // Before the CGI variables are added, so %{ENV:…} sees what C mod_wsgi's does.

@@ -13,7 +13,7 @@ use crate::script::{preload, Preloaded};
 ///
 /// # Safety
 /// `s` must be the main server of a configuration this module's config hooks built.
-unsafe fn import_scripts(s: *const ap::server_rec) -> Vec<ImportScript> {
+pub(super) unsafe fn import_scripts(s: *const ap::server_rec) -> Vec<ImportScript> {
     let mut scripts = Vec::new();
     let mut server = s;
     while !server.is_null() {
@@ -26,14 +26,10 @@ unsafe fn import_scripts(s: *const ap::server_rec) -> Vec<ImportScript> {
     scripts
 }
 
-/// Imports every configured script into its interpreter of this (child) process.
-///
-/// # Safety
-/// As [`import_scripts`]; Python must be running in this process.
-pub(super) unsafe fn import_configured_scripts(s: *const ap::server_rec) {
-    // SAFETY: the caller's contract.
-    for import in unsafe { import_scripts(s) } {
-        import_one(s, &import);
+/// Imports each script into its interpreter of this (child) process, logging to server `s`.
+pub(super) fn import_configured_scripts(s: *const ap::server_rec, imports: &[ImportScript]) {
+    for import in imports {
+        import_one(s, import);
     }
 }
 

@@ -171,6 +171,11 @@ pub const DIRECTIVES: &[Directive] = &[
         c"On|Off: ignore signal.signal() calls from applications, with a warning (default On)",
     ),
     global(
+        c"WSGIRestrictEmbedded",
+        set_restrict_embedded,
+        c"On|Off: refuse to run applications in Apache's own child processes (default Off)",
+    ),
+    global(
         c"WSGILazyInitialization",
         set_lazy_initialization,
         c"On: start Python in each child process (the only mode of mod_wsgi-rs)",
@@ -195,7 +200,6 @@ pub const DIRECTIVES: &[Directive] = &[
     not_yet(c"WSGISocketRotation", Scope::Global, DAEMON),
     not_yet(c"WSGIAcceptMutex", Scope::Global, DAEMON),
     not_yet(c"WSGIRestrictProcess", Scope::Directory, DAEMON),
-    not_yet(c"WSGIRestrictEmbedded", Scope::Global, DAEMON),
     not_yet(c"WSGIErrorOverride", Scope::Directory, DAEMON),
     not_yet(c"WSGIServerMetrics", Scope::Global, DAEMON),
     not_yet(c"WSGICaseSensitivity", Scope::Directory, ADAPTER),
@@ -326,6 +330,11 @@ fn set_restrict_stdout(c: &mut ServerConfig, name: &str, args: &str) -> Result<(
 
 fn set_restrict_signal(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
     c.python.restrict_signal = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_restrict_embedded(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python.restrict_embedded = Some(parse_on_off(name, &one_word(name, args)?)?);
     Ok(())
 }
 
@@ -486,6 +495,7 @@ mod tests {
             "WSGIRestrictStdin",
             "WSGIRestrictStdout",
             "WSGIRestrictSignal",
+            "WSGIRestrictEmbedded",
             "WSGILazyInitialization",
             "WSGIVerboseDebugging",
             "WSGIDestroyInterpreter",
@@ -513,11 +523,12 @@ mod tests {
     #[test]
     fn python_flags_parse_on_off_and_name_the_directive() {
         type Field = fn(&ServerConfig) -> Option<bool>;
-        let flags: [(&str, Field); 6] = [
+        let flags: [(&str, Field); 7] = [
             ("WSGIDontWriteBytecode", |c| c.python.dont_write_bytecode),
             ("WSGIRestrictStdin", |c| c.python.restrict_stdin),
             ("WSGIRestrictStdout", |c| c.python.restrict_stdout),
             ("WSGIRestrictSignal", |c| c.python.restrict_signal),
+            ("WSGIRestrictEmbedded", |c| c.python.restrict_embedded),
             ("WSGIVerboseDebugging", |c| c.python.verbose_debugging),
             ("WSGIDestroyInterpreter", |c| c.python.destroy_interpreter),
         ];

@@ -22,6 +22,8 @@ pub struct PythonOptions {
     pub restrict_stdin: Option<bool>,
     pub restrict_stdout: Option<bool>,
     pub restrict_signal: Option<bool>,
+    /// `WSGIRestrictEmbedded On`: no application runs in Apache's own children.
+    pub restrict_embedded: Option<bool>,
     pub verbose_debugging: Option<bool>,
     pub destroy_interpreter: Option<bool>,
     pub per_interpreter_gil: Option<bool>,
@@ -52,6 +54,7 @@ impl PythonOptions {
             restrict_stdin: pick(&add.restrict_stdin, &base.restrict_stdin),
             restrict_stdout: pick(&add.restrict_stdout, &base.restrict_stdout),
             restrict_signal: pick(&add.restrict_signal, &base.restrict_signal),
+            restrict_embedded: pick(&add.restrict_embedded, &base.restrict_embedded),
             verbose_debugging: pick(&add.verbose_debugging, &base.verbose_debugging),
             destroy_interpreter: pick(&add.destroy_interpreter, &base.destroy_interpreter),
             per_interpreter_gil: pick(&add.per_interpreter_gil, &base.per_interpreter_gil),
