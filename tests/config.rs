@@ -34,14 +34,17 @@ fn apache_lists_the_module() {
 
 #[test]
 fn supported_directives_pass() {
+    // The prefix of the Python the module is built for (the harness's copy for a pyenv Python).
+    let home = std::env::var("MOD_WSGI_PYTHON_HOME").unwrap_or_else(|_| "/usr".into());
     let (ok, out) = config_test(
         "supported",
-        "WSGIPythonPath /tmp\nWSGIPythonHome /usr\nWSGIApplicationGroup %{GLOBAL}\n\
+        &(format!("WSGIPythonPath /tmp\nWSGIPythonHome {home}\n")
+            + "WSGIApplicationGroup %{GLOBAL}\n\
          WSGIProcessGroup %{GLOBAL}\n\
          WSGIScriptAlias /a /tmp/a.wsgi process-group=%{GLOBAL} application-group=%{GLOBAL} callable-object=app pass-authorization=Off\n\
          WSGIScriptAliasMatch ^/b/(.*) /tmp/$1.wsgi\n\
          <Directory /tmp>\nWSGICallableObject app\nWSGIPassAuthorization On\nWSGIScriptReloading Off\n\
-         WSGIChunkedRequest On\nWSGIMapHEADToGET Off\nWSGIEnableSendfile On\n</Directory>",
+         WSGIChunkedRequest On\nWSGIMapHEADToGET Off\nWSGIEnableSendfile On\n</Directory>"),
     );
     assert!(ok, "{out}");
 }
@@ -193,5 +196,28 @@ fn bad_arguments_are_refused_with_the_directive_named() {
         "aliasindir",
         "<Directory /tmp>\nWSGIScriptAlias /a /tmp/a.wsgi\n</Directory>",
         &["WSGIScriptAlias"],
+    );
+}
+
+#[test]
+fn a_python_home_of_another_version_is_refused_naming_both() {
+    let built_for = common::python_version();
+    let other = if built_for == "3.13" { "3.12" } else { "3.13" };
+    let venv = common::temp_dir("otherversion-venv");
+    std::fs::write(
+        venv.join("pyvenv.cfg"),
+        format!("home = /opt/python/bin\nversion = {other}.0\n"),
+    )
+    .unwrap();
+    refused(
+        "otherversion",
+        &format!("WSGIPythonHome {}", venv.display()),
+        &[
+            &format!(
+                "WSGIPythonHome '{}' is a Python {other} virtual environment",
+                venv.display()
+            ),
+            &format!("built for Python {built_for}"),
+        ],
     );
 }

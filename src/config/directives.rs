@@ -7,6 +7,7 @@ use super::python::{
     check_per_interpreter_gil, check_warning_option, parse_hash_seed, parse_optimize,
     EAGER_INITIALIZATION_REFUSED,
 };
+use super::python_home::check_python_home;
 use super::script_alias::ScriptAlias;
 use super::words::{parse_on_off, split_words};
 use super::{DirConfig, MapHeadToGet, ServerConfig};
@@ -277,7 +278,9 @@ fn add_import_script(c: &mut ServerConfig, name: &str, args: &str) -> Result<(),
 }
 
 fn set_python_home(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
-    c.python_home = Some(one_word(name, args)?);
+    let home = one_word(name, args)?;
+    check_python_home(name, &home, crate::PYTHON_VERSION)?;
+    c.python_home = Some(home);
     Ok(())
 }
 

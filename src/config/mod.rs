@@ -5,6 +5,7 @@ pub mod directives;
 pub mod groups;
 pub mod import_script;
 pub mod python;
+pub mod python_home;
 pub mod script_alias;
 pub mod words;
 
