@@ -43,17 +43,17 @@ fn registered<'py>(py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, Py
     sys_modules(py)?.get_item(name)
 }
 
-/// Whether `module` was loaded from the script as it is now (modification time `mtime`), or may
-/// be used as it is because reloading is off.
-fn is_current(py: Python<'_>, module: &Bound<'_, PyAny>, mtime: i64, reloading: bool) -> bool {
-    // `__mtime__` is set only once the script has run to completion, so a module that another
-    // thread is still executing is not current: its caller waits for the load lock instead.
+/// The modification time a module was loaded from; None while another thread is still running
+/// the script (`__mtime__` is set only once it has run to completion).
+fn loaded_mtime(py: Python<'_>, module: &Bound<'_, PyAny>) -> Option<i64> {
     let mtime_name = Names::get(py, &crate::wsgi::interp::objects(py).names.mtime);
-    let loaded_mtime = module.getattr(mtime_name).and_then(|m| m.extract::<i64>());
-    match loaded_mtime {
-        Ok(loaded) => !reloading || loaded == mtime,
-        Err(_) => false,
-    }
+    module.getattr(mtime_name).and_then(|m| m.extract()).ok()
+}
+
+/// Whether `module` was loaded completely from the script as it is now (modification time
+/// `mtime`), or may be used as it is because reloading is off.
+fn is_current(py: Python<'_>, module: &Bound<'_, PyAny>, mtime: i64, reloading: bool) -> bool {
+    loaded_mtime(py, module).is_some_and(|loaded| !reloading || loaded == mtime)
 }
 
 /// Whether the script's own `reload_required(resource)` asks for a reload. An exception there is
@@ -145,26 +145,35 @@ pub fn load_application<'py>(
 ) -> Result<Bound<'py, PyAny>, LoadError> {
     let name = module_name(path);
     let found = registered(py, &name).map_err(LoadError::Failed)?;
-    let usable = found.as_ref().filter(|m| {
-        is_current(py, m, mtime, reloading) && !(reloading && reload_requested(py, m, path, report))
-    });
-    let module = match usable {
-        Some(m) => m.clone(),
-        None => {
-            let _guard = lock_loading(py);
-            // Another thread may have loaded it while this one waited; a module that was judged
-            // stale above is not taken again, whatever its modification time says.
-            match registered(py, &name).map_err(LoadError::Failed)? {
-                Some(m)
-                    if !found.as_ref().is_some_and(|f| f.is(&m))
-                        && is_current(py, &m, mtime, reloading) =>
-                {
-                    m
-                }
-                _ => load_module(py, &name, path, mtime).map_err(LoadError::Failed)?,
-            }
+    // A complete module that must be reloaded; one still being loaded by another thread is
+    // waited for instead (below, under the load lock).
+    let mut stale = None;
+    if let Some(m) = found {
+        if is_current(py, &m, mtime, reloading)
+            && !(reloading && reload_requested(py, &m, path, report))
+        {
+            return callable_of(py, &m, callable);
         }
+        if loaded_mtime(py, &m).is_some() {
+            stale = Some(m);
+        }
+    }
+    let _guard = lock_loading(py);
+    // Another thread may have loaded it while this one waited; the module judged stale above is
+    // not taken again, whatever its modification time says.
+    let module = match registered(py, &name).map_err(LoadError::Failed)? {
+        Some(m) if !stale.is_some_and(|s| s.is(&m)) && is_current(py, &m, mtime, reloading) => m,
+        _ => load_module(py, &name, path, mtime).map_err(LoadError::Failed)?,
     };
+    callable_of(py, &module, callable)
+}
+
+/// The application object `callable` of a loaded script module.
+fn callable_of<'py>(
+    py: Python<'py>,
+    module: &Bound<'py, PyAny>,
+    callable: &str,
+) -> Result<Bound<'py, PyAny>, LoadError> {
     match module.getattr(callable) {
         Ok(app) => Ok(app),
         Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {

@@ -191,3 +191,32 @@ fn reload_required_decides_when_an_unchanged_script_reloads() {
     );
     assert!(log.contains("ValueError: cannot decide"), "{log}");
 }
+
+#[test]
+fn concurrent_first_requests_import_a_script_once() {
+    // The import takes a while (the GIL is free meanwhile), so the other requests find the module
+    // registered but not yet complete, and must wait for it rather than import it again.
+    let slow_import = r#"
+import os, time
+with open("{dir}/imports.log", "a") as log:
+    log.write("%d import\n" % os.getpid())
+time.sleep(0.5)
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [b"ok"]
+"#;
+    let apache = Apache::start(
+        "importonce",
+        &[("slow.wsgi", slow_import)],
+        "WSGIScriptAlias /slow {dir}/slow.wsgi",
+    );
+    let port = apache.port;
+    let handles: Vec<_> = (0..8)
+        .map(|_| std::thread::spawn(move || common::http_request(port, "GET", "/slow", &[], b"")))
+        .collect();
+    for h in handles {
+        let r = h.join().unwrap();
+        assert_eq!((r.status, r.text()), (200, "ok".to_string()));
+    }
+    assert_eq!(imports(&apache).len(), 1, "{:?}", imports(&apache));
+}
