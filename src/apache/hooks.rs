@@ -352,6 +352,13 @@ unsafe extern "C" fn handler(r: *mut ap::request_rec) -> c_int {
     ffi_boundary("handler", SERVER_ERROR, || unsafe { handle(r) })
 }
 
+/// Logs a Python exception's traceback, one entry per line, against request `r`.
+fn log_traceback(r: *mut ap::request_rec, py: pyo3::Python<'_>, err: &pyo3::PyErr) {
+    for line in crate::wsgi::adapter::exception_report(py, err) {
+        request_log(r, APLOG_ERR, &line);
+    }
+}
+
 fn log_script_error(r: *mut ap::request_rec, what: &str, filename: &[u8]) {
     request_log(
         r,
@@ -563,9 +570,7 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
                         std::process::id()
                     ),
                 );
-                for line in crate::wsgi::adapter::exception_report(py, err) {
-                    request_log(r, APLOG_ERR, &line);
-                }
+                log_traceback(r, py, err);
             };
             let served = match load_application(
                 py,
@@ -605,9 +610,7 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
                             std::process::id()
                         ),
                     );
-                    for line in crate::wsgi::adapter::exception_report(py, &err) {
-                        request_log(r, APLOG_ERR, &line);
-                    }
+                    log_traceback(r, py, &err);
                     false
                 }
             };
