@@ -27,7 +27,36 @@ pub fn module_path() -> PathBuf {
         "{} does not exist: run `cargo build --release` first (the test script does)",
         path.display()
     );
+    // `cargo test` builds the library for the tests but does not refresh the .so that Apache
+    // loads: an edit followed by `cargo test` alone would test the previous build.
+    if std::env::var_os("MOD_WSGI_SO").is_none() {
+        let built = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        if let Some(newer) = newest_file(&src).filter(|(t, _)| *t > built) {
+            panic!(
+                "{} is older than {}: run `cargo build --release` first (the test script does)",
+                path.display(),
+                newer.1.display()
+            );
+        }
+    }
     path.canonicalize().unwrap()
+}
+
+/// The most recently modified file under `dir`, with its modification time.
+fn newest_file(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                newest_file(&path)
+            } else {
+                Some((entry.metadata().ok()?.modified().ok()?, path))
+            }
+        })
+        .max_by_key(|(t, _)| *t)
 }
 
 /// The Python the module under test was built for: `$MOD_WSGI_PYTHON`, else Debian's.
