@@ -4,7 +4,7 @@
 
 use super::groups::{check_application_group, check_process_group, parse_group, GroupSpec};
 use super::script_alias::{AliasPattern, ScriptAlias};
-use super::words::split_words;
+use super::words::{split_option, split_words};
 
 /// One script to import at process start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +33,7 @@ impl ImportScript {
         }
         let (mut process_group, mut application_group) = (None, None);
         for option in options {
-            let Some((key, value)) = option.split_once('=') else {
-                return Err(format!(
-                    "{directive}: invalid option '{option}' (expected key=value)"
-                ));
-            };
+            let (key, value) = split_option(directive, option)?;
             match key {
                 "process-group" => {
                     check_process_group(&format!("{directive} process-group"), value)?;

@@ -2,7 +2,7 @@
 //! a prefix alias.
 
 use super::groups::{check_application_group, check_process_group};
-use super::words::{parse_on_off, split_words};
+use super::words::{parse_on_off, split_option, split_words};
 
 /// How a URI is matched: a literal URL-path prefix, or (for `WSGIScriptAliasMatch`) a regular
 /// expression that the Apache layer compiles with httpd's own regex engine.
@@ -53,11 +53,7 @@ impl ScriptAlias {
         };
         let mut options = AliasOptions::default();
         for option in &words[2..] {
-            let Some((key, value)) = option.split_once('=') else {
-                return Err(format!(
-                    "{directive}: invalid option '{option}' (expected key=value)"
-                ));
-            };
+            let (key, value) = split_option(directive, option)?;
             match key {
                 "process-group" => {
                     check_process_group(&format!("{directive} process-group"), value)?;

@@ -37,6 +37,13 @@ pub fn split_words(line: &str) -> Vec<String> {
     words
 }
 
+/// Splits one `key=value` option of `directive`.
+pub fn split_option<'a>(directive: &str, option: &'a str) -> Result<(&'a str, &'a str), String> {
+    option
+        .split_once('=')
+        .ok_or_else(|| format!("{directive}: invalid option '{option}' (expected key=value)"))
+}
+
 /// Parses an `On`/`Off` flag value (case-insensitive) for the directive or option `what`.
 pub fn parse_on_off(what: &str, value: &str) -> Result<bool, String> {
     if value.eq_ignore_ascii_case("on") {
