@@ -13,6 +13,11 @@ pub use import_script::ImportScript;
 pub use python::{HashSeed, PythonOptions};
 pub use script_alias::{AliasOptions, AliasPattern, RegexHandle, ScriptAlias};
 
+/// A setting merged from Apache's nested contexts: the inner (`add`) value if set, else the outer.
+fn pick<T: Clone>(add: &Option<T>, base: &Option<T>) -> Option<T> {
+    add.clone().or_else(|| base.clone())
+}
+
 /// Per-server settings (main server and each virtual host).
 #[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
@@ -34,7 +39,7 @@ impl ServerConfig {
         aliases.extend(base.aliases.iter().cloned());
         ServerConfig {
             aliases,
-            python_home: add.python_home.clone().or_else(|| base.python_home.clone()),
+            python_home: pick(&add.python_home, &base.python_home),
             python_path: if add.python_path.is_empty() {
                 base.python_path.clone()
             } else {
@@ -71,9 +76,6 @@ pub enum MapHeadToGet {
 
 impl DirConfig {
     pub fn merge(base: &DirConfig, add: &DirConfig) -> DirConfig {
-        fn pick<T: Clone>(add: &Option<T>, base: &Option<T>) -> Option<T> {
-            add.clone().or_else(|| base.clone())
-        }
         DirConfig {
             application_group: pick(&add.application_group, &base.application_group),
             process_group: pick(&add.process_group, &base.process_group),

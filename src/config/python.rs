@@ -2,6 +2,8 @@
 //! what each directive records, and the checks made on its value by `apache2 -t`, so that a value
 //! CPython would refuse never reaches a child process (where CPython would exit it).
 
+use super::pick;
+
 /// `WSGIPythonHashSeed`: `random`, or the fixed seed for `str`/`bytes` hashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashSeed {
@@ -38,9 +40,6 @@ pub const DEFAULT_DESTROY_INTERPRETER: bool = true;
 
 impl PythonOptions {
     pub fn merge(base: &PythonOptions, add: &PythonOptions) -> PythonOptions {
-        fn pick<T: Clone>(add: &Option<T>, base: &Option<T>) -> Option<T> {
-            add.clone().or_else(|| base.clone())
-        }
         PythonOptions {
             optimize: pick(&add.optimize, &base.optimize),
             dont_write_bytecode: pick(&add.dont_write_bytecode, &base.dont_write_bytecode),
