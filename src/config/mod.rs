@@ -1,6 +1,8 @@
 //! Typed configuration: what the directives set, per server and per directory, and how Apache's
 //! nested contexts merge. No Apache types here; `src/apache/directives.rs` feeds it.
 
+pub mod accounts;
+pub mod daemon;
 pub mod directives;
 pub mod groups;
 pub mod import_script;
