@@ -69,7 +69,9 @@ fn main() {
         .allowlist_var(
             "RSRC_CONF|EXEC_ON_READ|GLOBAL_ONLY|NOT_IN_.*|OPT_.*|AP_.*|APR_.*|REQUEST_.*",
         )
-        .allowlist_var("ap_server_.*|ap_top_module|ap_prelinked_modules|unixd_config")
+        .allowlist_var(
+            "ap_server_.*|ap_top_module|ap_prelinked_modules|unixd_config|ap_unixd_config",
+        )
         .derive_default(true)
         .layout_tests(false)
         .generate_comments(false);

@@ -8,6 +8,7 @@
 
 pub mod buf;
 pub mod config;
+pub mod daemon;
 pub mod md5;
 pub mod python;
 pub mod script;

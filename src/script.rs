@@ -168,6 +168,25 @@ pub fn load_application<'py>(
     callable_of(py, &module, callable)
 }
 
+/// Whether the script at `path` was loaded completely into the attached interpreter and has
+/// changed since (its modification time is no longer `mtime`, or its `reload_required(path)`
+/// says so). A daemon process answers this by having itself replaced rather than reloading
+/// the module in place, as C mod_wsgi does, so no state of the old code survives.
+pub fn script_changed(
+    py: Python<'_>,
+    path: &str,
+    mtime: i64,
+    report: &dyn Fn(Python<'_>, &PyErr),
+) -> bool {
+    let Ok(Some(module)) = registered(py, &module_name(path)) else {
+        return false;
+    };
+    match loaded_mtime(py, &module) {
+        Some(loaded) => loaded != mtime || reload_requested(py, &module, path, report),
+        None => false,
+    }
+}
+
 /// The application object `callable` of a loaded script module.
 fn callable_of<'py>(
     py: Python<'py>,

@@ -10,7 +10,7 @@ use super::log::{
 };
 use super::pool::{c_bytes, pstrdup};
 use super::request::{table_get, Request};
-use crate::config::groups::{resolve_application_group, GroupRequest};
+use crate::config::groups::{resolve_application_group, resolve_process_group, GroupRequest};
 use crate::config::python::{
     DEFAULT_DESTROY_INTERPRETER, DEFAULT_RESTRICT_SIGNAL, DEFAULT_RESTRICT_STDIN,
     DEFAULT_RESTRICT_STDOUT,
@@ -59,6 +59,7 @@ pub(crate) unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
         // SAFETY: registering hook functions with static predecessor/successor lists (null
         // terminated) during httpd's hook registration phase.
         unsafe {
+            ap::ap_hook_check_config(Some(check_config), ptr::null(), ptr::null(), middle);
             ap::ap_hook_post_config(Some(post_config), ptr::null(), ptr::null(), middle);
             ap::ap_hook_child_init(Some(child_init), ptr::null(), ptr::null(), middle);
             ap::ap_hook_translate_name(
@@ -78,6 +79,28 @@ struct ModuleNames<const N: usize>([*const c_char; N]);
 // SAFETY: pointers to static C strings, never written.
 unsafe impl<const N: usize> Sync for ModuleNames<N> {}
 
+/// Checks that need the whole configuration (every virtual host), so `apache2 -t` reports them.
+unsafe extern "C" fn check_config(
+    _pconf: *mut ap::apr_pool_t,
+    _plog: *mut ap::apr_pool_t,
+    _ptemp: *mut ap::apr_pool_t,
+    s: *mut ap::server_rec,
+) -> c_int {
+    ffi_boundary("check_config", OK, || {
+        // SAFETY: s is the main server of the configuration just read.
+        match unsafe { super::daemons::check_configuration(s) } {
+            Ok(()) => OK,
+            Err(msg) => {
+                server_log(s, ap::APLOG_EMERG, &msg);
+                // httpd prints nothing more for a failed check_config; say it on stderr too,
+                // where `apache2 -t` shows it.
+                eprintln!("{msg}");
+                ap::HTTP_INTERNAL_SERVER_ERROR as c_int
+            }
+        }
+    })
+}
+
 unsafe extern "C" fn post_config(
     pconf: *mut ap::apr_pool_t,
     _plog: *mut ap::apr_pool_t,
@@ -96,6 +119,10 @@ unsafe extern "C" fn post_config(
         // SAFETY: ap_state_query only reads httpd's state.
         let serving = unsafe { ap::ap_state_query(ap::AP_SQ_MAIN_STATE as c_int) }
             == ap::AP_SQ_MS_CREATE_CONFIG as c_int;
+        if serving {
+            // SAFETY: pconf and s are this generation's; the parent is single-threaded here.
+            unsafe { super::daemons::start_groups(pconf, s) };
+        }
         // SAFETY: s is the main server, whose config was created by this module.
         if serving && unsafe { server_config(s) }.python.verbose_debugging == Some(true) {
             server_log(
@@ -117,7 +144,7 @@ fn mpm_query(what: u32) -> c_int {
 }
 
 /// What the `mod_wsgi` and `apache` Python modules and the environ report about this server.
-fn server_info() -> ServerInfo {
+pub(super) fn server_info() -> ServerInfo {
     let threaded = mpm_query(ap::AP_MPMQ_IS_THREADED) != ap::AP_MPMQ_NOT_SUPPORTED as c_int;
     let forked = mpm_query(ap::AP_MPMQ_IS_FORKED) != ap::AP_MPMQ_NOT_SUPPORTED as c_int;
     let threads = if threaded {
@@ -145,6 +172,7 @@ fn server_info() -> ServerInfo {
         )
     };
     ServerInfo {
+        process_group: String::new(),
         multithread: threaded,
         multiprocess: mpm_query(ap::AP_MPMQ_MAX_DAEMONS) > 1,
         maximum_processes: processes.max(1),
@@ -168,7 +196,7 @@ unsafe extern "C" fn finalize_python(_data: *mut c_void) -> ap::apr_status_t {
 }
 
 /// What Python starts with, from the main server's global directives.
-fn python_settings(conf: &ServerConfig) -> PythonSettings {
+pub(super) fn python_settings(conf: &ServerConfig) -> PythonSettings {
     let p = &conf.python;
     PythonSettings {
         home: conf.python_home.clone(),
@@ -197,8 +225,12 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
         });
         // SAFETY: s is the main server, whose config was created by this module.
         let conf = unsafe { server_config(s) };
+        super::daemons::close_listeners_in_child();
         // SAFETY: as above; every server of the list has our config.
-        let imports = unsafe { super::preload::import_scripts(s) };
+        let imports: Vec<_> = unsafe { super::preload::import_scripts(s) }
+            .into_iter()
+            .filter(|i| i.process_group.is_empty())
+            .collect();
         let pid = std::process::id();
         // As in C mod_wsgi: with embedded mode refused, Python starts in Apache's children only
         // for scripts to import at process start.
@@ -359,7 +391,7 @@ fn log_traceback(r: *mut ap::request_rec, py: pyo3::Python<'_>, err: &pyo3::PyEr
     }
 }
 
-fn log_script_error(r: *mut ap::request_rec, what: &str, filename: &[u8]) {
+pub(super) fn log_script_error(r: *mut ap::request_rec, what: &str, filename: &[u8]) {
     request_log(
         r,
         APLOG_ERR,
@@ -389,7 +421,7 @@ unsafe fn alias_options(notes: *const ap::apr_table_t) -> Option<AliasOptions> {
 ///
 /// # Safety
 /// `r` must be a live request.
-unsafe fn check_request_body(
+pub(super) unsafe fn check_request_body(
     r: *mut ap::request_rec,
     filename: &[u8],
     chunked_allowed: bool,
@@ -455,7 +487,7 @@ unsafe fn check_request_body(
 ///
 /// # Safety
 /// `r` must be a live request.
-unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
+pub(super) unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
     // SAFETY: live request, connection and local address; strings are copied out.
     unsafe {
         let c = (*r).connection;
@@ -533,6 +565,11 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             log_script_error(r, "AcceptPathInfo off disallows user's path", &filename);
             return ap::HTTP_NOT_FOUND as c_int;
         }
+        let mut settings = RequestSettings::resolve(dir_config(r), alias.as_ref());
+        settings.process_group = process_group(r, settings.configured_process_group.as_deref());
+        if !settings.process_group.is_empty() {
+            return super::daemon_request::handle(r, settings, &filename);
+        }
         if server_config((*r).server).python.restrict_embedded == Some(true) {
             log_script_error(
                 r,
@@ -541,7 +578,6 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             );
             return SERVER_ERROR;
         }
-        let mut settings = RequestSettings::resolve(dir_config(r), alias.as_ref());
         // Before the CGI variables are added, so %{ENV:…} sees what C mod_wsgi's does.
         settings.application_group =
             application_group(r, settings.configured_application_group.as_deref());
@@ -644,7 +680,34 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
 ///
 /// # Safety
 /// `r` must be a live request.
-unsafe fn application_group(r: *mut ap::request_rec, configured: Option<&str>) -> String {
+pub(super) unsafe fn application_group(
+    r: *mut ap::request_rec,
+    configured: Option<&str>,
+) -> String {
+    // SAFETY: live request (caller's contract).
+    unsafe { resolve_group(r, configured, resolve_application_group) }
+}
+
+/// The daemon process group request `r` runs in ('' for Apache's own child).
+///
+/// # Safety
+/// `r` must be a live request.
+unsafe fn process_group(r: *mut ap::request_rec, configured: Option<&str>) -> String {
+    // SAFETY: live request (caller's contract).
+    unsafe { resolve_group(r, configured, resolve_process_group) }
+}
+
+type Resolver = fn(Option<&str>, &GroupRequest<'_>, &dyn Fn(&str) -> Option<Vec<u8>>) -> String;
+
+/// Resolves a group value against request `r`'s facts and variables.
+///
+/// # Safety
+/// `r` must be a live request.
+unsafe fn resolve_group(
+    r: *mut ap::request_rec,
+    configured: Option<&str>,
+    resolve: Resolver,
+) -> String {
     // SAFETY: live request, server and tables; strings are borrowed only for this call.
     unsafe {
         let optional = |p: *const c_char| (!p.is_null()).then(|| c_bytes(p));
@@ -666,6 +729,6 @@ unsafe fn application_group(r: *mut ap::request_rec, configured: Option<&str>) -
                     std::env::var_os(name).map(OsStringExt::into_vec)
                 })
         };
-        resolve_application_group(configured, &request, &env)
+        resolve(configured, &request, &env)
     }
 }

@@ -3,6 +3,8 @@
 pub mod bindings;
 pub mod boundary;
 pub mod config;
+mod daemon_request;
+pub mod daemons;
 pub mod hooks;
 pub mod log;
 pub mod module;

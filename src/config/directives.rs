@@ -1,6 +1,7 @@
 //! The directive table: every directive C mod_wsgi 4.9 accepts is known here, so a config written
 //! for it either works or fails `apache2 -t` with a message naming the directive.
 
+use super::daemon::DaemonProcess;
 use super::groups::{check_application_group, check_process_group};
 use super::import_script::ImportScript;
 use super::python::{
@@ -47,7 +48,7 @@ pub struct Directive {
     pub help: &'static CStr,
 }
 
-const DAEMON: &str = "daemon mode has not landed yet; run the application embedded";
+const DAEMON: &str = "this part of daemon mode has not landed yet";
 const ADAPTER: &str = "this part of the WSGI adapter has not landed yet";
 const HOOKS: &str = "authentication, access and dispatch scripts are not implemented yet";
 const NEVER: &str = "mod_wsgi-rs does not implement it";
@@ -196,8 +197,17 @@ pub const DIRECTIVES: &[Directive] = &[
         set_per_interpreter_gil,
         c"On|Off: give each application group's sub-interpreter a GIL of its own (Python 3.12+)",
     ),
-    not_yet(c"WSGIDaemonProcess", Scope::Server, DAEMON),
-    not_yet(c"WSGISocketPrefix", Scope::Global, DAEMON),
+    Directive {
+        name: c"WSGIDaemonProcess",
+        scope: Scope::Server,
+        action: Action::Server(add_daemon_process),
+        help: c"name of a daemon process group and its options (processes=, threads=, user=, …)",
+    },
+    global(
+        c"WSGISocketPrefix",
+        set_socket_prefix,
+        c"path prefix of the daemon process groups' sockets (relative to ServerRoot)",
+    ),
     not_yet(c"WSGISocketRotation", Scope::Global, DAEMON),
     not_yet(c"WSGIAcceptMutex", Scope::Global, DAEMON),
     not_yet(c"WSGIRestrictProcess", Scope::Directory, DAEMON),
@@ -376,6 +386,54 @@ fn set_application_group(c: &mut DirConfig, name: &str, args: &str) -> Result<()
     let value = one_word(name, args)?;
     check_application_group(name, &value)?;
     c.application_group = Some(value);
+    Ok(())
+}
+
+/// `WSGIDaemonProcess` options that are parsed and checked but whose feature has not landed:
+/// refused by name rather than accepted and ignored.
+const DAEMON_OPTIONS_NOT_YET: &[&str] = &[
+    "startup-timeout",
+    "deadlock-timeout",
+    "inactivity-timeout",
+    "request-timeout",
+    "eviction-timeout",
+    "restart-interval",
+    "response-buffer-size",
+    "response-socket-timeout",
+    "server-metrics",
+    "script-user",
+    "script-group",
+];
+
+fn add_daemon_process(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    let group = DaemonProcess::parse(args)?;
+    if let Some(option) = group
+        .options
+        .given
+        .iter()
+        .find(|o| DAEMON_OPTIONS_NOT_YET.contains(o))
+    {
+        return Err(format!(
+            "{name} {}: option {option}= is not supported yet by mod_wsgi-rs; remove it",
+            group.name
+        ));
+    }
+    if c.daemon_groups.iter().any(|g| g.name == group.name) {
+        return Err(format!(
+            "{name}: a daemon process group named '{}' is already defined",
+            group.name
+        ));
+    }
+    c.daemon_groups.push(group);
+    Ok(())
+}
+
+fn set_socket_prefix(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    let prefix = one_word(name, args)?;
+    if prefix.is_empty() {
+        return Err(format!("{name} needs a path"));
+    }
+    c.socket_prefix = Some(prefix);
     Ok(())
 }
 
@@ -626,14 +684,25 @@ mod tests {
     }
 
     #[test]
-    fn daemon_directives_are_refused_with_their_name() {
-        let d = find("WSGIDaemonProcess");
+    fn daemon_groups_are_defined_once_and_unlanded_options_refused_by_name() {
+        let mut c = ServerConfig::default();
+        apply_server(&mut c, "WSGIDaemonProcess", "site processes=2 threads=4").unwrap();
+        assert_eq!(c.daemon_groups.len(), 1);
+        assert_eq!(c.daemon_groups[0].options.threads, 4);
+        let e = apply_server(&mut c, "WSGIDaemonProcess", "site").unwrap_err();
+        assert!(e.contains("'site' is already defined"), "{e}");
+        let e = apply_server(&mut c, "WSGIDaemonProcess", "other request-timeout=60").unwrap_err();
+        assert!(
+            e.starts_with("WSGIDaemonProcess other: option request-timeout= is not supported yet"),
+            "{e}"
+        );
+        let d = find("WSGISocketRotation");
         let Action::NotYetSupported(why) = d.action else {
             panic!()
         };
         let msg = not_supported_message(d.name_str(), why);
         assert!(
-            msg.starts_with("WSGIDaemonProcess is not supported yet"),
+            msg.starts_with("WSGISocketRotation is not supported yet"),
             "{msg}"
         );
     }

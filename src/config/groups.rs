@@ -65,14 +65,24 @@ pub fn check_application_group(what: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// Checks a configured process group: `%{GLOBAL}` (Apache's own children), the name of a
+/// `WSGIDaemonProcess` (defined anywhere in the configuration, checked once it is all read) or
+/// a substitution that resolves to one of those per request.
 pub fn check_process_group(what: &str, value: &str) -> Result<(), String> {
-    if value.is_empty() || value == GLOBAL {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} '{value}' is not supported yet by mod_wsgi-rs: daemon mode \
-             (WSGIDaemonProcess) has not landed, so only embedded mode ({GLOBAL}) is available"
-        ))
+    check_application_group(what, value)
+}
+
+/// The process group a request runs in: '' for Apache's own children (the default), else the
+/// name of a daemon process group, resolved from the configured value as an application group's
+/// is (C mod_wsgi resolves both the same way).
+pub fn resolve_process_group(
+    configured: Option<&str>,
+    request: &GroupRequest<'_>,
+    env: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> String {
+    match configured {
+        None => String::new(),
+        Some(value) => resolve_application_group(Some(value), request, env),
     }
 }
 
@@ -251,11 +261,18 @@ mod tests {
     }
 
     #[test]
-    fn process_groups_other_than_embedded_are_refused() {
+    fn process_groups_are_names_or_known_substitutions() {
         assert!(check_process_group("WSGIProcessGroup", "%{GLOBAL}").is_ok());
-        assert!(check_process_group("WSGIProcessGroup", "").is_ok());
-        let e = check_process_group("WSGIProcessGroup", "site").unwrap_err();
-        assert!(e.contains("WSGIDaemonProcess"), "{e}");
+        assert!(check_process_group("WSGIProcessGroup", "site").is_ok());
+        assert!(check_process_group("WSGIProcessGroup", "%{ENV:GROUP}").is_ok());
+        let e = check_process_group("WSGIProcessGroup", "%{GLOBL}").unwrap_err();
+        assert!(e.contains("unknown substitution"), "{e}");
+        let r = request("/app", "", 80);
+        assert_eq!(resolve_process_group(None, &r, &no_env), "");
+        assert_eq!(resolve_process_group(Some("%{GLOBAL}"), &r, &no_env), "");
+        assert_eq!(resolve_process_group(Some("site"), &r, &no_env), "site");
+        let env = |_: &str| Some(b"other".to_vec());
+        assert_eq!(resolve_process_group(Some("%{ENV:G}"), &r, &env), "other");
     }
 
     #[test]

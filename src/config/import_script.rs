@@ -10,6 +10,9 @@ use super::words::{split_option, split_words};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportScript {
     pub script: String,
+    /// The process group whose processes import it: '' for Apache's own children
+    /// (`%{GLOBAL}`), else a `WSGIDaemonProcess` name.
+    pub process_group: String,
     /// The interpreter it is imported into: '' is the main one (`%{GLOBAL}`).
     pub application_group: String,
 }
@@ -36,8 +39,7 @@ impl ImportScript {
             let (key, value) = split_option(directive, option)?;
             match key {
                 "process-group" => {
-                    check_process_group(&format!("{directive} process-group"), value)?;
-                    process_group = Some(value);
+                    process_group = Some(import_process_group(directive, value)?);
                 }
                 "application-group" => {
                     application_group = Some(import_group(directive, value)?);
@@ -45,12 +47,12 @@ impl ImportScript {
                 _ => return Err(format!("{directive}: invalid option '{key}'")),
             }
         }
-        if process_group.is_none() {
+        let Some(process_group) = process_group else {
             return Err(format!(
                 "{directive} needs process-group=… (%{{GLOBAL}} for Apache's own child \
                  processes)"
             ));
-        }
+        };
         let Some(application_group) = application_group else {
             return Err(format!(
                 "{directive} needs application-group=… (%{{GLOBAL}} for the main interpreter)"
@@ -58,6 +60,7 @@ impl ImportScript {
         };
         Ok(ImportScript {
             script: script.clone(),
+            process_group,
             application_group,
         })
     }
@@ -73,14 +76,36 @@ impl ImportScript {
             GroupSpec::Literal(name) if !name.contains("%{") => Some(name.to_string()),
             _ => None,
         };
-        literal(process_group)?;
+        let process_group = literal(process_group)?;
         if matches!(alias.pattern, AliasPattern::Regex(_)) && alias.target.contains('$') {
             return None;
         }
         Some(ImportScript {
             script: alias.target.clone(),
+            process_group,
             application_group: literal(application_group)?,
         })
+    }
+}
+
+/// The process group an import's `process-group=` value names: '' (`%{GLOBAL}`) or the name of
+/// a daemon process group (whether it is defined is checked once the whole configuration is
+/// read).
+fn import_process_group(directive: &str, value: &str) -> Result<String, String> {
+    let what = format!("{directive} process-group");
+    if value.is_empty() {
+        return Err(format!(
+            "{what} must not be empty (%{{GLOBAL}} is Apache's own child processes)"
+        ));
+    }
+    check_process_group(&what, value)?;
+    match parse_group(value) {
+        GroupSpec::Global => Ok(String::new()),
+        GroupSpec::Literal(name) => Ok(name.to_string()),
+        _ => Err(format!(
+            "{what} '{value}': a script is imported when the process starts, before any \
+             request, so the group must be %{{GLOBAL}} or the name of a WSGIDaemonProcess"
+        )),
     }
 }
 
@@ -122,6 +147,7 @@ mod tests {
             ok,
             ImportScript {
                 script: "/srv/app.wsgi".into(),
+                process_group: String::new(),
                 application_group: "site".into()
             }
         );
@@ -151,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn request_substitutions_and_daemon_groups_are_refused() {
+    fn request_substitutions_are_refused_and_daemon_groups_named() {
         for group in ["%{RESOURCE}", "%{SERVER}", "%{HOST}", "%{ENV:APP}"] {
             let args = format!("/a.wsgi process-group=%{{GLOBAL}} application-group={group}");
             let e = ImportScript::parse(D, &args).unwrap_err();
@@ -160,8 +186,11 @@ mod tests {
         let e = ImportScript::parse(D, "/a.wsgi process-group=%{GLOBAL} application-group=%{X}")
             .unwrap_err();
         assert!(e.contains("unknown substitution"), "{e}");
-        let e = ImportScript::parse(D, "/a.wsgi process-group=pg application-group=x").unwrap_err();
-        assert!(e.starts_with("WSGIImportScript process-group 'pg'"), "{e}");
+        let s = ImportScript::parse(D, "/a.wsgi process-group=pg application-group=x").unwrap();
+        assert_eq!(s.process_group, "pg");
+        let e = ImportScript::parse(D, "/a.wsgi process-group=%{HOST} application-group=x")
+            .unwrap_err();
+        assert!(e.contains("name of a WSGIDaemonProcess"), "{e}");
         let e = ImportScript::parse(D, "/a.wsgi process-group=%{GLOBAL} application-group=x y=1")
             .unwrap_err();
         assert_eq!(e, "WSGIImportScript: invalid option 'y'");
@@ -181,6 +210,7 @@ mod tests {
             ImportScript::from_alias(&a),
             Some(ImportScript {
                 script: "/srv/app.wsgi".into(),
+                process_group: String::new(),
                 application_group: "site".into()
             })
         );

@@ -33,6 +33,12 @@ pub struct ServerConfig {
     /// Scripts this server's directives import at process start, in order. Not inherited by
     /// virtual hosts: the process start-up reads every server's own list once.
     pub import_scripts: Vec<ImportScript>,
+    /// The daemon process groups defined in this server (`WSGIDaemonProcess`), in order. Not
+    /// inherited: the groups of every server are gathered once the configuration is read, and
+    /// a group defined in a virtual host serves only that host's requests.
+    pub daemon_groups: Vec<daemon::DaemonProcess>,
+    /// `WSGISocketPrefix` (main server only): where the groups' sockets are made.
+    pub socket_prefix: Option<String>,
 }
 
 impl ServerConfig {
@@ -49,6 +55,8 @@ impl ServerConfig {
             },
             python: PythonOptions::merge(&base.python, &add.python),
             import_scripts: add.import_scripts.clone(),
+            daemon_groups: add.daemon_groups.clone(),
+            socket_prefix: pick(&add.socket_prefix, &base.socket_prefix),
         }
     }
 }
@@ -101,7 +109,11 @@ pub struct RequestSettings {
     pub map_head_to_get: MapHeadToGet,
     /// `WSGIEnableSendfile`: whether `wsgi.file_wrapper` files go out with sendfile.
     pub enable_sendfile: bool,
-    /// '' for embedded mode, as in C mod_wsgi's environ.
+    /// The configured process group: the alias's `process-group=`, else `WSGIProcessGroup`;
+    /// None is the default, Apache's own child (embedded mode).
+    pub configured_process_group: Option<String>,
+    /// The daemon process group the request runs in, '' for embedded mode (as in C mod_wsgi's
+    /// environ), resolved from the configured value by the server layer.
     pub process_group: String,
     /// The configured application group: the alias's `application-group=`, else
     /// `WSGIApplicationGroup`; None is the default, `%{RESOURCE}`.
@@ -121,9 +133,8 @@ impl RequestSettings {
             .and_then(|a| a.pass_authorization)
             .or(dir.pass_authorization)
             .unwrap_or(false);
-        // Every process group that passes config-time checks today is the embedded process,
-        // whose name in environ is ''.
-        let _ = from_alias(|a| &a.process_group);
+        let configured_process_group =
+            from_alias(|a| &a.process_group).or_else(|| dir.process_group.clone());
         let configured_application_group =
             from_alias(|a| &a.application_group).or_else(|| dir.application_group.clone());
         RequestSettings {
@@ -133,6 +144,7 @@ impl RequestSettings {
             chunked_request: dir.chunked_request.unwrap_or(false),
             map_head_to_get: dir.map_head_to_get.unwrap_or(MapHeadToGet::Auto),
             enable_sendfile: dir.enable_sendfile.unwrap_or(false),
+            configured_process_group,
             process_group: String::new(),
             configured_application_group,
             application_group: String::new(),

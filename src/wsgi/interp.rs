@@ -18,6 +18,8 @@ pub const MOD_WSGI_COMPAT_VERSION: (u32, u32, u32) = (4, 9, 4);
 /// What the server tells every interpreter about itself, gathered once per process.
 #[derive(Debug, Clone, Default)]
 pub struct ServerInfo {
+    /// The daemon process group this process belongs to; '' in Apache's own children.
+    pub process_group: String,
     pub multithread: bool,
     pub multiprocess: bool,
     pub maximum_processes: i32,
@@ -147,9 +149,9 @@ fn add_modules(
     let facts = PyDict::new(py);
     facts.set_item("mod_wsgi_version", MOD_WSGI_COMPAT_VERSION)?;
     facts.set_item("rs_version", crate::VERSION)?;
-    // Embedded mode: the process group is '' (as in environ); the application group names this
-    // interpreter ('' for the main one).
-    facts.set_item("process_group", "")?;
+    // '' in Apache's own children (embedded mode) as in environ; the application group names
+    // this interpreter ('' for the main one).
+    facts.set_item("process_group", &info.process_group)?;
     facts.set_item("application_group", group)?;
     facts.set_item("maximum_processes", info.maximum_processes)?;
     facts.set_item("threads_per_process", info.threads_per_process)?;

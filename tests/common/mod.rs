@@ -367,8 +367,58 @@ impl Apache {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            stop_daemon_processes(&self.error_log());
         }
         self.error_log()
+    }
+}
+
+/// The pids of the daemon-mode processes (supervisors and their processes) an error log names.
+pub fn daemon_pids(log: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for line in log.lines() {
+        let pid = if let Some(rest) = line.split("(supervisor pid ").nth(1) {
+            rest.split(',').next()
+        } else if line.contains("): Starting process '") {
+            line.split("mod_wsgi (pid=")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+        } else {
+            None
+        };
+        if let Some(pid) = pid.and_then(|p| p.trim().parse().ok()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Whether process `pid` still runs (a zombie does not count).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// After Apache has stopped: waits (bounded) for the daemon processes it started to finish
+/// their shutdown, and kills any that do not, by pid.
+fn stop_daemon_processes(log: &str) {
+    let pids = daemon_pids(log);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while pids.iter().any(|&p| process_alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Only processes that are still Apache's program (a pid is not reused by anything else).
+    let is_apache = |pid: i32| {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == Path::new(APACHE))
+    };
+    for &pid in pids.iter().filter(|&&p| process_alive(p) && is_apache(p)) {
+        // SAFETY: signalling a daemon process this test's Apache started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
 

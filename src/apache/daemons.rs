@@ -1,0 +1,560 @@
+//! Daemon process groups on Apache's side: checking the groups once the configuration is read,
+//! starting each group's supervisor from Apache's parent, stopping it when the configuration
+//! goes (restart or stop), and the routes Apache's children use to reach the groups.
+
+use super::bindings as ap;
+use super::boundary::ffi_boundary;
+use super::config::server_config;
+use super::log::{main_server_log, server_log, APLOG_ERR, APLOG_INFO};
+use super::pool::c_bytes;
+use crate::config::accounts;
+use crate::config::daemon::DaemonProcess;
+use crate::config::ServerConfig;
+use crate::daemon::plan::{GroupPlan, StartupImport, Token};
+use crate::daemon::process::{self, Forked, Identity};
+use crate::daemon::{supervisor, unix};
+use crate::python::PythonSettings;
+use std::ffi::{c_void, CString};
+use std::os::fd::{AsFd, IntoRawFd, RawFd};
+use std::os::raw::c_int;
+use std::path::PathBuf;
+use std::ptr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How Apache's children reach a group (set in the parent before the children are forked).
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub socket: PathBuf,
+    /// The `ServerName` of the virtual host that defined the group; None: the main server
+    /// (usable from every host).
+    pub defined_in: Option<Vec<u8>>,
+    pub processes: u32,
+    pub connect_timeout: Duration,
+    pub io_timeout: Duration,
+    pub header_buffer_size: usize,
+    listener: RawFd,
+}
+
+static ROUTES: Mutex<Vec<Route>> = Mutex::new(Vec::new());
+static TOKEN: Mutex<Token> = Mutex::new([0; 32]);
+
+fn routes() -> MutexGuard<'static, Vec<Route>> {
+    ROUTES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The route to group `name`, if one is configured.
+pub fn route(name: &str) -> Option<Route> {
+    routes().iter().find(|r| r.name == name).cloned()
+}
+
+/// The secret requests carry to the daemons.
+pub fn token() -> Token {
+    *TOKEN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Every group of the configuration with the server it was defined in.
+///
+/// # Safety
+/// `s` must be the main server of a configuration this module's config hooks built.
+unsafe fn all_groups(s: *mut ap::server_rec) -> Vec<(*mut ap::server_rec, DaemonProcess)> {
+    let mut groups = Vec::new();
+    let mut server = s;
+    while !server.is_null() {
+        // SAFETY: every server of the list has our config; `next` ends with null.
+        unsafe {
+            groups.extend(
+                server_config(server)
+                    .daemon_groups
+                    .iter()
+                    .map(|g| (server, g.clone())),
+            );
+            server = (*server).next;
+        }
+    }
+    groups
+}
+
+/// The whole-configuration checks `apache2 -t` makes: group names are unique, and every
+/// process group a `WSGIImportScript` or `WSGIScriptAlias` names literally is defined where it
+/// can be used.
+///
+/// # Safety
+/// `s` must be the main server of a configuration this module's config hooks built.
+pub(super) unsafe fn check_configuration(s: *mut ap::server_rec) -> Result<(), String> {
+    // SAFETY: caller's contract.
+    let groups = unsafe { all_groups(s) };
+    for (i, (_, g)) in groups.iter().enumerate() {
+        if groups[..i].iter().any(|(_, other)| other.name == g.name) {
+            return Err(format!(
+                "WSGIDaemonProcess: a daemon process group named '{}' is defined twice \
+                 (names are shared by all virtual hosts)",
+                g.name
+            ));
+        }
+    }
+    let mut server = s;
+    while !server.is_null() {
+        // SAFETY: as in all_groups.
+        let conf = unsafe { server_config(server) };
+        let wanted = conf
+            .import_scripts
+            .iter()
+            .map(|i| ("WSGIImportScript", i.process_group.clone()))
+            .chain(conf.aliases.iter().filter_map(|a| {
+                crate::config::ImportScript::from_alias(a)
+                    .map(|i| ("WSGIScriptAlias", i.process_group))
+            }));
+        for (directive, name) in wanted {
+            if name.is_empty() {
+                continue;
+            }
+            let Some((home, _)) = groups.iter().find(|(_, g)| g.name == name) else {
+                return Err(format!(
+                    "{directive}: no WSGIDaemonProcess named '{name}' is defined"
+                ));
+            };
+            // SAFETY: both are servers of the list.
+            if !unsafe { reachable_from(*home, server, s) } {
+                return Err(format!(
+                    "{directive}: the daemon process group '{name}' is defined in another \
+                     virtual host and cannot be used here"
+                ));
+            }
+        }
+        // SAFETY: as in all_groups.
+        server = unsafe { (*server).next };
+    }
+    Ok(())
+}
+
+/// Whether a group defined in `home` serves requests of `server`: groups of the main server
+/// serve all; a virtual host's serve the hosts with the same `ServerName`.
+///
+/// # Safety
+/// All three must be live servers.
+unsafe fn reachable_from(
+    home: *mut ap::server_rec,
+    server: *mut ap::server_rec,
+    main: *mut ap::server_rec,
+) -> bool {
+    // SAFETY: caller's contract.
+    home == main || home == server || unsafe { hostname(home) == hostname(server) }
+}
+
+/// # Safety
+/// `s` must be a live server.
+unsafe fn hostname(s: *const ap::server_rec) -> Option<Vec<u8>> {
+    // SAFETY: caller's contract; the name is copied.
+    unsafe {
+        let name = (*s).server_hostname;
+        (!name.is_null()).then(|| c_bytes(name).to_vec())
+    }
+}
+
+/// Whether request server `s` may use `route` (see `reachable_from`).
+///
+/// # Safety
+/// `s` must be a live server.
+pub unsafe fn may_use(route: &Route, s: *const ap::server_rec) -> bool {
+    // SAFETY: caller's contract.
+    route.defined_in.is_none() || unsafe { hostname(s) } == route.defined_in
+}
+
+/// The secret, kept in the process pool so it stays the same across restarts: children of an
+/// old generation still talk to the new generation's daemons during a graceful restart.
+///
+/// # Safety
+/// `process_pool` must be httpd's process pool.
+unsafe fn persistent_token(process_pool: *mut ap::apr_pool_t) -> Token {
+    const KEY: &std::ffi::CStr = c"mod_wsgi_rs.daemon_token";
+    // SAFETY: the userdata is 32 bytes this function allocated in the same (never cleared)
+    // pool; getrandom writes at most 32 bytes into it.
+    unsafe {
+        let mut data: *mut c_void = ptr::null_mut();
+        ap::apr_pool_userdata_get(&mut data, KEY.as_ptr(), process_pool);
+        if data.is_null() {
+            data = ap::apr_palloc(process_pool, 32);
+            let mut filled = 0usize;
+            while filled < 32 {
+                let n = libc::getrandom(data.cast::<u8>().add(filled).cast(), 32 - filled, 0);
+                if n > 0 {
+                    filled += n as usize;
+                }
+            }
+            ap::apr_pool_userdata_set(data, KEY.as_ptr(), None, process_pool);
+        }
+        let mut token = [0u8; 32];
+        ptr::copy_nonoverlapping(data.cast::<u8>(), token.as_mut_ptr(), 32);
+        token
+    }
+}
+
+/// What Apache's parent keeps about a started group, owned by the configuration pool.
+struct Started {
+    plan: GroupPlan,
+    /// The supervisor, as APR's "other child" registration knows it.
+    proc_: ap::apr_proc_t,
+    socket: PathBuf,
+    apache_pid: u32,
+    /// The configuration pool the registration belongs to.
+    pool: *mut ap::apr_pool_t,
+}
+
+/// Starts every configured group (Apache's parent, once per configuration generation).
+///
+/// # Safety
+/// `pconf` must be the configuration pool and `s` the main server of this generation.
+pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server_rec) {
+    // SAFETY: caller's contract.
+    let groups = unsafe { all_groups(s) };
+    routes().clear();
+    if groups.is_empty() {
+        return;
+    }
+    // SAFETY: s is live; its process_rec holds httpd's process pool.
+    let token = unsafe { persistent_token((*(*s).process).pool) };
+    *TOKEN.lock().unwrap_or_else(|p| p.into_inner()) = token;
+    // SAFETY: s is the main server, whose config this module built.
+    let main_conf = unsafe { server_config(s) };
+    // SAFETY: ap_unixd_config is filled by the User/Group directives before post_config.
+    let (apache_uid, apache_gid, apache_user) = unsafe {
+        let c = ptr::addr_of!(ap::ap_unixd_config);
+        (
+            (*c).user_id,
+            (*c).group_id,
+            String::from_utf8_lossy(c_bytes((*c).user_name)).into_owned(),
+        )
+    };
+    // SAFETY: pconf is live; the prefix is resolved into it.
+    let prefix = unsafe { socket_prefix(pconf, main_conf) };
+    let apache_pid = std::process::id();
+    let mut plans = Vec::new();
+    for (index, (home, group)) in groups.iter().enumerate() {
+        let socket = PathBuf::from(format!("{prefix}.{apache_pid}.{}.sock", index + 1));
+        // SAFETY: home is a live server.
+        let io_timeout = if group.options.socket_timeout.is_zero() {
+            Duration::from_micros(unsafe { (**home).timeout }.max(0) as u64)
+        } else {
+            group.options.socket_timeout
+        };
+        let o = &group.options;
+        let socket_owner = o.socket_user.as_ref().map_or(apache_uid, |a| a.uid);
+        let listener = match unix::bind_listener(
+            &socket,
+            o.listen_backlog,
+            Some((socket_owner, apache_gid)),
+            o.send_buffer_size,
+            o.receive_buffer_size,
+        )
+        .and_then(|fd| unix::set_nonblocking(fd.as_fd(), true).map(|()| fd))
+        {
+            Ok(fd) => fd.into_raw_fd(),
+            Err(e) => {
+                server_log(
+                    s,
+                    APLOG_ERR,
+                    &format!(
+                        "mod_wsgi-rs: Cannot create the socket '{}' of daemon process group \
+                         '{}': {e}. Its requests will fail with 503; check WSGISocketPrefix.",
+                        socket.display(),
+                        group.name
+                    ),
+                );
+                continue;
+            }
+        };
+        let identity = identity(group, apache_uid, apache_gid, &apache_user);
+        let working_directory = o.home.clone().or_else(|| {
+            (identity.uid != apache_uid)
+                .then(|| accounts::lookup_user(&format!("#{}", identity.uid)).ok())
+                .flatten()
+                .map(|a| a.home)
+        });
+        routes().push(Route {
+            name: group.name.clone(),
+            socket: socket.clone(),
+            // SAFETY: home is a live server.
+            defined_in: if *home == s {
+                None
+            } else {
+                unsafe { hostname(*home) }
+            },
+            processes: o.processes,
+            connect_timeout: o.connect_timeout,
+            io_timeout,
+            header_buffer_size: o.header_buffer_size as usize,
+            listener,
+        });
+        let mut info = super::hooks::server_info();
+        info.process_group = group.name.clone();
+        info.multithread = o.threads > 1;
+        info.multiprocess = o.multiprocess;
+        info.maximum_processes = o.processes as i32;
+        info.threads_per_process = o.threads as i32;
+        plans.push(GroupPlan {
+            name: group.name.clone(),
+            options: o.clone(),
+            identity,
+            working_directory_required: o.home.is_some(),
+            working_directory,
+            listener,
+            socket_path: socket,
+            token,
+            io_timeout,
+            // SAFETY: geteuid has no preconditions.
+            allowed_peers: vec![apache_uid, unsafe { libc::geteuid() }],
+            python: group_python(main_conf, group),
+            // SAFETY: s is the main server of this configuration.
+            imports: unsafe { startup_imports(s, &group.name) },
+            server_info: info,
+            apache_pid: apache_pid as i32,
+            log: main_server_log,
+            close_inherited,
+            set_title,
+        });
+    }
+    for plan in plans {
+        // SAFETY: pconf is live; the parent is single-threaded here.
+        unsafe { start_supervisor(pconf, plan, apache_pid) };
+    }
+}
+
+/// The user, group and supplementary groups a group's processes run as.
+fn identity(
+    group: &DaemonProcess,
+    apache_uid: u32,
+    apache_gid: u32,
+    apache_user: &str,
+) -> Identity {
+    let o = &group.options;
+    let (uid, user_name) = match &o.user {
+        Some(a) => (a.uid, a.name.clone()),
+        None => (apache_uid, apache_user.to_string()),
+    };
+    Identity {
+        uid,
+        gid: o.group.as_ref().map_or(apache_gid, |g| g.gid),
+        user_name,
+        supplementary_groups: (!o.supplementary_groups.is_empty())
+            .then(|| o.supplementary_groups.iter().map(|g| g.gid).collect()),
+    }
+}
+
+/// Python settings of a group: the global ones, with the group's python-home, python-path,
+/// python-eggs and home (first on `sys.path`, as in C mod_wsgi).
+fn group_python(main: &ServerConfig, group: &DaemonProcess) -> PythonSettings {
+    let o = &group.options;
+    let mut settings = super::hooks::python_settings(main);
+    if o.python_home.is_some() {
+        settings.home = o.python_home.clone();
+    }
+    if !o.python_path.is_empty() {
+        settings.path = o.python_path.clone();
+    }
+    if o.python_eggs.is_some() {
+        settings.eggs = o.python_eggs.clone();
+    }
+    if let Some(home) = &o.home {
+        settings.path.insert(0, home.clone());
+    }
+    settings
+}
+
+/// The scripts of every server that the processes of group `name` import at start.
+///
+/// # Safety
+/// `s` must be the main server of a configuration this module's config hooks built.
+unsafe fn startup_imports(s: *mut ap::server_rec, name: &str) -> Vec<StartupImport> {
+    // SAFETY: caller's contract.
+    unsafe { super::preload::import_scripts(s) }
+        .into_iter()
+        .filter(|i| i.process_group == name)
+        .map(|i| StartupImport {
+            script: i.script,
+            application_group: i.application_group,
+        })
+        .collect()
+}
+
+/// The socket path prefix: `WSGISocketPrefix` relative to ServerRoot, else `wsgi` in Apache's
+/// runtime directory (`DefaultRuntimeDir`, /var/run/apache2 on Debian), which Apache's user can
+/// search.
+///
+/// # Safety
+/// `pconf` must be the live configuration pool.
+unsafe fn socket_prefix(pconf: *mut ap::apr_pool_t, conf: &ServerConfig) -> String {
+    // SAFETY: the functions return strings allocated in pconf.
+    unsafe {
+        let resolved = match &conf.socket_prefix {
+            Some(prefix) => {
+                let c = CString::new(prefix.as_str()).unwrap_or_default();
+                ap::ap_server_root_relative(pconf, c.as_ptr())
+            }
+            None => ap::ap_runtime_dir_relative(pconf, c"wsgi".as_ptr()),
+        };
+        if resolved.is_null() {
+            return conf.socket_prefix.clone().unwrap_or_else(|| "wsgi".into());
+        }
+        String::from_utf8_lossy(c_bytes(resolved)).into_owned()
+    }
+}
+
+/// Forks the supervisor of `plan` and has the configuration pool stop it.
+///
+/// # Safety
+/// `pconf` must be the live configuration pool; the caller must be single-threaded.
+unsafe fn start_supervisor(pconf: *mut ap::apr_pool_t, plan: GroupPlan, apache_pid: u32) {
+    let started = Box::into_raw(Box::new(Started {
+        socket: plan.socket_path.clone(),
+        plan,
+        // SAFETY: apr_proc_t is plain data; zero is "no process".
+        proc_: unsafe { std::mem::zeroed() },
+        apache_pid,
+        pool: pconf,
+    }));
+    // SAFETY: `started` lives until the pool cleanup below frees it.
+    unsafe {
+        fork_supervisor(started, pconf);
+        ap::apr_pool_cleanup_register(
+            pconf,
+            started as *const c_void,
+            Some(stop_group),
+            Some(ap::apr_pool_cleanup_null),
+        );
+    }
+}
+
+/// Forks (again) the supervisor of a started group and registers it with APR, so Apache's parent
+/// hears when it dies.
+///
+/// # Safety
+/// `started` must be live; `pool` the configuration pool.
+unsafe fn fork_supervisor(started: *mut Started, pool: *mut ap::apr_pool_t) {
+    // SAFETY: caller's contract.
+    let st = unsafe { &mut *started };
+    match process::fork() {
+        Ok(Forked::Child) => supervisor::run(st.plan.clone()),
+        Ok(Forked::Parent(pid)) => {
+            st.proc_.pid = pid;
+            // SAFETY: proc_ and started live until stop_group unregisters and frees them.
+            unsafe {
+                ap::apr_proc_other_child_register(
+                    &mut st.proc_,
+                    Some(supervisor_event),
+                    started as *mut c_void,
+                    ptr::null_mut(),
+                    pool,
+                )
+            };
+            server_log(
+                ptr::null(),
+                APLOG_INFO,
+                &format!(
+                    "mod_wsgi-rs: Started daemon process group '{}' (supervisor pid {pid}, \
+                     socket '{}').",
+                    st.plan.name,
+                    st.socket.display()
+                ),
+            );
+        }
+        Err(e) => server_log(
+            ptr::null(),
+            APLOG_ERR,
+            &format!(
+                "mod_wsgi-rs: Cannot start daemon process group '{}': {e}",
+                st.plan.name
+            ),
+        ),
+    }
+}
+
+/// APR's news about a supervisor: when it died while Apache runs, start it again.
+unsafe extern "C" fn supervisor_event(reason: c_int, data: *mut c_void, status: c_int) {
+    ffi_boundary("daemon supervisor event", (), || {
+        if reason as u32 != ap::APR_OC_REASON_DEATH && reason as u32 != ap::APR_OC_REASON_LOST {
+            return;
+        }
+        let started = data as *mut Started;
+        // SAFETY: data is the Started registered with this callback, alive until stop_group.
+        let st = unsafe { &mut *started };
+        // SAFETY: unregistering the registration this callback belongs to.
+        unsafe { ap::apr_proc_other_child_unregister(data) };
+        let mut state: c_int = 0;
+        // SAFETY: ap_mpm_query writes one int.
+        unsafe { ap::ap_mpm_query(ap::AP_MPMQ_MPM_STATE as c_int, &mut state) };
+        if state == ap::AP_MPMQ_STOPPING as c_int {
+            return;
+        }
+        server_log(
+            ptr::null(),
+            APLOG_ERR,
+            &format!(
+                "mod_wsgi-rs: The supervisor (pid {}) of daemon process group '{}' has died \
+                 (status {status}); starting it again.",
+                st.proc_.pid, st.plan.name
+            ),
+        );
+        // SAFETY: the registration and the pool are those of the live configuration.
+        unsafe { fork_supervisor(started, st.pool) };
+    })
+}
+
+/// The configuration is going (restart or stop): remove the socket so no new request reaches
+/// the group, then tell the supervisor to stop; its processes serve what is already queued and
+/// finish their requests (within shutdown-timeout) on their own, so Apache's restart does not
+/// wait for them.
+unsafe extern "C" fn stop_group(data: *mut c_void) -> ap::apr_status_t {
+    ffi_boundary("daemon group cleanup", 0, || {
+        // SAFETY: data is the Box<Started> registered with this cleanup, which runs once.
+        let started = unsafe { Box::from_raw(data as *mut Started) };
+        // Apache's children run the configuration pool's cleanups too when they exit; only the
+        // parent owns the group.
+        if std::process::id() != started.apache_pid {
+            std::mem::forget(started);
+            return 0;
+        }
+        // SAFETY: unregistering (if still registered) the registration made with this data.
+        unsafe { ap::apr_proc_other_child_unregister(data) };
+        let _ = std::fs::remove_file(&started.socket);
+        // SAFETY: the parent's own copy of the listener, not used after this.
+        unsafe { libc::close(started.plan.listener) };
+        if started.proc_.pid > 0 {
+            process::kill(started.proc_.pid, libc::SIGTERM);
+        }
+        0
+    })
+}
+
+/// In each Apache child: the groups' listening sockets are the daemons' business.
+pub(super) fn close_listeners_in_child() {
+    for r in routes().iter() {
+        // SAFETY: the child's inherited copy of a listener it never uses.
+        unsafe { libc::close(r.listener) };
+    }
+}
+
+/// After forking a supervisor: close Apache's listening sockets and the other groups' sockets.
+fn close_inherited(keep: RawFd) {
+    // SAFETY: closes the listeners httpd opened in this (forked) process; nothing here accepts.
+    unsafe { ap::ap_close_listeners() };
+    for r in routes().iter().filter(|r| r.listener != keep) {
+        // SAFETY: an inherited descriptor this process does not use.
+        unsafe { libc::close(r.listener) };
+    }
+}
+
+/// `display-name`: what `ps` shows for a daemon process.
+fn set_title(title: &str) {
+    // SAFETY: ap_server_conf's process_rec holds the argv httpd's main received; nothing reads
+    // it as arguments in a daemon process.
+    unsafe {
+        let s = ap::ap_server_conf;
+        if s.is_null() || (*s).process.is_null() {
+            return;
+        }
+        let p = (*s).process;
+        process::set_command_line((*p).argc as usize, (*p).argv as *const *mut _, title);
+    }
+}

@@ -1,0 +1,614 @@
+//! The Apache-child side of a proxied request: connect to the group's socket (waiting while a
+//! process restarts), send the request, then carry out each frame the daemon sends against the
+//! child's own `RequestIo` (Apache), until the response is complete. Written against `RequestIo`
+//! so it runs in unit tests without Apache.
+
+use super::unix::{self, RetryPolicy};
+use super::wire::{self, FrameReader, FrameWriter, Kind, RequestHead};
+use crate::wsgi::{Level, RequestIo};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Where and how to reach a daemon process group.
+pub struct Target<'a> {
+    pub group: &'a str,
+    pub socket: &'a Path,
+    pub processes: u32,
+    /// How long to keep trying to connect (connect-timeout).
+    pub connect_timeout: Duration,
+    /// The longest wait for any read or write on the connection (socket-timeout, else Apache's
+    /// `Timeout`).
+    pub io_timeout: Duration,
+    /// The longest header line accepted from the daemon (header-buffer-size).
+    pub header_buffer_size: usize,
+}
+
+/// How the exchange ended, for the handler's return value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    /// A response went to the client (perhaps truncated, which was logged).
+    Done,
+    /// Nothing was sent: Apache answers with this status (its error page applies).
+    Status(u16),
+}
+
+/// What one connection attempt came to.
+enum Attempt {
+    Finished(Exchange),
+    /// The daemon did not take the request (it was restarting): safe to send it again.
+    Again,
+}
+
+/// Forwards one request to the daemon group and proxies the response back through `io`.
+pub fn forward(target: &Target<'_>, head: &mut RequestHead, io: &mut dyn RequestIo) -> Exchange {
+    let request_id = head
+        .vars
+        .get("mod_wsgi.request_id")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    let mut connects = 0u32;
+    let mut restarts = 0u32;
+    let queue_start = now_us();
+    head.vars
+        .set("mod_wsgi.queue_start", queue_start.to_string());
+    // Each process of the group may restart once for a changed script before taking it.
+    let max_restarts = 2 * target.processes.max(1) + 1;
+    loop {
+        let conn = match connect(target, &mut connects, io) {
+            Ok(conn) => conn,
+            Err(status) => return Exchange::Status(status),
+        };
+        head.vars
+            .set("mod_wsgi.daemon_connects", connects.to_string());
+        head.vars
+            .set("mod_wsgi.daemon_restarts", restarts.to_string());
+        match exchange(target, conn, head, io, &request_id) {
+            Attempt::Finished(result) => return result,
+            Attempt::Again => {
+                restarts += 1;
+                if restarts >= max_restarts {
+                    io.log(
+                        Level::Error,
+                        &format!(
+                            "mod_wsgi: Daemon process group '{}' kept restarting instead of \
+                             taking request {request_id} ({restarts} attempts).",
+                            target.group
+                        ),
+                    );
+                    return Exchange::Status(503);
+                }
+            }
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Connects, retrying while the socket is being replaced or its backlog is full; on failure
+/// logs why (path, our uid, the error) and gives the status to answer.
+fn connect(
+    target: &Target<'_>,
+    connects: &mut u32,
+    io: &mut dyn RequestIo,
+) -> Result<OwnedFd, u16> {
+    let policy = RetryPolicy {
+        timeout: target.connect_timeout,
+    };
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        *connects += 1;
+        let err = match unix::connect(target.socket) {
+            Ok(conn) => return Ok(conn),
+            Err(e) => e,
+        };
+        if unix::is_retryable(&err) {
+            if let Some(delay) = policy.delay(attempt, started.elapsed()) {
+                attempt += 1;
+                std::thread::sleep(delay);
+                continue;
+            }
+        }
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let waited = if unix::is_retryable(&err) {
+            format!(
+                " after {attempt} attempts over {:.1} seconds (connect-timeout)",
+                started.elapsed().as_secs_f64()
+            )
+        } else {
+            String::new()
+        };
+        io.log(
+            Level::Error,
+            &format!(
+                "mod_wsgi: Unable to connect to WSGI daemon process '{}' on '{}' as user with \
+                 uid={uid}{waited}: {err}",
+                target.group,
+                target.socket.display()
+            ),
+        );
+        return Err(503);
+    }
+}
+
+/// Where in the response the exchange is, to say what a failure means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The daemon has not said it took the request.
+    Waiting,
+    /// It took it (pid) and has sent no headers yet.
+    Accepted,
+    /// Headers are out; a failure now can only truncate the response.
+    Sending,
+}
+
+fn exchange(
+    target: &Target<'_>,
+    conn: OwnedFd,
+    head: &RequestHead,
+    io: &mut dyn RequestIo,
+    request_id: &str,
+) -> Attempt {
+    let timeout = (!target.io_timeout.is_zero()).then_some(target.io_timeout);
+    let _ = unix::set_timeouts(conn.as_fd(), timeout, timeout);
+    let mut payload = Vec::with_capacity(4096);
+    wire::encode_request_head(head, &mut payload);
+    let (mut reader, mut writer) = match split(conn) {
+        Ok(halves) => halves,
+        Err(e) => {
+            io.log(Level::Error, &format!("mod_wsgi: {e}"));
+            return Attempt::Finished(Exchange::Status(500));
+        }
+    };
+    if writer
+        .frame(Kind::Request, &payload)
+        .and_then(|()| writer.flush())
+        .is_err()
+    {
+        // Closed before reading anything: the process was stopping. Not taken; send again.
+        return Attempt::Again;
+    }
+    let mut stage = Stage::Waiting;
+    let mut pid = 0u32;
+    let mut body_pulled = false;
+    let mut body = Vec::new();
+    let group = target.group;
+    let fail = |io: &mut dyn RequestIo, stage: Stage, pid: u32, what: &str| -> Attempt {
+        match stage {
+            Stage::Waiting => Attempt::Again,
+            Stage::Accepted => {
+                io.log(
+                    Level::Error,
+                    &format!(
+                        "mod_wsgi: Daemon process {pid} of group '{group}' {what} before \
+                         sending response headers for request {request_id}; it may have died \
+                         (its supervisor logs how it ended)."
+                    ),
+                );
+                Attempt::Finished(Exchange::Status(502))
+            }
+            Stage::Sending => {
+                io.log(
+                    Level::Error,
+                    &format!(
+                        "mod_wsgi: Daemon process {pid} of group '{group}' {what} in the middle \
+                         of the response to request {request_id}; the response is truncated."
+                    ),
+                );
+                io.abort_response();
+                Attempt::Finished(Exchange::Done)
+            }
+        }
+    };
+    loop {
+        let frame = match reader.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return fail(io, stage, pid, "closed the connection"),
+            Err(e) if is_timeout(&e) => {
+                let secs = target.io_timeout.as_secs();
+                return match stage {
+                    Stage::Waiting | Stage::Accepted => {
+                        let who = if stage == Stage::Waiting {
+                            "to take the request (all its threads busy?)".to_string()
+                        } else {
+                            format!("(pid {pid}) for response headers")
+                        };
+                        io.log(
+                            Level::Error,
+                            &format!(
+                                "mod_wsgi: Timeout waiting for daemon process group \
+                                 '{group}' {who}: socket-timeout of {secs} seconds expired for \
+                                 request {request_id}."
+                            ),
+                        );
+                        Attempt::Finished(Exchange::Status(504))
+                    }
+                    Stage::Sending => fail(
+                        io,
+                        stage,
+                        pid,
+                        &format!("sent nothing for socket-timeout ({secs} seconds)"),
+                    ),
+                };
+            }
+            Err(e) => return fail(io, stage, pid, &format!("failed ({e})")),
+        };
+        match frame.kind {
+            Kind::Accepted => {
+                pid = wire::parse_pid(frame.payload).unwrap_or(0);
+                stage = Stage::Accepted;
+            }
+            Kind::Restart if !body_pulled && stage != Stage::Sending => return Attempt::Again,
+            Kind::Reject if stage != Stage::Sending => {
+                let (status, message) =
+                    wire::parse_reject(frame.payload).unwrap_or((500, "malformed reject frame"));
+                io.log(Level::Error, message);
+                return Attempt::Finished(Exchange::Status(status));
+            }
+            Kind::Headers if stage == Stage::Accepted => {
+                let head = match wire::decode_response_head(frame.payload) {
+                    Ok(head) => head,
+                    Err(e) => {
+                        io.log(
+                            Level::Error,
+                            &format!("mod_wsgi: Malformed response headers from daemon process {pid} of group '{group}': {e}"),
+                        );
+                        return Attempt::Finished(Exchange::Status(500));
+                    }
+                };
+                if let Some(problem) = header_problem(&head, target.header_buffer_size) {
+                    io.log(
+                        Level::Error,
+                        &format!(
+                            "mod_wsgi: Response headers from daemon process {pid} of group \
+                             '{group}' refused for request {request_id}: {problem}"
+                        ),
+                    );
+                    return Attempt::Finished(Exchange::Status(500));
+                }
+                if let Err(e) = io.send_headers(&head) {
+                    io.log(Level::Error, &format!("mod_wsgi: {e}"));
+                    return Attempt::Finished(Exchange::Status(500));
+                }
+                stage = Stage::Sending;
+            }
+            Kind::Data | Kind::DataFlush if stage == Stage::Sending => {
+                if io
+                    .write_body(frame.payload, frame.kind == Kind::DataFlush)
+                    .is_err()
+                {
+                    // The client has gone: closing the connection tells the application.
+                    return Attempt::Finished(Exchange::Done);
+                }
+            }
+            Kind::File if stage == Stage::Sending => {
+                let range = wire::parse_file(frame.payload);
+                let Some(fd) = reader.take_fd() else {
+                    return fail(io, stage, pid, "sent a file without its descriptor");
+                };
+                let Ok((offset, len)) = range else {
+                    return fail(io, stage, pid, "sent a malformed file frame");
+                };
+                if io.send_file(fd.as_raw_fd(), offset, len).is_err() {
+                    return Attempt::Finished(Exchange::Done);
+                }
+            }
+            Kind::Pull => {
+                body_pulled = true;
+                let want = wire::parse_u64(frame.payload).unwrap_or(0).min(1 << 20) as usize;
+                body.resize(want.max(1), 0);
+                let sent = match io.read_body(&mut body) {
+                    Ok(0) => writer.frame(Kind::BodyEnd, &[]),
+                    Ok(n) => writer.frame(Kind::Body, &body[..n]),
+                    Err(e) => writer.frame(Kind::BodyError, e.as_bytes()),
+                };
+                if sent.and_then(|()| writer.flush()).is_err() {
+                    return fail(io, stage, pid, "closed the connection");
+                }
+            }
+            Kind::Continue => io.expect_continue(),
+            Kind::Log => {
+                if let Ok((level, line)) = wire::parse_log(frame.payload) {
+                    io.log(level, line);
+                }
+            }
+            Kind::End => {
+                let failed = wire::parse_end(frame.payload).ok() != Some(wire::EndStatus::Complete);
+                return match (failed, stage) {
+                    (false, Stage::Sending) => {
+                        let _ = io.end_response();
+                        Attempt::Finished(Exchange::Done)
+                    }
+                    (true, Stage::Sending) => {
+                        io.abort_response();
+                        Attempt::Finished(Exchange::Done)
+                    }
+                    _ => Attempt::Finished(Exchange::Status(500)),
+                };
+            }
+            Kind::Abort => {
+                io.abort_response();
+                return Attempt::Finished(Exchange::Done);
+            }
+            other => {
+                return fail(
+                    io,
+                    stage,
+                    pid,
+                    &format!("sent an unexpected {other:?} frame"),
+                )
+            }
+        }
+    }
+}
+
+fn split(conn: OwnedFd) -> io::Result<(FrameReader<OwnedFd>, FrameWriter<OwnedFd>)> {
+    let second = conn.try_clone()?;
+    Ok((FrameReader::new(conn), FrameWriter::new(second)))
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Why a response head from a daemon may not go to the client, if it may not: a line longer
+/// than header-buffer-size, or a header the application layer would never have let through.
+fn header_problem(head: &crate::wsgi::ResponseHead, limit: usize) -> Option<String> {
+    let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+    if bad(&head.status_line) {
+        return Some("the status line contains a control character".into());
+    }
+    for (name, value) in &head.headers {
+        let line = name.len() + 2 + value.len();
+        if line > limit {
+            return Some(format!(
+                "header '{name}' is {line} bytes, more than header-buffer-size ({limit} bytes)"
+            ));
+        }
+        if bad(name) || bad(value) || name.contains(':') || name.is_empty() {
+            return Some(format!("header '{}' is malformed", name.escape_debug()));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::daemon_io::{DaemonIo, SharedWriter};
+    use crate::daemon::test_util::TempDir;
+    use crate::wsgi::environ::CgiVars;
+    use crate::wsgi::ResponseHead;
+    use std::os::fd::AsFd;
+    use std::sync::{Arc, Mutex};
+
+    /// Apache's side of a request, recorded.
+    #[derive(Default)]
+    struct Recorder {
+        body: Vec<u8>,
+        body_at: usize,
+        events: Vec<String>,
+        sent: Vec<u8>,
+    }
+
+    impl RequestIo for Recorder {
+        fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+            // Like Apache: at most 5 bytes per read, whatever is asked.
+            let n = buf.len().min(5).min(self.body.len() - self.body_at);
+            buf[..n].copy_from_slice(&self.body[self.body_at..self.body_at + n]);
+            self.body_at += n;
+            Ok(n)
+        }
+        fn expect_continue(&mut self) {
+            self.events.push("continue".into());
+        }
+        fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String> {
+            self.events.push(format!("headers {}", head.status_line));
+            Ok(())
+        }
+        fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String> {
+            self.sent.extend_from_slice(data);
+            if flush {
+                self.events.push("flush".into());
+            }
+            Ok(())
+        }
+        fn send_file(&mut self, _fd: i32, _offset: u64, _len: u64) -> Result<(), String> {
+            unreachable!()
+        }
+        fn end_response(&mut self) -> Result<(), String> {
+            self.events.push("end".into());
+            Ok(())
+        }
+        fn abort_response(&mut self) {
+            self.events.push("abort".into());
+        }
+        fn log(&mut self, _level: Level, msg: &str) {
+            self.events.push(format!("log {msg}"));
+        }
+    }
+
+    fn head() -> RequestHead {
+        RequestHead {
+            token: [7; 32],
+            script: b"/x.wsgi".to_vec(),
+            application_group: String::new(),
+            callable_object: "application".into(),
+            script_reloading: true,
+            vars: CgiVars::default(),
+        }
+    }
+
+    /// A daemon that answers each connection with `serve` (the first with a Restart frame when
+    /// `restart_first`).
+    fn daemon(
+        dir: &TempDir,
+        restart_first: bool,
+        serve: impl Fn(usize, &RequestHead, DaemonIo) + Send + 'static,
+    ) -> std::path::PathBuf {
+        let path = dir.0.join("s.sock");
+        let listener = unix::bind_listener(&path, 8, None, 0, 0).unwrap();
+        std::thread::spawn(move || {
+            for n in 0.. {
+                let Ok(conn) = unix::accept(listener.as_fd()) else {
+                    return;
+                };
+                let writer: SharedWriter =
+                    Arc::new(Mutex::new(FrameWriter::new(conn.try_clone().unwrap())));
+                let mut reader = FrameReader::new(conn);
+                let frame = reader.next_frame().unwrap().unwrap();
+                let head = wire::decode_request_head(frame.payload).unwrap();
+                {
+                    let mut w = writer.lock().unwrap();
+                    w.frame(Kind::Accepted, &wire::pid_payload(42)).unwrap();
+                    if restart_first && n == 0 {
+                        w.frame(Kind::Restart, b"script changed").unwrap();
+                    }
+                    w.flush().unwrap();
+                }
+                if restart_first && n == 0 {
+                    continue;
+                }
+                serve(n, &head, DaemonIo::new(reader, writer));
+            }
+        });
+        path
+    }
+
+    fn target(path: &Path) -> Target<'_> {
+        Target {
+            group: "g",
+            socket: path,
+            processes: 1,
+            connect_timeout: Duration::from_secs(2),
+            io_timeout: Duration::from_secs(5),
+            header_buffer_size: 100,
+        }
+    }
+
+    fn response(status: &str, headers: &[(&str, &str)]) -> ResponseHead {
+        ResponseHead {
+            status: status[..3].parse().unwrap(),
+            status_line: status.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            content_length: None,
+        }
+    }
+
+    #[test]
+    fn body_is_pulled_as_the_application_reads_and_the_response_proxied() {
+        let dir = TempDir::new("client-echo");
+        let path = daemon(&dir, false, |_, _, mut io| {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 3];
+            loop {
+                let n = io.read_body(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            io.expect_continue();
+            io.log(Level::Error, "a line");
+            io.send_headers(&response("200 OK", &[("X", "1")])).unwrap();
+            io.write_body(&got, false).unwrap();
+            io.write_body(b"!", true).unwrap();
+            io.end_response().unwrap();
+        });
+        let mut io = Recorder {
+            body: b"hello, daemon".to_vec(),
+            ..Default::default()
+        };
+        let mut h = head();
+        assert_eq!(forward(&target(&path), &mut h, &mut io), Exchange::Done);
+        assert_eq!(io.sent, b"hello, daemon!");
+        assert_eq!(
+            io.events,
+            ["continue", "log a line", "headers 200 OK", "flush", "end"]
+        );
+        assert_eq!(h.vars.get("mod_wsgi.daemon_connects"), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn a_restarting_daemon_gets_the_request_again() {
+        let dir = TempDir::new("client-restart");
+        let path = daemon(&dir, true, |_, head, mut io| {
+            let restarts = head.vars.get("mod_wsgi.daemon_restarts").unwrap().to_vec();
+            io.send_headers(&response("200 OK", &[])).unwrap();
+            io.write_body(&restarts, false).unwrap();
+            io.end_response().unwrap();
+        });
+        let mut io = Recorder::default();
+        assert_eq!(
+            forward(&target(&path), &mut head(), &mut io),
+            Exchange::Done
+        );
+        assert_eq!(io.sent, b"1", "sent again, saying so");
+    }
+
+    #[test]
+    fn a_daemon_gone_after_taking_the_request_is_a_502() {
+        let dir = TempDir::new("client-died");
+        let path = daemon(&dir, false, |_, _, io| drop(io));
+        let mut io = Recorder::default();
+        assert_eq!(
+            forward(&target(&path), &mut head(), &mut io),
+            Exchange::Status(502)
+        );
+        assert!(
+            io.events[0].contains("Daemon process 42 of group 'g' closed the connection before sending response headers"),
+            "{:?}",
+            io.events
+        );
+    }
+
+    #[test]
+    fn oversized_and_malformed_headers_are_refused() {
+        let dir = TempDir::new("client-headers");
+        let path = daemon(&dir, false, |n, _, mut io| {
+            let head = if n == 0 {
+                response("200 OK", &[("X-Big", &"x".repeat(200))])
+            } else {
+                response("200 OK", &[("X-Bad", "a\r\nInjected: 1")])
+            };
+            let _ = io.send_headers(&head);
+            let _ = io.end_response();
+        });
+        for expected in ["more than header-buffer-size (100 bytes)", "is malformed"] {
+            let mut io = Recorder::default();
+            assert_eq!(
+                forward(&target(&path), &mut head(), &mut io),
+                Exchange::Status(500)
+            );
+            assert!(io.events[0].contains(expected), "{:?}", io.events);
+            assert!(io.sent.is_empty());
+        }
+    }
+
+    #[test]
+    fn no_socket_is_a_503_after_connect_timeout() {
+        let dir = TempDir::new("client-nosocket");
+        let path = dir.0.join("missing.sock");
+        let mut t = target(&path);
+        t.connect_timeout = Duration::from_millis(100);
+        let mut io = Recorder::default();
+        let start = Instant::now();
+        assert_eq!(forward(&t, &mut head(), &mut io), Exchange::Status(503));
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        assert!(io.events[0].contains("missing.sock"), "{:?}", io.events);
+        assert!(io.events[0].contains("connect-timeout"), "{:?}", io.events);
+    }
+}

@@ -1,0 +1,153 @@
+//! The daemon side of a proxied request: `RequestIo` whose every call becomes a frame to the
+//! Apache child that forwarded the request, which performs it against Apache. Request body bytes
+//! come only when the application asks for them (a `Pull`), so neither side ever buffers a whole
+//! body and the two directions cannot block each other.
+
+use super::wire::{self, FrameReader, FrameWriter, Kind};
+use crate::buf::UninitBuf;
+use crate::wsgi::{Level, RequestIo, ResponseHead};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+/// How much body to ask for at least, so a `readline()` loop costs one round trip per 64 KiB
+/// rather than one per line.
+const MIN_PULL: usize = 64 * 1024;
+
+/// The writing half of a connection, shared by the request's `RequestIo` and the logger of its
+/// thread's `sys.stdout`/`sys.stderr`.
+pub type SharedWriter = Arc<Mutex<FrameWriter<OwnedFd>>>;
+
+pub fn lock(writer: &SharedWriter) -> std::sync::MutexGuard<'_, FrameWriter<OwnedFd>> {
+    writer.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct DaemonIo {
+    reader: FrameReader<OwnedFd>,
+    writer: SharedWriter,
+    /// Body bytes received but not yet read by the application.
+    pending: Vec<u8>,
+    pending_at: usize,
+    body_done: bool,
+}
+
+impl DaemonIo {
+    pub fn new(reader: FrameReader<OwnedFd>, writer: SharedWriter) -> DaemonIo {
+        DaemonIo {
+            reader,
+            writer,
+            pending: Vec::new(),
+            pending_at: 0,
+            body_done: false,
+        }
+    }
+
+    fn send(&mut self, kind: Kind, payload: &[u8], flush: bool) -> Result<(), String> {
+        let mut w = lock(&self.writer);
+        w.frame(kind, payload)
+            .and_then(|()| if flush { w.flush() } else { Ok(()) })
+            .map_err(|e| format!("connection to Apache lost: {e}"))
+    }
+
+    /// Makes sure some body bytes are pending (or the end was reached); asks Apache for more.
+    fn fill(&mut self, wanted: usize) -> Result<(), String> {
+        if self.pending_at < self.pending.len() || self.body_done {
+            return Ok(());
+        }
+        let ask = wanted.max(MIN_PULL) as u64;
+        self.send(Kind::Pull, &ask.to_le_bytes(), true)?;
+        let frame = match self.reader.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                return Err("connection to Apache closed while reading the request body".into())
+            }
+            Err(e) => {
+                return Err(format!(
+                    "connection to Apache lost while reading the request body: {e}"
+                ))
+            }
+        };
+        match frame.kind {
+            Kind::Body => {
+                self.pending.clear();
+                self.pending.extend_from_slice(frame.payload);
+                self.pending_at = 0;
+                Ok(())
+            }
+            Kind::BodyEnd => {
+                self.body_done = true;
+                Ok(())
+            }
+            Kind::BodyError => Err(String::from_utf8_lossy(frame.payload).into_owned()),
+            other => Err(format!(
+                "unexpected {other:?} frame from Apache while reading the request body"
+            )),
+        }
+    }
+}
+
+impl RequestIo for DaemonIo {
+    fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.fill(buf.len())?;
+        let available = &self.pending[self.pending_at..];
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.pending_at += n;
+        Ok(n)
+    }
+
+    fn read_body_into(&mut self, dest: &mut UninitBuf<'_>) -> Result<usize, String> {
+        if dest.remaining() == 0 {
+            return Ok(0);
+        }
+        self.fill(dest.remaining())?;
+        let n = dest.extend_from_slice(&self.pending[self.pending_at..]);
+        self.pending_at += n;
+        Ok(n)
+    }
+
+    fn expect_continue(&mut self) {
+        let _ = self.send(Kind::Continue, &[], true);
+    }
+
+    fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String> {
+        let mut payload = Vec::with_capacity(256);
+        wire::encode_response_head(head, &mut payload);
+        // Buffered, not flushed: this is called with the GIL held and must not block.
+        self.send(Kind::Headers, &payload, false)
+    }
+
+    fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String> {
+        lock(&self.writer)
+            .data(data, flush)
+            .map_err(|e| format!("connection to Apache lost: {e}"))
+    }
+
+    fn send_file(&mut self, fd: i32, offset: u64, len: u64) -> Result<(), String> {
+        // SAFETY: the caller keeps fd open until this returns (RequestIo's contract).
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        lock(&self.writer)
+            .send_file_frame(offset, len, fd)
+            .map_err(|e| format!("connection to Apache lost: {e}"))
+    }
+
+    fn end_response(&mut self) -> Result<(), String> {
+        self.send(
+            Kind::End,
+            &wire::end_payload(wire::EndStatus::Complete),
+            true,
+        )
+    }
+
+    fn abort_response(&mut self) {
+        let _ = self.send(Kind::Abort, &[], true);
+    }
+
+    fn log(&mut self, level: Level, msg: &str) {
+        let mut payload = Vec::with_capacity(msg.len() + 1);
+        wire::encode_log(level, msg, &mut payload);
+        let _ = self.send(Kind::Log, &payload, true);
+    }
+}

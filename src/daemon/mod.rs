@@ -1,0 +1,49 @@
+//! Daemon mode: process groups (`WSGIDaemonProcess`) that run applications in processes of
+//! their own, supervised, reached by Apache's children over a UNIX socket.
+//!
+//! - `plan`: what a group needs, resolved by Apache's parent before it forks;
+//! - `supervisor`: the per-group process that starts and replaces the group's processes;
+//! - `worker`: one process of a group (Python, threads, stopping);
+//! - `serve`: one connection in a daemon process;
+//! - `daemon_io`/`client`: the two ends of a proxied request (the daemon's `RequestIo` and the
+//!   Apache child that carries it out);
+//! - `wire`: the frames between them; `unix`: socket plumbing; `process`: process-level calls.
+
+pub mod client;
+pub mod daemon_io;
+pub mod plan;
+pub mod process;
+pub mod serve;
+pub mod supervisor;
+pub mod unix;
+pub mod wire;
+pub mod worker;
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    pub(crate) struct TempDir(pub PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> TempDir {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "mwrs-{}-{}-{}",
+                tag,
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

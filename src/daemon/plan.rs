@@ -1,0 +1,66 @@
+//! Everything a daemon process group needs to run, resolved by Apache's parent before it forks
+//! the group's supervisor: after the fork nothing is read from Apache's configuration again.
+
+use crate::config::daemon::DaemonOptions;
+use crate::python::PythonSettings;
+use crate::wsgi::{Level, ServerInfo};
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+/// The secret every request carries to the daemon, so only Apache's own children can make
+/// requests (the socket's permissions keep other users out; this keeps out other programs
+/// running as Apache's user).
+pub type Token = [u8; 32];
+
+/// A script one of the group's interpreters imports when each of its processes starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartupImport {
+    pub script: String,
+    pub application_group: String,
+}
+
+#[derive(Clone)]
+pub struct GroupPlan {
+    pub name: String,
+    pub options: DaemonOptions,
+    pub identity: super::process::Identity,
+    /// The working directory: `home=`, else the user's home directory when the group runs as
+    /// another user than Apache's, else unchanged (as C mod_wsgi).
+    pub working_directory: Option<String>,
+    /// Whether `working_directory` was configured (`home=`): then not being able to enter it is
+    /// an error; a user's home directory that does not exist (`nobody`'s) is only a warning.
+    pub working_directory_required: bool,
+    /// The listening socket, created by Apache's parent and inherited.
+    pub listener: RawFd,
+    pub socket_path: PathBuf,
+    pub token: Token,
+    /// The longest wait for a read or write on a connection (socket-timeout, else Apache's
+    /// `Timeout`).
+    pub io_timeout: std::time::Duration,
+    /// Connections are accepted only from these users (Apache's and root).
+    pub allowed_peers: Vec<u32>,
+    pub python: PythonSettings,
+    pub imports: Vec<StartupImport>,
+    /// What `mod_wsgi`/`apache` modules report; the process fields are the group's.
+    pub server_info: ServerInfo,
+    /// Apache's parent, whose death ends the group.
+    pub apache_pid: i32,
+    /// Writes one line to Apache's error log (the main server's, or the defining virtual host's).
+    pub log: fn(Level, &str),
+    /// Closes what the forked process inherited from Apache's parent and must not keep (Apache's
+    /// listening sockets, other groups' sockets).
+    pub close_inherited: fn(keep: RawFd),
+    /// Rewrites the process's command line for `display-name`.
+    pub set_title: fn(&str),
+}
+
+impl GroupPlan {
+    pub fn log(&self, level: Level, msg: &str) {
+        (self.log)(level, msg)
+    }
+
+    /// The prefix of the group's log lines, naming the process as C mod_wsgi's do.
+    pub fn tag(&self) -> String {
+        format!("mod_wsgi (pid={})", std::process::id())
+    }
+}

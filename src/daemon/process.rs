@@ -1,0 +1,333 @@
+//! Thin wrappers over the process-level system calls a daemon process group needs: forking,
+//! dropping root, signal masks, resource limits, the process name. Each returns a Rust error
+//! naming what failed; the callers decide what a failure means.
+
+use std::ffi::CString;
+use std::io;
+use std::time::Duration;
+
+/// The signals the supervisor and the daemon processes take synchronously (blocked, then
+/// collected with `sigtimedwait`/`sigwait`) instead of through handlers.
+pub const CONTROL_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
+
+/// What `fork` returned to this process.
+pub enum Forked {
+    Parent(i32),
+    Child,
+}
+
+/// Forks this process. The caller must be single-threaded (Apache's parent and our supervisor
+/// are), as the child only has the calling thread.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: fork has no preconditions of its own; the single-thread requirement is the
+    // caller's (documented above).
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Ends this process at once, without running the atexit handlers and destructors it inherited
+/// from Apache's parent (which belong to the parent).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+fn check(ret: i32, what: &str) -> io::Result<()> {
+    if ret == -1 {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
+    } else {
+        Ok(())
+    }
+}
+
+/// The identity a daemon process runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub user_name: String,
+    /// With None, the user's groups from the group database (initgroups); else exactly these.
+    pub supplementary_groups: Option<Vec<u32>>,
+}
+
+/// Switches this process from root to `who` (group first, then supplementary groups, then the
+/// user, so no step needs privileges the previous one gave up). Does nothing when not root.
+pub fn become_user(who: &Identity) -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    // SAFETY: plain system calls with integer arguments.
+    check(unsafe { libc::setgid(who.gid) }, "setgid")?;
+    match &who.supplementary_groups {
+        Some(groups) => {
+            let mut all = vec![who.gid];
+            all.extend(groups.iter().copied().filter(|g| *g != who.gid));
+            // SAFETY: the pointer and length describe `all`, alive across the call.
+            check(
+                unsafe { libc::setgroups(all.len(), all.as_ptr()) },
+                "setgroups",
+            )?;
+        }
+        None => {
+            let name = CString::new(who.user_name.as_str())
+                .map_err(|_| io::Error::other("user name contains a NUL byte"))?;
+            // SAFETY: name is a NUL-terminated string alive across the call.
+            check(
+                unsafe { libc::initgroups(name.as_ptr(), who.gid) },
+                "initgroups",
+            )?;
+        }
+    }
+    // SAFETY: plain system call.
+    check(unsafe { libc::setuid(who.uid) }, "setuid")?;
+    // Belt and braces: a process that could get root back must not run applications.
+    // SAFETY: plain system call.
+    if who.uid != 0 && unsafe { libc::setuid(0) } == 0 {
+        return Err(io::Error::other(
+            "setuid(0) still succeeds after dropping root",
+        ));
+    }
+    Ok(())
+}
+
+/// Asks the kernel to send `signal` to this process when its parent exits, and reports whether
+/// the parent is still `parent` (it may have gone before the request was made).
+pub fn die_with_parent(signal: i32, parent: i32) -> bool {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; getppid has no preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0);
+        libc::getppid() == parent
+    }
+}
+
+fn signal_set(signals: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set; sigaddset only writes into it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Blocks (`block` true) or unblocks `signals` for the calling thread; threads started
+/// afterwards inherit the mask.
+pub fn mask_signals(signals: &[i32], block: bool) {
+    let set = signal_set(signals);
+    let how = if block {
+        libc::SIG_BLOCK
+    } else {
+        libc::SIG_UNBLOCK
+    };
+    // SAFETY: set is initialised; the old mask is not wanted.
+    unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
+}
+
+/// Restores the default action of `signal` (Apache's parent installs handlers that make no
+/// sense in a daemon process).
+pub fn default_action(signal: i32) {
+    // SAFETY: SIG_DFL is always a valid disposition.
+    unsafe { libc::signal(signal, libc::SIG_DFL) };
+}
+
+/// Ignores `signal` (SIGPIPE: a write to a socket whose reader has gone is an error, not death).
+pub fn ignore(signal: i32) {
+    // SAFETY: SIG_IGN is always a valid disposition.
+    unsafe { libc::signal(signal, libc::SIG_IGN) };
+}
+
+/// Waits up to `timeout` (forever with None) for one of the blocked `signals`.
+pub fn wait_signal(signals: &[i32], timeout: Option<Duration>) -> Option<i32> {
+    let set = signal_set(signals);
+    loop {
+        let got = match timeout {
+            None => {
+                let mut sig = 0;
+                // SAFETY: set is initialised and the signals in it are blocked by the caller.
+                let rc = unsafe { libc::sigwait(&set, &mut sig) };
+                if rc == 0 {
+                    sig
+                } else {
+                    -1
+                }
+            }
+            Some(t) => {
+                let ts = libc::timespec {
+                    tv_sec: t.as_secs() as libc::time_t,
+                    tv_nsec: t.subsec_nanos() as libc::c_long,
+                };
+                // SAFETY: set and ts are initialised; the siginfo is not wanted.
+                unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) }
+            }
+        };
+        if got > 0 {
+            return Some(got);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// Sends `signal` to process `pid`; false if it is gone.
+pub fn kill(pid: i32, signal: i32) -> bool {
+    // SAFETY: kill takes plain integers; pid is one of our own children or the parent.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    Signalled(i32),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Ended::Exited(code) => write!(f, "exited with code {code}"),
+            Ended::Signalled(sig) => write!(f, "was killed by signal {sig} ({})", signal_name(sig)),
+        }
+    }
+}
+
+/// The conventional name of a signal, for log lines a person reads.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => "signal",
+    }
+}
+
+/// Reaps one ended child without waiting; None when no child has ended.
+pub fn reap_one() -> Option<(i32, Ended)> {
+    let mut status = 0;
+    // SAFETY: status is a valid out pointer.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    if pid <= 0 {
+        return None;
+    }
+    let ended = if libc::WIFSIGNALED(status) {
+        Ended::Signalled(libc::WTERMSIG(status))
+    } else {
+        Ended::Exited(libc::WEXITSTATUS(status))
+    };
+    Some((pid, ended))
+}
+
+/// Sets a resource limit (soft and hard).
+pub fn set_limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: limit is initialised.
+    check(unsafe { libc::setrlimit(resource, &limit) }, "setrlimit")
+}
+
+/// Sets this process's scheduling priority (nice value).
+pub fn set_priority(priority: i32) -> io::Result<()> {
+    // SAFETY: plain system call on this process.
+    check(
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, priority) },
+        "setpriority",
+    )
+}
+
+/// Sets this process's file mode creation mask.
+pub fn set_umask(mask: u32) {
+    // SAFETY: plain system call.
+    unsafe { libc::umask(mask as libc::mode_t) };
+}
+
+/// Names the calling thread (what `ps -L`, `top -H` and the kernel's `comm` show; 15 bytes).
+pub fn set_thread_name(name: &str) {
+    let short: String = name.chars().take(15).collect();
+    if let Ok(c) = CString::new(short) {
+        // SAFETY: c is a NUL-terminated string of at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    }
+}
+
+/// Rewrites the process's command line (what `ps` shows) in place: the memory of the original
+/// arguments, which are contiguous, is overwritten with `title` (cut to fit) and NULs.
+///
+/// # Safety
+/// `argv` must be the process's original argument vector of `argc` entries (from `main`), which
+/// nothing reads as arguments any more.
+pub unsafe fn set_command_line(argc: usize, argv: *const *mut libc::c_char, title: &str) {
+    if argc == 0 || argv.is_null() {
+        return;
+    }
+    // SAFETY: argv has argc valid, NUL-terminated strings laid out one after the other.
+    unsafe {
+        let start = *argv;
+        let last = *argv.add(argc - 1);
+        if start.is_null() || last.is_null() {
+            return;
+        }
+        let end = last.add(libc::strlen(last));
+        let room = end.offset_from(start) as usize;
+        let bytes = title.as_bytes();
+        let n = bytes.len().min(room);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), start as *mut u8, n);
+        std::ptr::write_bytes(start.add(n), 0, room - n + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ended_reads_as_a_person_would_say_it() {
+        assert_eq!(Ended::Exited(3).to_string(), "exited with code 3");
+        assert_eq!(
+            Ended::Signalled(libc::SIGKILL).to_string(),
+            "was killed by signal 9 (SIGKILL)"
+        );
+    }
+
+    #[test]
+    fn a_blocked_signal_is_collected_synchronously() {
+        std::thread::spawn(|| {
+            mask_signals(&[libc::SIGUSR2], true);
+            // SAFETY: raise to this thread only.
+            unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGUSR2) };
+            assert_eq!(
+                wait_signal(&[libc::SIGUSR2], Some(Duration::from_secs(5))),
+                Some(libc::SIGUSR2)
+            );
+            assert_eq!(
+                wait_signal(&[libc::SIGUSR2], Some(Duration::from_millis(10))),
+                None
+            );
+        })
+        .join()
+        .unwrap();
+    }
+}

@@ -1,0 +1,296 @@
+//! One connection in a daemon process: check where it comes from, read the request, load the
+//! script (or ask for this process to be replaced when the script changed) and run the
+//! application with the connection as its `RequestIo`.
+
+use super::daemon_io::{lock, DaemonIo, SharedWriter};
+use super::plan::{GroupPlan, StartupImport};
+use super::unix;
+use super::wire::{self, FrameReader, FrameWriter, Kind, RequestHead};
+use crate::python::{self, AttachError};
+use crate::script::{load_application, preload, script_changed, LoadError, Preloaded};
+use crate::wsgi::process_log::CurrentRequest;
+use crate::wsgi::{run_app, Level, Outcome};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+/// What serving a connection asks of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Done,
+    /// The script changed since this process loaded it: the process must be replaced (the
+    /// request was handed back to Apache, which sends it again).
+    RestartRequired,
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn connection(plan: &GroupPlan, conn: OwnedFd) -> Served {
+    let daemon_start = now_us();
+    let tag = plan.tag();
+    match unix::peer_credentials(conn.as_fd()) {
+        Ok(peer) if plan.allowed_peers.contains(&peer.uid) => {}
+        Ok(peer) => {
+            plan.log(
+                Level::Error,
+                &format!(
+                    "{tag}: Request origin could not be validated: connection to daemon process \
+                     group '{}' from pid {} with uid {} refused (only Apache's children may \
+                     connect).",
+                    plan.name, peer.pid, peer.uid
+                ),
+            );
+            return Served::Done;
+        }
+        Err(e) => {
+            plan.log(Level::Error, &format!("{tag}: SO_PEERCRED failed: {e}"));
+            return Served::Done;
+        }
+    }
+    let timeout = (!plan.io_timeout.is_zero()).then_some(plan.io_timeout);
+    let _ = unix::set_timeouts(conn.as_fd(), timeout, timeout);
+    let Ok(second) = conn.try_clone() else {
+        return Served::Done;
+    };
+    let mut reader = FrameReader::new(conn);
+    let writer: SharedWriter = Arc::new(Mutex::new(FrameWriter::new(second)));
+    let head = match reader.next_frame() {
+        Ok(Some(frame)) if frame.kind == Kind::Request => wire::decode_request_head(frame.payload),
+        Ok(None) => return Served::Done,
+        Ok(Some(frame)) => Err(std::io::Error::other(format!(
+            "expected a request, got a {:?} frame",
+            frame.kind
+        ))),
+        Err(e) => Err(e),
+    };
+    let mut head = match head {
+        Ok(head) if same_secret(&head.token, &plan.token) => head,
+        Ok(_) => {
+            plan.log(
+                Level::Error,
+                &format!(
+                    "{tag}: Request origin could not be validated: a request to daemon process \
+                     group '{}' carried the wrong secret.",
+                    plan.name
+                ),
+            );
+            return Served::Done;
+        }
+        Err(e) => {
+            plan.log(
+                Level::Error,
+                &format!(
+                    "{tag}: Request origin could not be validated: unreadable request to daemon \
+                     process group '{}' ({e}).",
+                    plan.name
+                ),
+            );
+            return Served::Done;
+        }
+    };
+    {
+        let pid = std::process::id().to_le_bytes();
+        let mut w = lock(&writer);
+        if w.frame(Kind::Accepted, &pid)
+            .and_then(|()| w.flush())
+            .is_err()
+        {
+            return Served::Done;
+        }
+    }
+    if let Some(status) = queue_expired(plan, &head, daemon_start) {
+        let msg = format!(
+            "{tag}: Queue timeout expired for WSGI daemon process '{}': the request waited \
+             longer than queue-timeout ({} seconds).",
+            plan.name,
+            plan.options.queue_timeout.as_secs()
+        );
+        plan.log(Level::Error, &msg);
+        let mut w = lock(&writer);
+        let _ = w
+            .frame(Kind::Reject, &reject(status, &msg))
+            .and_then(|()| w.flush());
+        return Served::Done;
+    }
+    head.vars
+        .set("mod_wsgi.daemon_start", daemon_start.to_string());
+    run_request(head, reader, writer)
+}
+
+/// Refuses a request that waited for a process longer than queue-timeout (counted from when the
+/// Apache child read it, as C mod_wsgi does).
+fn queue_expired(plan: &GroupPlan, head: &RequestHead, daemon_start: i64) -> Option<u16> {
+    let limit = plan.options.queue_timeout;
+    if limit.is_zero() {
+        return None;
+    }
+    let started: i64 = std::str::from_utf8(head.vars.get("mod_wsgi.request_start")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    (daemon_start - started > limit.as_micros() as i64).then_some(504)
+}
+
+fn run_request(head: RequestHead, reader: FrameReader<OwnedFd>, writer: SharedWriter) -> Served {
+    let script = String::from_utf8_lossy(&head.script).into_owned();
+    let mtime = script_mtime(&script);
+    let log_writer = writer.clone();
+    let log = move |level: Level, line: &str| {
+        let mut w = lock(&log_writer);
+        let mut payload = Vec::with_capacity(line.len() + 1);
+        wire::encode_log(level, line, &mut payload);
+        let _ = w.frame(Kind::Log, &payload).and_then(|()| w.flush());
+    };
+    let pid = std::process::id();
+    let ran = python::attached_to(&head.application_group, |py| {
+        let log_for_python = log.clone();
+        let current =
+            CurrentRequest::enter(Box::new(move |level, line| log_for_python(level, line)));
+        let report = |py: pyo3::Python<'_>, err: &pyo3::PyErr| {
+            log(Level::Error, &format!("mod_wsgi (pid={pid}): Exception occurred in reload_required() of WSGI script '{script}'; the script is not reloaded."));
+            for line in crate::wsgi::adapter::exception_report(py, err) {
+                log(Level::Error, &line);
+            }
+        };
+        if head.script_reloading && script_changed(py, &script, mtime, &report) {
+            current.finish(py);
+            return Err(Served::RestartRequired);
+        }
+        let outcome = match load_application(
+            py,
+            &script,
+            mtime,
+            head.script_reloading,
+            &head.callable_object,
+            &report,
+        ) {
+            Ok(app) => {
+                let io = DaemonIo::new(reader, writer.clone());
+                run_app(py, &app, &head.vars, &script, Box::new(io))
+            }
+            Err(LoadError::NoCallable) => {
+                let msg = format!(
+                    "mod_wsgi (pid={pid}): Target WSGI script '{script}' does not contain WSGI application '{}'.",
+                    head.callable_object
+                );
+                current.finish(py);
+                return Ok(Some((404, msg)));
+            }
+            Err(LoadError::Failed(err)) => {
+                log(
+                    Level::Error,
+                    &format!("mod_wsgi (pid={pid}): Failed to exec Python script file '{script}'."),
+                );
+                log(Level::Error, &format!("mod_wsgi (pid={pid}): Exception occurred processing WSGI script '{script}'."));
+                for line in crate::wsgi::adapter::exception_report(py, &err) {
+                    log(Level::Error, &line);
+                }
+                Outcome::ServerError
+            }
+        };
+        current.finish(py);
+        Ok((outcome == Outcome::ServerError).then(|| (500, String::new())))
+    });
+    let mut w = lock(&writer);
+    let sent = match ran {
+        Ok(Err(restart)) => {
+            let _ = w
+                .frame(Kind::Restart, b"script changed")
+                .and_then(|()| w.flush());
+            return restart;
+        }
+        Ok(Ok(None)) => return Served::Done,
+        Ok(Ok(Some((500, msg)))) if msg.is_empty() => w.frame(
+            Kind::End,
+            &wire::end_payload(wire::EndStatus::FailedBeforeHeaders),
+        ),
+        Ok(Ok(Some((status, msg)))) => w.frame(Kind::Reject, &reject(status, &msg)),
+        Err(AttachError::NotRunning) => w.frame(
+            Kind::Reject,
+            &reject(
+                500,
+                "mod_wsgi-rs: Python is not running in this daemon process",
+            ),
+        ),
+        Err(AttachError::NoInterpreter(why)) => w.frame(
+            Kind::Reject,
+            &reject(
+                500,
+                &format!(
+                    "mod_wsgi (pid={pid}): Cannot create interpreter '{}': {why}",
+                    head.application_group
+                ),
+            ),
+        ),
+    };
+    let _ = sent.and_then(|()| w.flush());
+    Served::Done
+}
+
+fn reject(status: u16, msg: &str) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(msg.len() + 2);
+    wire::encode_reject(status, msg, &mut payload);
+    payload
+}
+
+/// The script's modification time in microseconds (Apache's apr_time_t), 0 if it cannot be
+/// read (loading it then fails with the reason).
+fn script_mtime(path: &str) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.mtime() * 1_000_000 + m.mtime_nsec() / 1_000)
+        .unwrap_or(0)
+}
+
+/// Imports one of the group's start-up scripts into its interpreter.
+pub fn import_at_start(plan: &GroupPlan, import: &StartupImport) {
+    let tag = plan.tag();
+    let (script, group) = (&import.script, &import.application_group);
+    let ran = python::attached_to(group, |py| {
+        match preload(py, script) {
+        Ok(Preloaded::Loaded) => plan.log(
+            Level::Info,
+            &format!("{tag}: Imported WSGI script '{script}' into interpreter '{group}' of daemon process '{}'.", plan.name),
+        ),
+        Ok(Preloaded::AlreadyCurrent | Preloaded::Directory) => {}
+        Err(err) => {
+            plan.log(
+                Level::Error,
+                &format!(
+                    "{tag}: Failed to import WSGI script '{script}' into interpreter '{group}' \
+                     at process start; its first request will try again."
+                ),
+            );
+            for line in crate::wsgi::adapter::exception_report(py, &err) {
+                plan.log(Level::Error, &line);
+            }
+        }
+    }
+    });
+    if let Err(AttachError::NoInterpreter(why)) = ran {
+        plan.log(
+            Level::Error,
+            &format!("{tag}: Cannot create interpreter '{group}' to import WSGI script '{script}': {why}"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,254 @@
+//! The supervisor of one daemon process group: a small process forked from Apache's parent that
+//! drops root, starts the group's processes and replaces each one the moment it ends (Apache's
+//! parent would only notice a second later). It never runs Python.
+//!
+//! Signals: SIGTERM/SIGINT/SIGHUP stop the group (each process finishes what it is serving);
+//! SIGUSR1 asks each process to finish gracefully and be replaced.
+
+use super::plan::GroupPlan;
+use super::process::{self, Ended, Forked, CONTROL_SIGNALS};
+use crate::wsgi::Level;
+use std::time::{Duration, Instant};
+
+/// A process that lived shorter than this is counted as a failed start.
+const QUICK_DEATH: Duration = Duration::from_secs(2);
+/// The longest wait before replacing a process that keeps failing to start.
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+struct Slot {
+    pid: Option<i32>,
+    started: Instant,
+    /// Consecutive failed starts, for the back-off.
+    failures: u32,
+    /// When the replacement is due (after a back-off).
+    due: Option<Instant>,
+}
+
+/// The supervisor's whole life, in the forked process; never returns.
+pub fn run(plan: GroupPlan) -> ! {
+    let name = plan.name.clone();
+    (plan.close_inherited)(plan.listener);
+    process::set_thread_name(&format!("wsgi-sv:{name}"));
+    if let Err(e) = prepare_process(&plan) {
+        plan.log(
+            Level::Error,
+            &format!(
+                "mod_wsgi (pid={}): Failure to configure daemon process group '{name}': {e}. \
+                 Trying again after {} seconds.",
+                std::process::id(),
+                MAX_BACKOFF.as_secs()
+            ),
+        );
+        // As C mod_wsgi: a pause, so a configuration that cannot work does not become a fork
+        // loop with Apache's parent restarting us.
+        std::thread::sleep(MAX_BACKOFF);
+        process::exit_now(1);
+    }
+    let mut signals = CONTROL_SIGNALS.to_vec();
+    signals.push(libc::SIGCHLD);
+    process::mask_signals(&signals, true);
+    let mut slots: Vec<Slot> = (0..plan.options.processes.max(1))
+        .map(|_| Slot {
+            pid: None,
+            started: Instant::now(),
+            failures: 0,
+            due: Some(Instant::now()),
+        })
+        .collect();
+    let mut stopping = false;
+    loop {
+        if !stopping {
+            start_due(&plan, &mut slots);
+        } else if slots.iter().all(|s| s.pid.is_none()) {
+            process::exit_now(0);
+        }
+        let next_due = slots.iter().filter_map(|s| s.due).min();
+        let timeout = next_due
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(60));
+        match process::wait_signal(&signals, Some(timeout)) {
+            Some(libc::SIGCHLD) | None => {}
+            Some(libc::SIGUSR1) if !stopping => forward(&slots, libc::SIGUSR1),
+            Some(libc::SIGUSR1) => {}
+            Some(_) => {
+                if !stopping {
+                    stopping = true;
+                    forward(&slots, libc::SIGTERM);
+                }
+            }
+        }
+        while let Some((pid, ended)) = process::reap_one() {
+            if let Some(slot) = slots.iter_mut().find(|s| s.pid == Some(pid)) {
+                slot.pid = None;
+                if !stopping {
+                    note_death(&plan, slot, pid, ended);
+                }
+            }
+        }
+        // Apache's parent gone (killed without stopping us): nothing will use the group again.
+        // SAFETY: getppid has no preconditions.
+        if !stopping && unsafe { libc::getppid() } != plan.apache_pid {
+            stopping = true;
+            forward(&slots, libc::SIGTERM);
+        }
+    }
+}
+
+/// What every process of the group shares, done once here: identity, limits, environment.
+fn prepare_process(plan: &GroupPlan) -> Result<(), String> {
+    let o = &plan.options;
+    if o.cpu_priority != 0 {
+        process::set_priority(o.cpu_priority).map_err(|e| e.to_string())?;
+    }
+    process::become_user(&plan.identity).map_err(|e| {
+        format!(
+            "cannot run as user '{}' (uid={}, gid={}): {e}",
+            plan.identity.user_name, plan.identity.uid, plan.identity.gid
+        )
+    })?;
+    if !process::die_with_parent(libc::SIGTERM, plan.apache_pid) {
+        return Err("Apache's parent process has already exited".into());
+    }
+    if let Some(dir) = &plan.working_directory {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            let msg = format!("cannot change directory to '{dir}': {e}");
+            if plan.working_directory_required {
+                return Err(msg);
+            }
+            plan.log(
+                Level::Warning,
+                &format!(
+                    "mod_wsgi (pid={}): Daemon process group '{}': {msg}; staying in '/'.",
+                    std::process::id(),
+                    plan.name
+                ),
+            );
+            let _ = std::env::set_current_dir("/");
+        }
+    }
+    if let Some(mask) = o.umask {
+        process::set_umask(mask);
+    }
+    // SAFETY (of set_var): the supervisor is single-threaded here.
+    if let Some(lang) = &o.lang {
+        std::env::set_var("LANG", lang);
+    }
+    if let Some(locale) = &o.locale {
+        std::env::set_var("LC_ALL", locale);
+    }
+    if !o.cpu_time_limit.is_zero() {
+        let soft = o.cpu_time_limit.as_secs();
+        let hard = soft + 1 + o.shutdown_timeout.as_secs();
+        process::set_limit(libc::RLIMIT_CPU, soft, hard).map_err(|e| e.to_string())?;
+    }
+    if let Some(bytes) = o.memory_limit {
+        process::set_limit(libc::RLIMIT_DATA, bytes, bytes).map_err(|e| e.to_string())?;
+    }
+    if let Some(bytes) = o.virtual_memory_limit {
+        process::set_limit(libc::RLIMIT_AS, bytes, bytes).map_err(|e| e.to_string())?;
+    }
+    process::ignore(libc::SIGPIPE);
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGCHLD,
+    ] {
+        process::default_action(sig);
+    }
+    Ok(())
+}
+
+fn start_due(plan: &GroupPlan, slots: &mut [Slot]) {
+    let now = Instant::now();
+    for slot in slots.iter_mut() {
+        if slot.pid.is_some() || slot.due.is_none_or(|d| d > now) {
+            continue;
+        }
+        match process::fork() {
+            Ok(Forked::Child) => super::worker::run(plan.clone()),
+            Ok(Forked::Parent(pid)) => {
+                slot.pid = Some(pid);
+                slot.started = Instant::now();
+                slot.due = None;
+            }
+            Err(e) => {
+                plan.log(
+                    Level::Error,
+                    &format!(
+                        "mod_wsgi (pid={}): Cannot start a process of daemon group '{}': {e}",
+                        std::process::id(),
+                        plan.name
+                    ),
+                );
+                slot.due = Some(now + Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Logs how a process ended and schedules its replacement: at once, unless it keeps dying as it
+/// starts (then after a growing pause, so a broken application does not become a fork loop).
+fn note_death(plan: &GroupPlan, slot: &mut Slot, pid: i32, ended: Ended) {
+    let lived = slot.started.elapsed();
+    let planned = ended == Ended::Exited(0);
+    if planned {
+        slot.failures = 0;
+        plan.log(
+            Level::Info,
+            &format!(
+                "mod_wsgi (pid={}): Process {pid} of daemon group '{}' has exited; starting its \
+                 replacement.",
+                std::process::id(),
+                plan.name
+            ),
+        );
+    } else {
+        slot.failures = if lived < QUICK_DEATH {
+            slot.failures + 1
+        } else {
+            0
+        };
+        plan.log(
+            Level::Error,
+            &format!(
+                "mod_wsgi (pid={}): Process {pid} of daemon group '{}' {ended} after {:.1} \
+                 seconds; starting its replacement.",
+                std::process::id(),
+                plan.name,
+                lived.as_secs_f64()
+            ),
+        );
+    }
+    slot.due = Some(Instant::now() + backoff(slot.failures));
+}
+
+/// The pause before restarting a process after `failures` consecutive failed starts.
+fn backoff(failures: u32) -> Duration {
+    if failures < 3 {
+        return Duration::ZERO;
+    }
+    let ms = 250u64.saturating_mul(1 << (failures - 3).min(10));
+    Duration::from_millis(ms).min(MAX_BACKOFF)
+}
+
+fn forward(slots: &[Slot], signal: i32) {
+    for pid in slots.iter().filter_map(|s| s.pid) {
+        process::kill(pid, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_at_once_until_starts_keep_failing() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(2), Duration::ZERO);
+        assert_eq!(backoff(3), Duration::from_millis(250));
+        assert_eq!(backoff(4), Duration::from_millis(500));
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,630 @@
+//! UNIX-domain socket plumbing for daemon mode: the listening socket a daemon process group
+//! accepts on, the Apache child's connect (with a retry policy for daemon restarts), socket
+//! options, peer credentials, and the two system calls the frame layer needs: a vectored send
+//! that may carry one file descriptor (SCM_RIGHTS), and a receive that collects any descriptors
+//! that arrive. Every `unsafe` block of daemon mode lives here, each a thin wrapper around one
+//! libc call.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+/// The mode of a listening socket's file: only its owner (the daemon's user) may connect.
+pub const SOCKET_MODE: u32 = 0o600;
+
+/// Most descriptors one receive accepts. Linux hands over the descriptors of at most one send per
+/// receive on a stream socket, and our sender attaches at most one, so this is generous; more
+/// means the peer is not speaking our protocol (and the kernel closes what did not fit).
+const MAX_FDS_PER_RECV: usize = 8;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Takes ownership of a descriptor a successful system call just returned.
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` was just returned by a successful socket/accept4 call, so it is open and
+    // nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// The socket address of `path`; an error (naming the path and the limit) when it does not fit
+/// `sun_path` with its terminating NUL, or contains a NUL.
+fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid (empty) value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    let limit = addr.sun_path.len() - 1;
+    if bytes.is_empty() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid socket path {:?}", path),
+        ));
+    }
+    if bytes.len() > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "socket path {:?} is {} bytes long; a UNIX socket path may have at most {} bytes",
+                path,
+                bytes.len(),
+                limit
+            ),
+        ));
+    }
+    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
+    Ok((addr, len as libc::socklen_t))
+}
+
+fn stream_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain system call with constant arguments.
+    let fd =
+        cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    Ok(owned(fd))
+}
+
+fn set_int_option(fd: BorrowedFd<'_>, name: libc::c_int, value: u32) -> io::Result<()> {
+    let value = libc::c_int::try_from(value).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `value` is a live c_int and the length passed is its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Creates the listening socket of a daemon process group at `path`.
+///
+/// A stale socket left at `path` (by an earlier run) is removed first; any other kind of file
+/// there is an error. The socket file gets mode 0600 (set after bind and before listen, so no
+/// connection can be made while it has a looser mode) and, when `owner` is given, that uid/gid
+/// (the caller must be allowed to chown, i.e. root). Non-zero `send_buffer`/`receive_buffer`
+/// set SO_SNDBUF/SO_RCVBUF.
+pub fn bind_listener(
+    path: &Path,
+    backlog: u32,
+    owner: Option<(u32, u32)>,
+    send_buffer: u32,
+    receive_buffer: u32,
+) -> io::Result<OwnedFd> {
+    let (addr, len) = sockaddr(path)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot remove stale socket {:?}: {}", path, e),
+            )
+        })?,
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{:?} exists and is not a socket; not replacing it", path),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot inspect socket path {:?}: {}", path, e),
+            ))
+        }
+    }
+    let sock = stream_socket()?;
+    if send_buffer != 0 {
+        set_int_option(sock.as_fd(), libc::SO_SNDBUF, send_buffer)?;
+    }
+    if receive_buffer != 0 {
+        set_int_option(sock.as_fd(), libc::SO_RCVBUF, receive_buffer)?;
+    }
+    // SAFETY: `addr` is a valid sockaddr_un and `len` does not exceed its size.
+    cvt(unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("cannot bind socket {:?}: {}", path, e)))?;
+    // Not listening yet, so nobody can connect before the mode and owner are right. (umask is
+    // process-wide and would race with other threads, hence chmod instead.)
+    let secure = || -> io::Result<()> {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = secure() {
+        let _ = std::fs::remove_file(path);
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot set mode/owner of socket {:?}: {}", path, e),
+        ));
+    }
+    let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
+    // SAFETY: plain system call on a descriptor we own.
+    if let Err(e) = cvt(unsafe { libc::listen(sock.as_raw_fd(), backlog) }) {
+        let _ = std::fs::remove_file(path);
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot listen on socket {:?}: {}", path, e),
+        ));
+    }
+    Ok(sock)
+}
+
+/// Connects to the socket at `path` (blocking; the descriptor is close-on-exec). The error of a
+/// failed connect is returned unchanged in kind (see [`is_retryable`]).
+pub fn connect(path: &Path) -> io::Result<OwnedFd> {
+    let (addr, len) = sockaddr(path)?;
+    let sock = stream_socket()?;
+    loop {
+        // SAFETY: `addr` is a valid sockaddr_un and `len` does not exceed its size.
+        let ret = unsafe {
+            libc::connect(
+                sock.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                len,
+            )
+        };
+        match cvt(ret) {
+            Ok(_) => return Ok(sock),
+            // A UNIX stream connect interrupted while waiting for backlog room has not
+            // connected (Linux aborts it), so trying again is correct.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Accepts one connection (close-on-exec). EINTR is retried; on a non-blocking listener with
+/// nothing pending the error has kind `WouldBlock`.
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    loop {
+        // SAFETY: null address pointers are allowed and mean "don't report the peer address".
+        let ret = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        match cvt(ret) {
+            Ok(fd) => return Ok(owned(fd)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sets or clears O_NONBLOCK.
+pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
+    // SAFETY: plain fcntl on a borrowed, open descriptor.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    let new = if nonblocking {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    if new != flags {
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) })?;
+    }
+    Ok(())
+}
+
+fn set_timeout(fd: BorrowedFd<'_>, name: libc::c_int, t: Option<Duration>) -> io::Result<()> {
+    let tv = match t {
+        // A zero timeval means "no timeout" to the kernel, which is not what zero means here.
+        Some(d) if d.is_zero() => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a socket timeout of zero is not allowed",
+            ))
+        }
+        Some(d) => libc::timeval {
+            tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+            // At least 1 µs so that a sub-microsecond timeout does not become "none".
+            tv_usec: if d.as_secs() == 0 {
+                d.subsec_micros().max(1) as libc::suseconds_t
+            } else {
+                d.subsec_micros() as libc::suseconds_t
+            },
+        },
+        None => libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+    };
+    // SAFETY: `tv` is a live timeval and the length passed is its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&tv as *const libc::timeval).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// Sets SO_RCVTIMEO and SO_SNDTIMEO; `None` means wait forever. A blocking call that times out
+/// fails with kind `WouldBlock` (EAGAIN). A zero duration is an error.
+pub fn set_timeouts(
+    fd: BorrowedFd<'_>,
+    recv: Option<Duration>,
+    send: Option<Duration>,
+) -> io::Result<()> {
+    set_timeout(fd, libc::SO_RCVTIMEO, recv)?;
+    set_timeout(fd, libc::SO_SNDTIMEO, send)
+}
+
+/// The process at the other end of a connected UNIX socket, as of when it connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// SO_PEERCRED of a connected UNIX socket.
+pub fn peer_credentials(fd: BorrowedFd<'_>) -> io::Result<PeerCred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a live ucred and `len` holds its size; the kernel writes at most that.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    if len as usize != size_of::<libc::ucred>() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "SO_PEERCRED returned a short answer",
+        ));
+    }
+    Ok(PeerCred {
+        pid: cred.pid,
+        uid: cred.uid,
+        gid: cred.gid,
+    })
+}
+
+/// Sends `bufs` with one `sendmsg` (MSG_NOSIGNAL: a closed peer is an EPIPE error, not a
+/// SIGPIPE), attaching `pass` with SCM_RIGHTS when given. Returns how many bytes went out, which
+/// may be fewer than offered; the descriptor travels with the first byte. EINTR is returned to
+/// the caller (nothing was sent then).
+pub fn send_vectored(
+    fd: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    pass: Option<BorrowedFd<'_>>,
+) -> io::Result<usize> {
+    // Room for one cmsghdr carrying one int, aligned for cmsghdr.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr is plain data; all zeroes is a valid value (no name, no control).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with iovec; sendmsg only reads through the pointer.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len() as _;
+    if let Some(pass) = pass {
+        // SAFETY: CMSG_SPACE is pure arithmetic.
+        let space = unsafe { libc::CMSG_SPACE(size_of::<RawFd>() as libc::c_uint) } as usize;
+        debug_assert!(space <= size_of::<[u64; 4]>());
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at `control`, which is large enough for one header with one
+        // int (checked above) and 8-byte aligned, so CMSG_FIRSTHDR is non-null and its header
+        // and data lie inside `control`.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as libc::c_uint) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), pass.as_raw_fd());
+        }
+    }
+    // SAFETY: `msg` points at `bufs` and `control`, both alive for the call.
+    cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })
+}
+
+/// Receives into `buf` with one `recvmsg` (MSG_CMSG_CLOEXEC), appending every descriptor that
+/// arrives (SCM_RIGHTS) to `fds`, so none is leaked or lost. Returns the byte count (0 at EOF).
+/// If the kernel had to drop descriptors for lack of room (MSG_CTRUNC), the result is an
+/// InvalidData error (the peer is not speaking our protocol; drop the connection); the
+/// descriptors that did arrive are still in `fds`. EINTR is returned to the caller.
+pub fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+) -> io::Result<usize> {
+    // Aligned for cmsghdr; room for MAX_FDS_PER_RECV descriptors.
+    let mut control = [MaybeUninit::<u64>::uninit(); 2 + MAX_FDS_PER_RECV];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of::<[u64; 2 + MAX_FDS_PER_RECV]>() as _;
+    // SAFETY: `msg` points at `iov` (covering `buf`) and `control`, all alive and writable for
+    // the call; the kernel writes at most their lengths.
+    let n = cvt_size(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
+    // SAFETY: after a successful recvmsg, msg_control/msg_controllen describe the control
+    // messages the kernel wrote into `control`; CMSG_FIRSTHDR/NXTHDR stay within that length
+    // and CMSG_DATA of an SCM_RIGHTS message holds (cmsg_len - CMSG_LEN(0)) / 4 descriptors,
+    // each newly installed in this process and owned by nobody else.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let bytes = ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+                for i in 0..bytes / size_of::<RawFd>() {
+                    let raw = std::ptr::read_unaligned(data.add(i));
+                    fds.push_back(OwnedFd::from_raw_fd(raw));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the peer sent more file descriptors than expected; some were dropped",
+        ));
+    }
+    Ok(n)
+}
+
+/// How long the Apache child waits between attempts to connect to a daemon that is (re)starting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Give up once this much time has passed since the first attempt; zero means no retry.
+    pub timeout: Duration,
+}
+
+impl RetryPolicy {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_millis(200);
+
+    /// The pause before retry number `attempt` (0 for the first retry), given the time elapsed
+    /// since the first attempt: 5 ms doubling per attempt up to 200 ms, never past the timeout;
+    /// `None` once `elapsed` has reached the timeout.
+    pub fn delay(&self, attempt: u32, elapsed: Duration) -> Option<Duration> {
+        if elapsed >= self.timeout {
+            return None;
+        }
+        let step = Self::FIRST
+            .checked_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX))
+            .unwrap_or(Self::MAX)
+            .min(Self::MAX);
+        Some(step.min(self.timeout - elapsed))
+    }
+}
+
+/// Whether a connect error is worth retrying while a daemon restarts: nobody listening yet
+/// (ECONNREFUSED), backlog full (EAGAIN), or the socket file being replaced (ENOENT).
+pub fn is_retryable(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ECONNREFUSED) | Some(libc::EAGAIN) | Some(libc::ENOENT)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::test_util::TempDir;
+    use std::os::unix::net::UnixStream;
+
+    /// Our effective uid and gid (the owner of /proc/self).
+    fn own_ids() -> (u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata("/proc/self").unwrap();
+        (m.uid(), m.gid())
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    #[test]
+    fn listener_has_mode_0600_and_accepts() {
+        let dir = TempDir::new("bind");
+        let path = dir.0.join("s.sock");
+        let l = bind_listener(&path, 10, None, 65536, 65536).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        let c = connect(&path).unwrap();
+        let a = accept(l.as_fd()).unwrap();
+        let me = peer_credentials(a.as_fd()).unwrap();
+        assert_eq!(me.pid as u32, std::process::id());
+        drop(c);
+    }
+
+    #[test]
+    fn owner_is_applied() {
+        let dir = TempDir::new("own");
+        let path = dir.0.join("s.sock");
+        // Our own uid/gid: allowed without privileges.
+        let (uid, gid) = own_ids();
+        bind_listener(&path, 1, Some((uid, gid)), 0, 0).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+    }
+
+    #[test]
+    fn stale_socket_is_replaced() {
+        let dir = TempDir::new("stale");
+        let path = dir.0.join("s.sock");
+        let old = bind_listener(&path, 1, None, 0, 0).unwrap();
+        drop(old); // the file stays behind, as after a crash
+        assert!(path.exists());
+        assert_eq!(
+            connect(&path).unwrap_err().raw_os_error(),
+            Some(libc::ECONNREFUSED)
+        );
+        let l = bind_listener(&path, 1, None, 0, 0).unwrap();
+        let _c = connect(&path).unwrap();
+        accept(l.as_fd()).unwrap();
+    }
+
+    #[test]
+    fn non_socket_file_is_refused() {
+        let dir = TempDir::new("file");
+        let path = dir.0.join("s.sock");
+        std::fs::write(&path, b"precious").unwrap();
+        let err = bind_listener(&path, 1, None, 0, 0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(bind_listener(&path, 1, None, 0, 0).is_err());
+        assert!(path.is_dir());
+    }
+
+    #[test]
+    fn too_long_path_is_refused_not_truncated() {
+        let dir = TempDir::new("long");
+        let path = dir.0.join("x".repeat(200));
+        let err = bind_listener(&path, 1, None, 0, 0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let msg = err.to_string();
+        assert!(msg.contains("xxxx") && msg.contains("107"), "{}", msg);
+        assert!(!path.exists());
+        assert_eq!(
+            connect(&path).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn connect_to_missing_socket_is_retryable() {
+        let dir = TempDir::new("missing");
+        let err = connect(&dir.0.join("none.sock")).unwrap_err();
+        assert!(is_retryable(&err), "{}", err);
+    }
+
+    #[test]
+    fn accept_on_nonblocking_listener_would_block() {
+        let dir = TempDir::new("nb");
+        let path = dir.0.join("s.sock");
+        let l = bind_listener(&path, 1, None, 0, 0).unwrap();
+        set_nonblocking(l.as_fd(), true).unwrap();
+        assert_eq!(
+            accept(l.as_fd()).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        set_nonblocking(l.as_fd(), false).unwrap();
+    }
+
+    #[test]
+    fn peer_credentials_of_a_pair_are_ours() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let c = peer_credentials(a.as_fd()).unwrap();
+        let (uid, gid) = own_ids();
+        assert_eq!(
+            c,
+            PeerCred {
+                pid: std::process::id() as i32,
+                uid,
+                gid
+            }
+        );
+    }
+
+    #[test]
+    fn receive_timeout_is_would_block() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        set_timeouts(a.as_fd(), Some(Duration::from_millis(20)), None).unwrap();
+        let mut fds = VecDeque::new();
+        let err = recv_with_fds(a.as_fd(), &mut [0u8; 4], &mut fds).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(set_timeouts(a.as_fd(), Some(Duration::ZERO), None).is_err());
+        set_timeouts(a.as_fd(), None, None).unwrap();
+    }
+
+    #[test]
+    fn retry_delays_double_cap_and_stop() {
+        let p = RetryPolicy {
+            timeout: Duration::from_secs(10),
+        };
+        let ms = Duration::from_millis;
+        let got: Vec<_> = (0..8).map(|a| p.delay(a, ms(0)).unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                ms(5),
+                ms(10),
+                ms(20),
+                ms(40),
+                ms(80),
+                ms(160),
+                ms(200),
+                ms(200)
+            ]
+        );
+        assert_eq!(p.delay(u32::MAX, ms(0)), Some(ms(200)));
+        assert_eq!(p.delay(3, ms(9_990)), Some(ms(10)));
+        assert_eq!(p.delay(0, ms(10_000)), None);
+        assert_eq!(p.delay(0, ms(20_000)), None);
+        let none = RetryPolicy {
+            timeout: Duration::ZERO,
+        };
+        assert_eq!(none.delay(0, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn retryable_errors() {
+        for e in [libc::ECONNREFUSED, libc::EAGAIN, libc::ENOENT] {
+            assert!(is_retryable(&io::Error::from_raw_os_error(e)));
+        }
+        for e in [libc::EACCES, libc::ENOTSOCK, libc::EPIPE] {
+            assert!(!is_retryable(&io::Error::from_raw_os_error(e)));
+        }
+        assert!(!is_retryable(&io::Error::other("x")));
+    }
+}

@@ -1,0 +1,284 @@
+//! One process of a daemon process group: starts Python, imports the group's start-up scripts,
+//! then serves connections from Apache's children on `threads` threads until it is told to stop
+//! (a signal, `maximum-requests`, a changed script), finishing what it is serving first.
+
+use super::plan::GroupPlan;
+use super::process::{self, CONTROL_SIGNALS};
+use super::unix;
+use crate::python;
+use crate::wsgi::Level;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Why the process stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StopReason {
+    Running = 0,
+    /// Finish current requests (within graceful-timeout) and be replaced: SIGUSR1,
+    /// `maximum-requests`, a changed script.
+    Graceful = 1,
+    /// Apache is stopping or restarting: serve what is already queued, then end (within
+    /// shutdown-timeout).
+    Shutdown = 2,
+}
+
+/// What the threads of the process share.
+pub struct State {
+    reason: AtomicU8,
+    /// Written once when stopping; polled by the accepting thread so it wakes at once.
+    wake_read: OwnedFd,
+    wake_write: OwnedFd,
+    /// One thread at a time waits for a connection, and only a thread that is free to serve it.
+    accept_lock: Mutex<()>,
+    stopped: (Mutex<bool>, Condvar),
+    /// The connections queued when Apache stopped the group have all been taken.
+    drained: AtomicBool,
+    requests: AtomicU64,
+}
+
+impl State {
+    fn new() -> std::io::Result<State> {
+        let mut fds = [0; 2];
+        // SAFETY: fds has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 just created both descriptors; each is owned once.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok(State {
+            reason: AtomicU8::new(StopReason::Running as u8),
+            wake_read: r,
+            wake_write: w,
+            accept_lock: Mutex::new(()),
+            stopped: (Mutex::new(false), Condvar::new()),
+            drained: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    pub fn reason(&self) -> StopReason {
+        match self.reason.load(Ordering::Acquire) {
+            0 => StopReason::Running,
+            1 => StopReason::Graceful,
+            _ => StopReason::Shutdown,
+        }
+    }
+
+    /// Starts stopping for `reason` (a shutdown overrides a graceful stop, not the reverse);
+    /// true if this call changed the reason.
+    pub fn stop(&self, reason: StopReason) -> bool {
+        let changed = self
+            .reason
+            .fetch_max(reason as u8, Ordering::AcqRel)
+            .lt(&(reason as u8));
+        if changed {
+            // SAFETY: writing one byte from a valid buffer to our own pipe.
+            unsafe { libc::write(self.wake_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+            let (lock, cvar) = &self.stopped;
+            *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            cvar.notify_all();
+        }
+        changed
+    }
+
+    fn wait_for_stop(&self) {
+        let (lock, cvar) = &self.stopped;
+        let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while !*stopped {
+            stopped = cvar.wait(stopped).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// The process's whole life, in the process the supervisor forked; never returns.
+pub fn run(plan: GroupPlan) -> ! {
+    // SAFETY: getppid has no preconditions.
+    let supervisor = unsafe { libc::getppid() };
+    process::mask_signals(&[libc::SIGCHLD], false);
+    if !process::die_with_parent(libc::SIGTERM, supervisor) {
+        process::exit_now(0);
+    }
+    let name = plan.name.clone();
+    let tag = plan.tag();
+    if let Some(title) = &plan.options.display_name {
+        (plan.set_title)(title);
+    }
+    process::set_thread_name(&format!("wsgi:{name}"));
+    plan.log(
+        Level::Info,
+        &format!(
+            "{tag}: Starting process '{name}' with uid={}, gid={} and threads={}.",
+            plan.identity.uid, plan.identity.gid, plan.options.threads
+        ),
+    );
+    let state = match State::new() {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            plan.log(Level::Error, &format!("{tag}: Cannot create a pipe: {e}"));
+            process::exit_now(1);
+        }
+    };
+    spawn_signal_thread(state.clone());
+    let info = plan.server_info.clone();
+    let prepare =
+        move |py: pyo3::Python<'_>, group: &str| crate::wsgi::interp::prepare(py, &info, group);
+    if let Err(e) = python::initialize(&plan.python, prepare, crate::wsgi::interp::release) {
+        plan.log(
+            Level::Error,
+            &format!("{tag}: Python could not be started in daemon process '{name}': {e}"),
+        );
+        process::exit_now(1);
+    }
+    for import in &plan.imports {
+        super::serve::import_at_start(&plan, import);
+    }
+    let threads: Vec<_> = (0..plan.options.threads)
+        .map(|i| {
+            let (plan, state) = (plan.clone(), state.clone());
+            let mut builder = std::thread::Builder::new().name(format!("wsgi:{name}:{i}"));
+            if let Some(size) = plan.options.stack_size {
+                builder = builder.stack_size(size);
+            }
+            builder.spawn(move || accept_loop(&plan, &state))
+        })
+        .filter_map(Result::ok)
+        .collect();
+    state.wait_for_stop();
+    let reason = state.reason();
+    let (limit, why) = match reason {
+        StopReason::Shutdown => (plan.options.shutdown_timeout, "shutdown-timeout"),
+        _ => (plan.options.graceful_timeout, "graceful-timeout"),
+    };
+    plan.log(
+        Level::Info,
+        &format!("{tag}: Shutdown requested '{name}' ({reason:?})."),
+    );
+    spawn_reaper(&plan, limit, why);
+    for t in threads {
+        let _ = t.join();
+    }
+    // Requests are done; what is left is Python's own shutdown (atexit handlers, threads the
+    // application started), bounded by shutdown-timeout.
+    spawn_reaper(&plan, plan.options.shutdown_timeout, "shutdown-timeout");
+    python::finalize();
+    plan.log(Level::Info, &format!("{tag}: Stopping process '{name}'."));
+    process::exit_now(0);
+}
+
+fn spawn_signal_thread(state: Arc<State>) {
+    let _ = std::thread::Builder::new()
+        .name("wsgi:signals".into())
+        .spawn(move || loop {
+            match process::wait_signal(&CONTROL_SIGNALS, None) {
+                Some(libc::SIGUSR1) => {
+                    state.stop(StopReason::Graceful);
+                }
+                Some(_) => {
+                    state.stop(StopReason::Shutdown);
+                }
+                None => std::thread::sleep(Duration::from_millis(100)),
+            }
+        });
+}
+
+/// Ends the process `limit` from now if it has not ended by itself (zero: no limit).
+fn spawn_reaper(plan: &GroupPlan, limit: Duration, why: &'static str) {
+    if limit.is_zero() {
+        return;
+    }
+    let (log, name) = (plan.log, plan.name.clone());
+    let _ = std::thread::Builder::new()
+        .name("wsgi:reaper".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            log(
+                Level::Error,
+                &format!(
+                    "mod_wsgi (pid={}): Aborting process '{name}': requests still running after \
+                     {why} ({} seconds).",
+                    std::process::id(),
+                    limit.as_secs()
+                ),
+            );
+            process::exit_now(1);
+        });
+}
+
+/// What one thread does: take turns waiting for a connection, serve it, repeat.
+fn accept_loop(plan: &GroupPlan, state: &State) {
+    // SAFETY: the listener stays open for the life of the process.
+    let listener = unsafe { BorrowedFd::borrow_raw(plan.listener) };
+    loop {
+        let conn = {
+            let _turn = state.accept_lock.lock().unwrap_or_else(|p| p.into_inner());
+            match state.reason() {
+                StopReason::Running => match next_connection(listener, state) {
+                    Some(conn) => conn,
+                    None => continue,
+                },
+                // Apache has removed the socket, so nothing new arrives: serve what was already
+                // queued instead of dropping it.
+                StopReason::Shutdown if !state.drained.load(Ordering::Acquire) => {
+                    match unix::accept(listener) {
+                        Ok(conn) => conn,
+                        Err(_) => {
+                            state.drained.store(true, Ordering::Release);
+                            return;
+                        }
+                    }
+                }
+                _ => return,
+            }
+        };
+        let outcome = super::serve::connection(plan, conn);
+        let served = state.requests.fetch_add(1, Ordering::AcqRel) + 1;
+        let max = plan.options.maximum_requests;
+        if outcome == super::serve::Served::RestartRequired {
+            if state.stop(StopReason::Graceful) {
+                plan.log(
+                    Level::Info,
+                    &format!(
+                        "{}: Force restart of process '{}': its WSGI script changed.",
+                        plan.tag(),
+                        plan.name
+                    ),
+                );
+            }
+        } else if max > 0 && served >= max && state.stop(StopReason::Graceful) {
+            plan.log(
+                Level::Info,
+                &format!(
+                    "{}: Maximum requests reached, restarting process '{}'.",
+                    plan.tag(),
+                    plan.name
+                ),
+            );
+        }
+    }
+}
+
+/// Waits for a connection or a stop; None when woken without one.
+fn next_connection(listener: BorrowedFd<'_>, state: &State) -> Option<OwnedFd> {
+    let mut fds = [
+        libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: state.wake_read.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: fds is a valid array of two pollfd entries.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+    if n <= 0 || fds[1].revents != 0 || state.reason() != StopReason::Running {
+        return None;
+    }
+    // Another process of the group may have taken it: the listener is non-blocking.
+    unix::accept(listener).ok()
+}

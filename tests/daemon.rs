@@ -1,0 +1,684 @@
+//! Daemon mode end to end: `WSGIDaemonProcess` groups started by real Apache, requests proxied
+//! to them over their socket, their processes replaced when they die, recycle or their script
+//! changes, and the errors a person sees when something goes wrong.
+
+mod common;
+
+use common::apps::{environ_value, parse_environ, ENVIRON};
+use common::{http_request, Apache, Options};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Reports the process serving it: pid, parent pid, uid, and the process group.
+const WHO: &str = r#"
+import os, time, mod_wsgi
+def application(environ, start_response):
+    if environ.get("PATH_INFO") == "/slow":
+        time.sleep(1.5)
+    if environ.get("PATH_INFO") == "/exit":
+        os._exit(3)
+    body = ("%d %d %d %s %s" % (os.getpid(), os.getppid(), os.getuid(),
+            environ["mod_wsgi.process_group"], mod_wsgi.process_group)).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+fn who(apache: &Apache, path: &str) -> (i32, i32, u32, String) {
+    let r = apache.get(path);
+    assert_eq!(
+        r.status,
+        200,
+        "{path}: {}\n{}",
+        r.text(),
+        apache.error_log()
+    );
+    let text = r.text();
+    let f: Vec<&str> = text.split(' ').collect();
+    assert_eq!(f[3], f[4], "environ and mod_wsgi module disagree: {text}");
+    (
+        f[0].parse().unwrap(),
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+        f[3].to_string(),
+    )
+}
+
+fn apache_pid(apache: &Apache) -> i32 {
+    std::fs::read_to_string(apache.path("httpd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit(')').next().unwrap();
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn uid_of(name: &str) -> u32 {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}:")))
+        .and_then(|l| l.split(':').nth(2))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn requests_run_in_daemon_processes_as_the_configured_user() {
+    let apache = Apache::start(
+        "daemon_user",
+        &[("who.wsgi", WHO)],
+        "WSGIDaemonProcess site user=nobody group=nogroup threads=2\n\
+         WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
+    );
+    let (pid, ppid, uid, group) = who(&apache, "/who");
+    assert_eq!(group, "site");
+    // The daemon's parent is the group's supervisor, whose parent is Apache's parent.
+    assert_ne!(pid, apache_pid(&apache));
+    assert_eq!(parent_of(ppid), apache_pid(&apache));
+    if is_root() {
+        assert_eq!(uid, uid_of("nobody"));
+        let status = std::fs::read_to_string(format!("/proc/{ppid}/status")).unwrap();
+        let sv_uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            sv_uid
+                .split_whitespace()
+                .all(|f| f == "Uid:" || f == uid_of("nobody").to_string()),
+            "the supervisor must not keep root: {sv_uid}"
+        );
+    }
+    // The same process serves the next request.
+    assert_eq!(who(&apache, "/who").0, pid);
+}
+
+#[test]
+fn two_processes_of_four_threads_serve_eight_requests_at_once_and_not_nine() {
+    let apache = Apache::start_with(
+        "daemon_capacity",
+        &[("who.wsgi", WHO)],
+        "WSGIDaemonProcess site processes=2 threads=4\n\
+         WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
+        Options {
+            threads: 16,
+            ..Options::default()
+        },
+    );
+    // Both processes have loaded the script before the timed part.
+    for _ in 0..20 {
+        who(&apache, "/who");
+    }
+    let port = apache.port;
+    let start = Instant::now();
+    let handles: Vec<_> = (0..9)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let r = http_request(port, "GET", "/who/slow", &[], b"");
+                assert_eq!(r.status, 200);
+                let pid: i32 = r.text().split(' ').next().unwrap().parse().unwrap();
+                (start.elapsed(), pid)
+            })
+        })
+        .collect();
+    let results: Vec<(Duration, i32)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let first_wave = results
+        .iter()
+        .filter(|(t, _)| *t < Duration::from_millis(2700))
+        .count();
+    assert_eq!(first_wave, 8, "{results:?}");
+    let mut pids: Vec<i32> = results.iter().map(|(_, p)| *p).collect();
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 2, "{results:?}");
+}
+
+#[test]
+fn a_process_that_dies_mid_request_is_a_502_and_is_replaced() {
+    let apache = Apache::start(
+        "daemon_exit",
+        &[("who.wsgi", WHO)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
+    );
+    let (before, ..) = who(&apache, "/who");
+    let r = apache.get("/who/exit");
+    assert_eq!(r.status, 502, "{}", r.text());
+    let (after, ..) = who(&apache, "/who");
+    assert_ne!(before, after);
+    let log = apache.wait_for_log("exited with code 3");
+    assert!(
+        log.contains(&format!("Daemon process {before} of group 'site' closed the connection before sending response headers")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "Process {before} of daemon group 'site' exited with code 3"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn maximum_requests_recycles_the_process() {
+    let apache = Apache::start(
+        "daemon_maxreq",
+        &[("who.wsgi", WHO)],
+        "WSGIDaemonProcess site threads=1 maximum-requests=3\n\
+         WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
+    );
+    let pids: Vec<i32> = (0..7).map(|_| who(&apache, "/who").0).collect();
+    assert_eq!(pids[0], pids[1]);
+    assert_eq!(pids[0], pids[2]);
+    assert_ne!(pids[2], pids[3], "{pids:?}");
+    assert_eq!(pids[3], pids[5]);
+    assert_ne!(pids[5], pids[6], "{pids:?}");
+    let log = apache.error_log();
+    assert!(
+        log.contains("Maximum requests reached, restarting process 'site'"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_changed_script_restarts_an_idle_daemon_at_once() {
+    let apache = Apache::start(
+        "daemon_reload",
+        &[("who.wsgi", WHO)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
+    );
+    let (before, ..) = who(&apache, "/who");
+    let script = apache.path("who.wsgi");
+    let changed = WHO.replace("\"%d %d", "\"%d  %d");
+    std::fs::write(&script, changed).unwrap();
+    // A modification time certainly different from the first load's.
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&script)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let start = Instant::now();
+    let r = apache.get("/who");
+    let took = start.elapsed();
+    assert_eq!(r.status, 200, "{}", apache.error_log());
+    assert!(
+        r.text().contains("  "),
+        "served by the old code: {}",
+        r.text()
+    );
+    let after: i32 = r.text().split(' ').next().unwrap().parse().unwrap();
+    assert_ne!(before, after);
+    assert!(took < Duration::from_secs(1), "reload took {took:?}");
+    let log = apache.error_log();
+    assert!(log.contains("Force restart of process 'site'"), "{log}");
+}
+
+/// Echoes the SHA-256 and length of the body it reads.
+const HASH: &str = r#"
+import hashlib
+def application(environ, start_response):
+    h, n = hashlib.sha256(), 0
+    inp = environ["wsgi.input"]
+    while True:
+        chunk = inp.read(65536)
+        if not chunk:
+            break
+        h.update(chunk)
+        n += len(chunk)
+    body = ("%d %s" % (n, h.hexdigest())).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"#;
+
+/// Echoes each line of the request body as soon as it has read it.
+const LINE_ECHO: &str = r#"
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    inp = environ["wsgi.input"]
+    def lines():
+        while True:
+            line = inp.readline()
+            if not line:
+                return
+            yield b"echo:" + line
+    return lines()
+"#;
+
+/// Sends `size` bytes of a body that is not all one value.
+const BIG: &str = r#"
+def application(environ, start_response):
+    size = int(environ["QUERY_STRING"])
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    block = bytes(range(256)) * 256
+    def gen():
+        sent = 0
+        while sent < size:
+            part = block[: size - sent]
+            sent += len(part)
+            yield part
+    return gen()
+"#;
+
+fn sha256_hex(data: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(data)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn large_bodies_stream_both_ways() {
+    let apache = Apache::start(
+        "daemon_bodies",
+        &[
+            ("hash.wsgi", HASH),
+            ("echo.wsgi", LINE_ECHO),
+            ("big.wsgi", BIG),
+        ],
+        "WSGIDaemonProcess site threads=4\n\
+         WSGIProcessGroup site\n\
+         WSGIChunkedRequest On\n\
+         WSGIScriptAlias /hash {dir}/hash.wsgi\n\
+         WSGIScriptAlias /echo {dir}/echo.wsgi\n\
+         WSGIScriptAlias /big {dir}/big.wsgi",
+    );
+    let body: Vec<u8> = (0..8 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let r = apache.request("POST", "/hash", &[], &body);
+    assert_eq!(r.status, 200, "{}", apache.error_log());
+    assert_eq!(r.text(), format!("{} {}", body.len(), sha256_hex(&body)));
+
+    let r = apache.get("/big?9000001");
+    assert_eq!(r.status, 200);
+    assert!(r.complete);
+    assert_eq!(r.body.len(), 9_000_001);
+    let block: Vec<u8> = (0..=255u8).collect::<Vec<_>>().repeat(256);
+    assert!(r.body.chunks(block.len()).all(|c| c == &block[..c.len()]));
+
+    // A chunked upload answered line by line: each echo arrives before the next line is sent,
+    // so neither side may wait for the whole body.
+    let mut s = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    for i in 0..3 {
+        let line = format!("line {i}\n");
+        write!(s, "{:x}\r\n{line}\r\n", line.len()).unwrap();
+        s.flush().unwrap();
+        if i == 0 {
+            let mut status = String::new();
+            reader.read_line(&mut status).unwrap();
+            assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h == "\r\n" {
+                    break;
+                }
+            }
+        }
+        let mut size = String::new();
+        reader.read_line(&mut size).unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        let mut chunk = vec![0; n + 2];
+        reader.read_exact(&mut chunk).unwrap();
+        assert_eq!(&chunk[..n], format!("echo:{line}").as_bytes());
+    }
+    write!(s, "0\r\n\r\n").unwrap();
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "0\r\n\r\n");
+}
+
+/// A response whose file goes to Apache as an open descriptor.
+const FILE: &str = r#"
+def application(environ, start_response):
+    f = open(environ["SCRIPT_FILENAME"].replace("file.wsgi", "data.bin"), "rb")
+    f.seek(7)
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return environ["wsgi.file_wrapper"](f, 8192)
+"#;
+
+#[test]
+fn file_wrapper_responses_pass_the_file_to_apache() {
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let apache = Apache::start(
+        "daemon_file",
+        &[("file.wsgi", FILE)],
+        "WSGIDaemonProcess site threads=2 user=nobody group=nogroup\n\
+         WSGIScriptAlias /file {dir}/file.wsgi process-group=site",
+    );
+    std::fs::write(apache.path("data.bin"), &data).unwrap();
+    let r = apache.get("/file");
+    assert_eq!(r.status, 200, "{}", apache.error_log());
+    assert_eq!(r.body.len(), data.len() - 7);
+    assert!(r.body == data[7..]);
+}
+
+const ENVIRON_KEYS: &str = r#"
+def application(environ, start_response):
+    import sys
+    print("printed from the daemon")
+    environ["wsgi.errors"].write("written to wsgi.errors\n")
+    keys = ["mod_wsgi.process_group", "mod_wsgi.application_group", "mod_wsgi.queue_start",
+            "mod_wsgi.daemon_start", "mod_wsgi.daemon_connects", "mod_wsgi.daemon_restarts",
+            "mod_wsgi.request_start", "mod_wsgi.script_start", "REQUEST_METHOD", "SCRIPT_NAME",
+            "PATH_INFO", "QUERY_STRING", "HTTP_X_TEST", "wsgi.url_scheme"]
+    lines = ["%s=%s" % (k, environ.get(k)) for k in keys]
+    lines.append("wsgi.multithread=%r" % environ["wsgi.multithread"])
+    lines.append("wsgi.multiprocess=%r" % environ["wsgi.multiprocess"])
+    body = "\n".join(lines).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"#;
+
+#[test]
+fn the_environ_reports_the_daemon_path_and_output_is_logged_against_the_request() {
+    let apache = Apache::start(
+        "daemon_environ",
+        &[("env.wsgi", ENVIRON_KEYS), ("all.wsgi", ENVIRON)],
+        "WSGIDaemonProcess site processes=1 threads=3\n\
+         WSGIScriptAlias /env {dir}/env.wsgi process-group=site application-group=%{GLOBAL}\n\
+         WSGIScriptAlias /all {dir}/all.wsgi process-group=site",
+    );
+    let r = apache.request("GET", "/env/x?q=1", &[("X-Test", "é")], b"");
+    assert_eq!(r.status, 200, "{}", apache.error_log());
+    let env = parse_environ(&r.text());
+    let get = |k: &str| environ_value(&env, k).unwrap_or_default().to_string();
+    assert_eq!(get("mod_wsgi.process_group"), "site");
+    assert_eq!(get("mod_wsgi.application_group"), "");
+    assert_eq!(get("SCRIPT_NAME"), "/env");
+    assert_eq!(get("PATH_INFO"), "/x");
+    assert_eq!(get("QUERY_STRING"), "q=1");
+    assert_eq!(get("HTTP_X_TEST"), "Ã©", "bytes as Latin-1 str");
+    assert_eq!(get("mod_wsgi.daemon_connects"), "1");
+    assert_eq!(get("mod_wsgi.daemon_restarts"), "0");
+    assert_eq!(get("wsgi.multithread"), "True");
+    assert_eq!(get("wsgi.multiprocess"), "True", "processes= given");
+    let t = |k: &str| {
+        get(k)
+            .parse::<i64>()
+            .unwrap_or_else(|_| panic!("{k}: {}", get(k)))
+    };
+    assert!(t("mod_wsgi.request_start") <= t("mod_wsgi.queue_start"));
+    assert!(t("mod_wsgi.queue_start") <= t("mod_wsgi.daemon_start"));
+    let log = apache.wait_for_log("written to wsgi.errors");
+    let line = log
+        .lines()
+        .find(|l| l.contains("printed from the daemon"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("[client 127.0.0.1:"), "{line}");
+    assert!(log.contains("written to wsgi.errors"), "{log}");
+
+    // The environ of a daemon request has the same keys as an embedded one's.
+    let r = apache.get("/all");
+    assert_eq!(r.status, 200);
+    let env = parse_environ(&r.text());
+    for key in [
+        "SERVER_NAME",
+        "REMOTE_ADDR",
+        "mod_wsgi.request_id",
+        "mod_wsgi.script_reloading",
+    ] {
+        assert!(
+            environ_value(&env, key).is_some(),
+            "{key} missing: {}",
+            r.text()
+        );
+    }
+}
+
+const FAILS: &str = r#"
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/raise":
+        raise RuntimeError("boom from the daemon")
+    if path == "/slow":
+        import time
+        time.sleep(3)
+    if path == "/huge-header":
+        start_response("200 OK", [("X-Big", "x" * 10000)])
+        return [b"never"]
+    if path == "/bad-header":
+        start_response("200 OK", [("X-Bad", "a\r\nInjected: yes")])
+        return [b"never"]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"#;
+
+#[test]
+fn errors_name_their_cause() {
+    let apache = Apache::start(
+        "daemon_errors",
+        &[("fails.wsgi", FAILS)],
+        "WSGIDaemonProcess site threads=2 socket-timeout=1 header-buffer-size=8192\n\
+         WSGIScriptAlias /fails {dir}/fails.wsgi process-group=site\n\
+         WSGIScriptAlias /nogroup {dir}/fails.wsgi process-group=missing",
+    );
+    let r = apache.get("/fails/raise");
+    assert_eq!(r.status, 500);
+    let log = apache.wait_for_log("boom from the daemon");
+    assert!(log.contains("RuntimeError: boom from the daemon"), "{log}");
+
+    let r = apache.get("/fails/bad-header");
+    assert_eq!(r.status, 500);
+    assert!(r.header("Injected").is_none());
+
+    let r = apache.get("/fails/huge-header");
+    assert_eq!(r.status, 500);
+    let log = apache.wait_for_log("header-buffer-size");
+    assert!(
+        log.contains("more than header-buffer-size (8192 bytes)"),
+        "{log}"
+    );
+
+    let r = apache.get("/fails/slow");
+    assert_eq!(r.status, 504);
+    let log = apache.wait_for_log("socket-timeout of 1 seconds");
+    assert!(log.contains("for response headers"), "{log}");
+
+    let r = apache.get("/nogroup");
+    assert_eq!(r.status, 500);
+    let log = apache.wait_for_log("No WSGI daemon process called 'missing'");
+    assert!(log.contains("has been configured"), "{log}");
+
+    // Still serving after all that.
+    assert_eq!(apache.get("/fails/ok").text(), "ok");
+}
+
+#[test]
+fn an_unreachable_socket_is_a_503_naming_path_and_user() {
+    let apache = Apache::start(
+        "daemon_nosocket",
+        &[("who.wsgi", WHO)],
+        "WSGIDaemonProcess site threads=1 connect-timeout=1\n\
+         WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
+    );
+    who(&apache, "/who");
+    let socket = std::fs::read_dir(&apache.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "sock"))
+        .expect("the group's socket is in the runtime directory");
+    std::fs::remove_file(&socket).unwrap();
+    let r = apache.get("/who");
+    assert_eq!(r.status, 503);
+    let log = apache.wait_for_log("Unable to connect to WSGI daemon process 'site'");
+    assert!(log.contains(&socket.display().to_string()), "{log}");
+    assert!(log.contains("as user with uid="), "{log}");
+    assert!(log.contains("connect-timeout"), "{log}");
+}
+
+#[test]
+fn only_apache_can_reach_the_daemons() {
+    if !is_root() {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let apache = Apache::start(
+        "daemon_origin",
+        &[("who.wsgi", WHO)],
+        "WSGIDaemonProcess site threads=1\n\
+         WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
+    );
+    who(&apache, "/who");
+    let socket = std::fs::read_dir(&apache.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "sock"))
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Another user cannot connect; Apache's own user can, but without the secret it is refused.
+    let try_as = |uid: u32| -> String {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid", &uid.to_string(), "--regid", &uid.to_string(), "--clear-groups"])
+            .arg("/usr/bin/python3")
+            .args([
+                "-c",
+                "import socket,sys\ns=socket.socket(socket.AF_UNIX)\n\
+                 try:\n  s.connect(sys.argv[1])\nexcept OSError as e:\n  print('refused', e.errno); sys.exit()\n\
+                 s.sendall(b'H'+(40).to_bytes(4,'little')+b'\\x01'+b'x'*39)\n\
+                 print('answer', len(s.recv(100)))",
+            ])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(try_as(uid_of("nobody")), "refused 13");
+    assert_eq!(try_as(uid_of("www-data")), "answer 0");
+    let log = apache.wait_for_log("Request origin could not be validated");
+    assert!(
+        log.contains("Request origin could not be validated"),
+        "{log}"
+    );
+    assert_eq!(who(&apache, "/who").3, "site");
+}
+
+#[test]
+fn graceful_restart_under_load_loses_no_request() {
+    let apache = Apache::start_with(
+        "daemon_graceful",
+        &[("who.wsgi", WHO)],
+        "WSGIDaemonProcess site processes=2 threads=4\n\
+         WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
+        Options {
+            threads: 16,
+            ..Options::default()
+        },
+    );
+    let (before, ..) = who(&apache, "/who");
+    let port = apache.port;
+    let stop_at = Instant::now() + Duration::from_secs(4);
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while Instant::now() < stop_at {
+                    statuses.push(http_request(port, "GET", "/who", &[], b"").status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    // SAFETY: signalling the Apache parent this test started.
+    unsafe { libc::kill(apache_pid(&apache), libc::SIGUSR1) };
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(statuses.len() > 50, "too few requests: {}", statuses.len());
+    let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}\n{}",
+        failed.len(),
+        statuses.len(),
+        apache.error_log()
+    );
+    // New daemons serve after the restart.
+    let (after, ..) = who(&apache, "/who");
+    assert_ne!(before, after);
+}
+
+#[test]
+fn scripts_are_imported_into_daemon_processes_at_start() {
+    let apache = Apache::start(
+        "daemon_import",
+        &[(
+            "pre.wsgi",
+            "import os\nopen('{dir}/imported.%d' % os.getpid(), 'w').close()\n\
+             def application(e, sr):\n    sr('200 OK', [])\n    return [str(os.getpid()).encode()]\n",
+        )],
+        "WSGIDaemonProcess site threads=1 user=nobody group=nogroup\n\
+         WSGIImportScript {dir}/pre.wsgi process-group=site application-group=%{GLOBAL}\n\
+         WSGIScriptAlias /pre {dir}/pre.wsgi process-group=site application-group=%{GLOBAL}",
+    );
+    let log = apache.wait_for_log("Imported WSGI script");
+    assert!(log.contains("of daemon process 'site'"), "{log}");
+    let pid = apache.get("/pre").text();
+    assert!(apache.path(&format!("imported.{pid}")).exists());
+}
+
+#[test]
+fn bad_daemon_configuration_fails_the_config_test() {
+    for (extra, expected) in [
+        ("WSGIDaemonProcess site threads=abc", "threads=abc"),
+        ("WSGIDaemonProcess site bogus=1", "unknown option 'bogus=1'"),
+        ("WSGIDaemonProcess site user=nosuchuser", "nosuchuser"),
+        (
+            "WSGIDaemonProcess site request-timeout=10",
+            "request-timeout= is not supported yet",
+        ),
+        (
+            "WSGIDaemonProcess site\n<VirtualHost 127.0.0.1:80>\nServerName other\nWSGIDaemonProcess site\n</VirtualHost>",
+            "'site' is defined twice",
+        ),
+        (
+            "WSGIImportScript /x.wsgi process-group=nowhere application-group=%{GLOBAL}",
+            "no WSGIDaemonProcess named 'nowhere'",
+        ),
+        (
+            "<VirtualHost 127.0.0.1:80>\nServerName one\nWSGIDaemonProcess site\n</VirtualHost>\n\
+             <VirtualHost 127.0.0.1:80>\nServerName two\n\
+             WSGIScriptAlias / /x.wsgi process-group=site application-group=%{GLOBAL}\n</VirtualHost>",
+            "defined in another virtual host",
+        ),
+    ] {
+        let (ok, out) = common::config_test("daemon_badconf", extra);
+        assert!(!ok, "{extra}: accepted");
+        assert!(out.contains(expected), "{extra}: {out}");
+    }
+}
