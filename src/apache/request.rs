@@ -174,6 +174,20 @@ impl RequestIo for Request {
         Ok(n as usize)
     }
 
+    fn read_body_available(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        if !self.start_body()? || buf.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: r is live and its body set up; buf is writable for buf.len() bytes.
+        let n = unsafe {
+            ap::mod_wsgi_rs_read_available(self.r, buf.as_mut_ptr() as *mut c_char, buf.len())
+        };
+        if n < 0 {
+            return Err(BODY_READ_ERROR.to_string());
+        }
+        Ok(n as usize)
+    }
+
     fn expect_continue(&mut self) {
         let r = self.r;
         // SAFETY: r is live. The interim response is sent with the request's status set to 100

@@ -66,3 +66,40 @@ apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb)
     apr_brigade_cleanup(bb);
     return rv;
 }
+
+/*
+ * Read request body bytes that are already available, without waiting: what
+ * ap_get_client_block does, with a non-blocking read. Returns the number of bytes read, 0 when
+ * none is available now or the body has ended, -1 on a read error. The end of the body is
+ * recorded as ap_get_client_block records it, so later reads see it.
+ */
+long mod_wsgi_rs_read_available(request_rec *r, char *buffer, apr_size_t bufsiz)
+{
+    apr_status_t rv;
+    apr_bucket_brigade *bb;
+    apr_size_t len = bufsiz;
+
+    if (r->remaining < 0 || (!r->read_chunked && r->remaining == 0)) {
+        return 0;
+    }
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_NONBLOCK_READ, bufsiz);
+    if (APR_STATUS_IS_EAGAIN(rv)) {
+        apr_brigade_destroy(bb);
+        return 0;
+    }
+    if (rv != APR_SUCCESS) {
+        apr_brigade_destroy(bb);
+        return -1;
+    }
+    if (!APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))) {
+        r->remaining = r->read_chunked ? -1 : 0;
+    }
+    rv = apr_brigade_flatten(bb, buffer, &len);
+    apr_brigade_destroy(bb);
+    if (rv != APR_SUCCESS) {
+        return -1;
+    }
+    r->read_length += len;
+    return (long)len;
+}

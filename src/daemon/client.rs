@@ -141,12 +141,20 @@ fn connect(
 /// Where in the response the exchange is, to say what a failure means.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stage {
-    /// The daemon has not said it took the request.
-    Waiting,
-    /// It took it (pid) and has sent no headers yet.
-    Accepted,
+    /// The request is sent; no headers yet.
+    Sent,
     /// Headers are out; a failure now can only truncate the response.
     Sending,
+}
+
+/// Whether the connection was reset: the daemon closed it with the request still unread (or
+/// never accepted it), so the request did not run. A daemon that read the request and then
+/// ended leaves a plain end of stream instead (Linux, AF_UNIX).
+fn was_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
 }
 
 fn exchange(
@@ -160,13 +168,8 @@ fn exchange(
     let _ = unix::set_timeouts(conn.as_fd(), timeout, timeout);
     let mut payload = Vec::with_capacity(4096);
     wire::encode_request_head(head, &mut payload);
-    let (mut reader, mut writer) = match split(conn) {
-        Ok(halves) => halves,
-        Err(e) => {
-            io.log(Level::Error, &format!("mod_wsgi: {e}"));
-            return Attempt::Finished(Exchange::Status(500));
-        }
-    };
+    let conn = std::sync::Arc::new(conn);
+    let (mut reader, mut writer) = (FrameReader::new(conn.clone()), FrameWriter::new(conn));
     if writer
         .frame(Kind::Request, &payload)
         .and_then(|()| writer.flush())
@@ -175,21 +178,19 @@ fn exchange(
         // Closed before reading anything: the process was stopping. Not taken; send again.
         return Attempt::Again;
     }
-    let mut stage = Stage::Waiting;
-    let mut pid = 0u32;
+    let mut stage = Stage::Sent;
     let mut body_pulled = false;
     let mut body = Vec::new();
     let group = target.group;
-    let fail = |io: &mut dyn RequestIo, stage: Stage, pid: u32, what: &str| -> Attempt {
+    let fail = |io: &mut dyn RequestIo, stage: Stage, what: &str| -> Attempt {
         match stage {
-            Stage::Waiting => Attempt::Again,
-            Stage::Accepted => {
+            Stage::Sent => {
                 io.log(
                     Level::Error,
                     &format!(
-                        "mod_wsgi: Daemon process {pid} of group '{group}' {what} before \
-                         sending response headers for request {request_id}; it may have died \
-                         (its supervisor logs how it ended)."
+                        "mod_wsgi: Daemon process group '{group}' {what} before sending \
+                         response headers for request {request_id}: the process serving it \
+                         died (its supervisor logs its pid and how it ended)."
                     ),
                 );
                 Attempt::Finished(Exchange::Status(502))
@@ -198,8 +199,8 @@ fn exchange(
                 io.log(
                     Level::Error,
                     &format!(
-                        "mod_wsgi: Daemon process {pid} of group '{group}' {what} in the middle \
-                         of the response to request {request_id}; the response is truncated."
+                        "mod_wsgi: Daemon process group '{group}' {what} in the middle of the \
+                         response to request {request_id}; the response is truncated."
                     ),
                 );
                 io.abort_response();
@@ -210,22 +211,21 @@ fn exchange(
     loop {
         let frame = match reader.next_frame() {
             Ok(Some(frame)) => frame,
-            Ok(None) => return fail(io, stage, pid, "closed the connection"),
+            Ok(None) => return fail(io, stage, "closed the connection"),
+            Err(e) if stage == Stage::Sent && !body_pulled && was_reset(&e) => {
+                return Attempt::Again
+            }
             Err(e) if is_timeout(&e) => {
                 let secs = target.io_timeout.as_secs();
                 return match stage {
-                    Stage::Waiting | Stage::Accepted => {
-                        let who = if stage == Stage::Waiting {
-                            "to take the request (all its threads busy?)".to_string()
-                        } else {
-                            format!("(pid {pid}) for response headers")
-                        };
+                    Stage::Sent => {
                         io.log(
                             Level::Error,
                             &format!(
-                                "mod_wsgi: Timeout waiting for daemon process group \
-                                 '{group}' {who}: socket-timeout of {secs} seconds expired for \
-                                 request {request_id}."
+                                "mod_wsgi: Timeout waiting for daemon process group '{group}' \
+                                 for response headers: socket-timeout of {secs} seconds \
+                                 expired for request {request_id} (the application is slow, or \
+                                 all the group's threads are busy)."
                             ),
                         );
                         Attempt::Finished(Exchange::Status(504))
@@ -233,18 +233,13 @@ fn exchange(
                     Stage::Sending => fail(
                         io,
                         stage,
-                        pid,
                         &format!("sent nothing for socket-timeout ({secs} seconds)"),
                     ),
                 };
             }
-            Err(e) => return fail(io, stage, pid, &format!("failed ({e})")),
+            Err(e) => return fail(io, stage, &format!("failed ({e})")),
         };
         match frame.kind {
-            Kind::Accepted => {
-                pid = wire::parse_pid(frame.payload).unwrap_or(0);
-                stage = Stage::Accepted;
-            }
             Kind::Restart if !body_pulled && stage != Stage::Sending => return Attempt::Again,
             Kind::Reject if stage != Stage::Sending => {
                 let (status, message) =
@@ -252,13 +247,13 @@ fn exchange(
                 io.log(Level::Error, message);
                 return Attempt::Finished(Exchange::Status(status));
             }
-            Kind::Headers if stage == Stage::Accepted => {
+            Kind::Headers if stage == Stage::Sent => {
                 let head = match wire::decode_response_head(frame.payload) {
                     Ok(head) => head,
                     Err(e) => {
                         io.log(
                             Level::Error,
-                            &format!("mod_wsgi: Malformed response headers from daemon process {pid} of group '{group}': {e}"),
+                            &format!("mod_wsgi: Malformed response headers from daemon process group '{group}': {e}"),
                         );
                         return Attempt::Finished(Exchange::Status(500));
                     }
@@ -267,8 +262,8 @@ fn exchange(
                     io.log(
                         Level::Error,
                         &format!(
-                            "mod_wsgi: Response headers from daemon process {pid} of group \
-                             '{group}' refused for request {request_id}: {problem}"
+                            "mod_wsgi: Response headers from daemon process group '{group}' \
+                             refused for request {request_id}: {problem}"
                         ),
                     );
                     return Attempt::Finished(Exchange::Status(500));
@@ -291,10 +286,10 @@ fn exchange(
             Kind::File if stage == Stage::Sending => {
                 let range = wire::parse_file(frame.payload);
                 let Some(fd) = reader.take_fd() else {
-                    return fail(io, stage, pid, "sent a file without its descriptor");
+                    return fail(io, stage, "sent a file without its descriptor");
                 };
                 let Ok((offset, len)) = range else {
-                    return fail(io, stage, pid, "sent a malformed file frame");
+                    return fail(io, stage, "sent a malformed file frame");
                 };
                 if io.send_file(fd.as_raw_fd(), offset, len).is_err() {
                     return Attempt::Finished(Exchange::Done);
@@ -304,13 +299,13 @@ fn exchange(
                 body_pulled = true;
                 let want = wire::parse_u64(frame.payload).unwrap_or(0).min(1 << 20) as usize;
                 body.resize(want.max(1), 0);
-                let sent = match io.read_body(&mut body) {
+                let sent = match read_pull(io, &mut body) {
                     Ok(0) => writer.frame(Kind::BodyEnd, &[]),
                     Ok(n) => writer.frame(Kind::Body, &body[..n]),
                     Err(e) => writer.frame(Kind::BodyError, e.as_bytes()),
                 };
                 if sent.and_then(|()| writer.flush()).is_err() {
-                    return fail(io, stage, pid, "closed the connection");
+                    return fail(io, stage, "closed the connection");
                 }
             }
             Kind::Continue => io.expect_continue(),
@@ -337,21 +332,23 @@ fn exchange(
                 io.abort_response();
                 return Attempt::Finished(Exchange::Done);
             }
-            other => {
-                return fail(
-                    io,
-                    stage,
-                    pid,
-                    &format!("sent an unexpected {other:?} frame"),
-                )
-            }
+            other => return fail(io, stage, &format!("sent an unexpected {other:?} frame")),
         }
     }
 }
 
-fn split(conn: OwnedFd) -> io::Result<(FrameReader<OwnedFd>, FrameWriter<OwnedFd>)> {
-    let second = conn.try_clone()?;
-    Ok((FrameReader::new(conn), FrameWriter::new(second)))
+/// Answers a Pull: waits for some body, then adds what else has already arrived (up to the
+/// size asked), so a fast upload costs one round trip per Pull rather than one per network read,
+/// while a slow one is passed on as it comes.
+fn read_pull(io: &mut dyn RequestIo, buf: &mut [u8]) -> Result<usize, String> {
+    let mut n = io.read_body(buf)?;
+    while n > 0 && n < buf.len() {
+        match io.read_body_available(&mut buf[n..])? {
+            0 => break,
+            more => n += more,
+        }
+    }
+    Ok(n)
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -399,15 +396,27 @@ mod tests {
         body_at: usize,
         events: Vec<String>,
         sent: Vec<u8>,
+        /// Calls of read_body (the blocking read).
+        waits: usize,
     }
 
-    impl RequestIo for Recorder {
-        fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String> {
-            // Like Apache: at most 5 bytes per read, whatever is asked.
+    impl Recorder {
+        fn take(&mut self, buf: &mut [u8]) -> usize {
             let n = buf.len().min(5).min(self.body.len() - self.body_at);
             buf[..n].copy_from_slice(&self.body[self.body_at..self.body_at + n]);
             self.body_at += n;
-            Ok(n)
+            n
+        }
+    }
+
+    impl RequestIo for Recorder {
+        fn read_body_available(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+            Ok(self.take(buf))
+        }
+        fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+            self.waits += 1;
+            // Like Apache: at most 5 bytes per read, whatever is asked.
+            Ok(self.take(buf))
         }
         fn expect_continue(&mut self) {
             self.events.push("continue".into());
@@ -463,14 +472,13 @@ mod tests {
                 let Ok(conn) = unix::accept(listener.as_fd()) else {
                     return;
                 };
-                let writer: SharedWriter =
-                    Arc::new(Mutex::new(FrameWriter::new(conn.try_clone().unwrap())));
+                let conn = Arc::new(conn);
+                let writer: SharedWriter = Arc::new(Mutex::new(FrameWriter::new(conn.clone())));
                 let mut reader = FrameReader::new(conn);
                 let frame = reader.next_frame().unwrap().unwrap();
                 let head = wire::decode_request_head(frame.payload).unwrap();
                 {
                     let mut w = writer.lock().unwrap();
-                    w.frame(Kind::Accepted, &wire::pid_payload(42)).unwrap();
                     if restart_first && n == 0 {
                         w.frame(Kind::Restart, b"script changed").unwrap();
                     }
@@ -535,6 +543,8 @@ mod tests {
         let mut h = head();
         assert_eq!(forward(&target(&path), &mut h, &mut io), Exchange::Done);
         assert_eq!(io.sent, b"hello, daemon!");
+        // One Pull took all that had arrived (three network reads' worth), one found the end.
+        assert_eq!(io.waits, 2);
         assert_eq!(
             io.events,
             ["continue", "log a line", "headers 200 OK", "flush", "end"]
@@ -569,10 +579,36 @@ mod tests {
             Exchange::Status(502)
         );
         assert!(
-            io.events[0].contains("Daemon process 42 of group 'g' closed the connection before sending response headers"),
+            io.events[0].contains(
+                "Daemon process group 'g' closed the connection before sending response headers"
+            ),
             "{:?}",
             io.events
         );
+    }
+
+    #[test]
+    fn a_request_the_daemon_never_read_is_sent_again() {
+        let dir = TempDir::new("client-unread");
+        let path = dir.0.join("s.sock");
+        let listener = unix::bind_listener(&path, 8, None, 0, 0).unwrap();
+        std::thread::spawn(move || {
+            // The first connection is closed unread (a process stopping), the second served.
+            let first = unix::accept(listener.as_fd()).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(first);
+            let conn = Arc::new(unix::accept(listener.as_fd()).unwrap());
+            let writer: SharedWriter = Arc::new(Mutex::new(FrameWriter::new(conn.clone())));
+            let mut reader = FrameReader::new(conn);
+            reader.next_frame().unwrap().unwrap();
+            let mut io = DaemonIo::new(reader, writer);
+            io.send_headers(&response("200 OK", &[])).unwrap();
+            io.end_response().unwrap();
+        });
+        let mut io = Recorder::default();
+        let mut h = head();
+        assert_eq!(forward(&target(&path), &mut h, &mut io), Exchange::Done);
+        assert_eq!(h.vars.get("mod_wsgi.daemon_connects"), Some(&b"2"[..]));
     }
 
     #[test]

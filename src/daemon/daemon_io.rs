@@ -3,6 +3,7 @@
 //! come only when the application asks for them (a `Pull`), so neither side ever buffers a whole
 //! body and the two directions cannot block each other.
 
+use super::scoreboard::Scoreboard;
 use super::wire::{self, FrameReader, FrameWriter, Kind};
 use crate::buf::UninitBuf;
 use crate::wsgi::{Level, RequestIo, ResponseHead};
@@ -15,29 +16,48 @@ const MIN_PULL: usize = 64 * 1024;
 
 /// The writing half of a connection, shared by the request's `RequestIo` and the logger of its
 /// thread's `sys.stdout`/`sys.stderr`.
-pub type SharedWriter = Arc<Mutex<FrameWriter<OwnedFd>>>;
+pub type SharedWriter = Arc<Mutex<FrameWriter<Conn>>>;
 
-pub fn lock(writer: &SharedWriter) -> std::sync::MutexGuard<'_, FrameWriter<OwnedFd>> {
+/// A connection, shared by its reading and writing halves.
+pub type Conn = Arc<OwnedFd>;
+
+pub fn lock(writer: &SharedWriter) -> std::sync::MutexGuard<'_, FrameWriter<Conn>> {
     writer.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub struct DaemonIo {
-    reader: FrameReader<OwnedFd>,
+    reader: FrameReader<Conn>,
     writer: SharedWriter,
     /// Body bytes received but not yet read by the application.
     pending: Vec<u8>,
     pending_at: usize,
     body_done: bool,
+    /// Where the request is recorded as being served: cleared as the response ends, before the
+    /// Apache child can send its next request.
+    serving: Option<(Arc<Scoreboard>, usize)>,
 }
 
 impl DaemonIo {
-    pub fn new(reader: FrameReader<OwnedFd>, writer: SharedWriter) -> DaemonIo {
+    pub fn new(reader: FrameReader<Conn>, writer: SharedWriter) -> DaemonIo {
         DaemonIo {
             reader,
             writer,
             pending: Vec::new(),
             pending_at: 0,
             body_done: false,
+            serving: None,
+        }
+    }
+
+    /// Records in `board`'s `slot` that the request is over when its response ends.
+    pub fn with_scoreboard(mut self, serving: Option<(Arc<Scoreboard>, usize)>) -> DaemonIo {
+        self.serving = serving;
+        self
+    }
+
+    fn finished(&mut self) {
+        if let Some((board, slot)) = self.serving.take() {
+            board.clear(slot);
         }
     }
 
@@ -134,6 +154,7 @@ impl RequestIo for DaemonIo {
     }
 
     fn end_response(&mut self) -> Result<(), String> {
+        self.finished();
         self.send(
             Kind::End,
             &wire::end_payload(wire::EndStatus::Complete),
@@ -142,6 +163,7 @@ impl RequestIo for DaemonIo {
     }
 
     fn abort_response(&mut self) {
+        self.finished();
         let _ = self.send(Kind::Abort, &[], true);
     }
 

@@ -7,12 +7,14 @@
 //! - `serve`: one connection in a daemon process;
 //! - `daemon_io`/`client`: the two ends of a proxied request (the daemon's `RequestIo` and the
 //!   Apache child that carries it out);
-//! - `wire`: the frames between them; `unix`: socket plumbing; `process`: process-level calls.
+//! - `wire`: the frames between them; `unix`: socket plumbing; `process`: process-level calls;
+//!   `scoreboard`: the requests each process serves, for its supervisor's log when it dies.
 
 pub mod client;
 pub mod daemon_io;
 pub mod plan;
 pub mod process;
+pub mod scoreboard;
 pub mod serve;
 pub mod supervisor;
 pub mod unix;

@@ -2,8 +2,9 @@
 //! script (or ask for this process to be replaced when the script changed) and run the
 //! application with the connection as its `RequestIo`.
 
-use super::daemon_io::{lock, DaemonIo, SharedWriter};
+use super::daemon_io::{lock, Conn, DaemonIo, SharedWriter};
 use super::plan::{GroupPlan, StartupImport};
+use super::scoreboard::Scoreboard;
 use super::unix;
 use super::wire::{self, FrameReader, FrameWriter, Kind, RequestHead};
 use crate::python::{self, AttachError};
@@ -33,7 +34,23 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub fn connection(plan: &GroupPlan, conn: OwnedFd) -> Served {
+/// Clears a thread's scoreboard slot when its request ends, however it ends.
+struct Serving(Option<(Arc<Scoreboard>, usize)>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some((board, slot)) = &self.0 {
+            board.clear(*slot);
+        }
+    }
+}
+
+/// Serves one connection; `board` is where this thread records the request it serves.
+pub fn connection(
+    plan: &GroupPlan,
+    conn: OwnedFd,
+    board: Option<(Arc<Scoreboard>, usize)>,
+) -> Served {
     let daemon_start = now_us();
     let tag = plan.tag();
     match unix::peer_credentials(conn.as_fd()) {
@@ -57,11 +74,9 @@ pub fn connection(plan: &GroupPlan, conn: OwnedFd) -> Served {
     }
     let timeout = (!plan.io_timeout.is_zero()).then_some(plan.io_timeout);
     let _ = unix::set_timeouts(conn.as_fd(), timeout, timeout);
-    let Ok(second) = conn.try_clone() else {
-        return Served::Done;
-    };
-    let mut reader = FrameReader::new(conn);
-    let writer: SharedWriter = Arc::new(Mutex::new(FrameWriter::new(second)));
+    let conn = Arc::new(conn);
+    let mut reader = FrameReader::new(conn.clone());
+    let writer: SharedWriter = Arc::new(Mutex::new(FrameWriter::new(conn)));
     let head = match reader.next_frame() {
         Ok(Some(frame)) if frame.kind == Kind::Request => wire::decode_request_head(frame.payload),
         Ok(None) => return Served::Done,
@@ -96,16 +111,12 @@ pub fn connection(plan: &GroupPlan, conn: OwnedFd) -> Served {
             return Served::Done;
         }
     };
-    {
-        let pid = std::process::id().to_le_bytes();
-        let mut w = lock(&writer);
-        if w.frame(Kind::Accepted, &pid)
-            .and_then(|()| w.flush())
-            .is_err()
-        {
-            return Served::Done;
-        }
+    // No acknowledgement is sent: the Apache child tells a request that was taken from one that
+    // was not by how the connection ends (see client.rs).
+    if let (Some((b, slot)), Some(id)) = (&board, head.vars.get("mod_wsgi.request_id")) {
+        b.set(*slot, id);
     }
+    let _serving = Serving(board.clone());
     if let Some(status) = queue_expired(plan, &head, daemon_start) {
         let msg = format!(
             "{tag}: Queue timeout expired for WSGI daemon process '{}': the request waited \
@@ -122,7 +133,7 @@ pub fn connection(plan: &GroupPlan, conn: OwnedFd) -> Served {
     }
     head.vars
         .set("mod_wsgi.daemon_start", daemon_start.to_string());
-    run_request(head, reader, writer)
+    run_request(head, reader, writer, board)
 }
 
 /// Refuses a request that waited for a process longer than queue-timeout (counted from when the
@@ -139,7 +150,12 @@ fn queue_expired(plan: &GroupPlan, head: &RequestHead, daemon_start: i64) -> Opt
     (daemon_start - started > limit.as_micros() as i64).then_some(504)
 }
 
-fn run_request(head: RequestHead, reader: FrameReader<OwnedFd>, writer: SharedWriter) -> Served {
+fn run_request(
+    head: RequestHead,
+    reader: FrameReader<Conn>,
+    writer: SharedWriter,
+    board: Option<(Arc<Scoreboard>, usize)>,
+) -> Served {
     let script = String::from_utf8_lossy(&head.script).into_owned();
     let mtime = script_mtime(&script);
     let log_writer = writer.clone();
@@ -173,7 +189,7 @@ fn run_request(head: RequestHead, reader: FrameReader<OwnedFd>, writer: SharedWr
             &report,
         ) {
             Ok(app) => {
-                let io = DaemonIo::new(reader, writer.clone());
+                let io = DaemonIo::new(reader, writer.clone()).with_scoreboard(board);
                 run_app(py, &app, &head.vars, &script, Box::new(io))
             }
             Err(LoadError::NoCallable) => {

@@ -7,7 +7,9 @@
 
 use super::plan::GroupPlan;
 use super::process::{self, Ended, Forked, CONTROL_SIGNALS};
+use super::scoreboard::Scoreboard;
 use crate::wsgi::Level;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A process that lived shorter than this is counted as a failed start.
@@ -22,6 +24,8 @@ struct Slot {
     failures: u32,
     /// When the replacement is due (after a back-off).
     due: Option<Instant>,
+    /// The requests the process serves, shared with it.
+    board: Option<Arc<Scoreboard>>,
 }
 
 /// The supervisor's whole life, in the forked process; never returns.
@@ -53,6 +57,9 @@ pub fn run(plan: GroupPlan) -> ! {
             started: Instant::now(),
             failures: 0,
             due: Some(Instant::now()),
+            board: Scoreboard::new(plan.options.threads as usize)
+                .ok()
+                .map(Arc::new),
         })
         .collect();
     let mut stopping = false;
@@ -167,7 +174,7 @@ fn start_due(plan: &GroupPlan, slots: &mut [Slot]) {
             continue;
         }
         match process::fork() {
-            Ok(Forked::Child) => super::worker::run(plan.clone()),
+            Ok(Forked::Child) => super::worker::run(plan.clone(), slot.board.clone()),
             Ok(Forked::Parent(pid)) => {
                 slot.pid = Some(pid);
                 slot.started = Instant::now();
@@ -210,16 +217,25 @@ fn note_death(plan: &GroupPlan, slot: &mut Slot, pid: i32, ended: Ended) {
         } else {
             0
         };
+        let requests = slot.board.as_ref().map(|b| b.take()).unwrap_or_default();
+        let serving = if requests.is_empty() {
+            String::new()
+        } else {
+            format!(" while serving request {}", requests.join(", "))
+        };
         plan.log(
             Level::Error,
             &format!(
-                "mod_wsgi (pid={}): Process {pid} of daemon group '{}' {ended} after {:.1} \
-                 seconds; starting its replacement.",
+                "mod_wsgi (pid={}): Process {pid} of daemon group '{}' {ended}{serving} after \
+                 {:.1} seconds; starting its replacement.",
                 std::process::id(),
                 plan.name,
                 lived.as_secs_f64()
             ),
         );
+    }
+    if let Some(board) = &slot.board {
+        board.take();
     }
     slot.due = Some(Instant::now() + backoff(slot.failures));
 }

@@ -4,6 +4,7 @@
 
 use super::plan::GroupPlan;
 use super::process::{self, CONTROL_SIGNALS};
+use super::scoreboard::Scoreboard;
 use super::unix;
 use crate::python;
 use crate::wsgi::Level;
@@ -94,7 +95,7 @@ impl State {
 }
 
 /// The process's whole life, in the process the supervisor forked; never returns.
-pub fn run(plan: GroupPlan) -> ! {
+pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
     // SAFETY: getppid has no preconditions.
     let supervisor = unsafe { libc::getppid() };
     process::mask_signals(&[libc::SIGCHLD], false);
@@ -137,12 +138,12 @@ pub fn run(plan: GroupPlan) -> ! {
     }
     let threads: Vec<_> = (0..plan.options.threads)
         .map(|i| {
-            let (plan, state) = (plan.clone(), state.clone());
+            let (plan, state, board) = (plan.clone(), state.clone(), board.clone());
             let mut builder = std::thread::Builder::new().name(format!("wsgi:{name}:{i}"));
             if let Some(size) = plan.options.stack_size {
                 builder = builder.stack_size(size);
             }
-            builder.spawn(move || accept_loop(&plan, &state))
+            builder.spawn(move || accept_loop(&plan, &state, board, i as usize))
         })
         .filter_map(Result::ok)
         .collect();
@@ -208,7 +209,7 @@ fn spawn_reaper(plan: &GroupPlan, limit: Duration, why: &'static str) {
 }
 
 /// What one thread does: take turns waiting for a connection, serve it, repeat.
-fn accept_loop(plan: &GroupPlan, state: &State) {
+fn accept_loop(plan: &GroupPlan, state: &State, board: Option<Arc<Scoreboard>>, slot: usize) {
     // SAFETY: the listener stays open for the life of the process.
     let listener = unsafe { BorrowedFd::borrow_raw(plan.listener) };
     loop {
@@ -233,7 +234,7 @@ fn accept_loop(plan: &GroupPlan, state: &State) {
                 _ => return,
             }
         };
-        let outcome = super::serve::connection(plan, conn);
+        let outcome = super::serve::connection(plan, conn, board.clone().map(|b| (b, slot)));
         let served = state.requests.fetch_add(1, Ordering::AcqRel) + 1;
         let max = plan.options.maximum_requests;
         if outcome == super::serve::Served::RestartRequired {

@@ -32,6 +32,11 @@ pub trait RequestIo: Send {
         let n = self.read_body(&mut chunk[..want])?;
         Ok(dest.extend_from_slice(&chunk[..n]))
     }
+    /// Reads request body bytes that have already arrived, without waiting: 0 when none has
+    /// (or at the end). The default reads nothing.
+    fn read_body_available(&mut self, _buf: &mut [u8]) -> Result<usize, String> {
+        Ok(0)
+    }
     /// Answers a pending `Expect: 100-continue` now (`wsgi.input.read(0)`), so the client sends
     /// the body; nothing happens when none is pending.
     fn expect_continue(&mut self);
