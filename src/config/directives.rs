@@ -394,10 +394,7 @@ fn set_application_group(c: &mut DirConfig, name: &str, args: &str) -> Result<()
 const DAEMON_OPTIONS_NOT_YET: &[&str] = &[
     "startup-timeout",
     "deadlock-timeout",
-    "inactivity-timeout",
-    "request-timeout",
     "eviction-timeout",
-    "restart-interval",
     "response-buffer-size",
     "response-socket-timeout",
     "server-metrics",
@@ -687,13 +684,19 @@ mod tests {
     fn daemon_groups_are_defined_once_and_unlanded_options_refused_by_name() {
         let mut c = ServerConfig::default();
         apply_server(&mut c, "WSGIDaemonProcess", "site processes=2 threads=4").unwrap();
-        assert_eq!(c.daemon_groups.len(), 1);
+        apply_server(
+            &mut c,
+            "WSGIDaemonProcess",
+            "timed inactivity-timeout=1 restart-interval=2 request-timeout=3",
+        )
+        .unwrap();
+        assert_eq!(c.daemon_groups.len(), 2);
         assert_eq!(c.daemon_groups[0].options.threads, 4);
         let e = apply_server(&mut c, "WSGIDaemonProcess", "site").unwrap_err();
         assert!(e.contains("'site' is already defined"), "{e}");
-        let e = apply_server(&mut c, "WSGIDaemonProcess", "other request-timeout=60").unwrap_err();
+        let e = apply_server(&mut c, "WSGIDaemonProcess", "other deadlock-timeout=60").unwrap_err();
         assert!(
-            e.starts_with("WSGIDaemonProcess other: option request-timeout= is not supported yet"),
+            e.starts_with("WSGIDaemonProcess other: option deadlock-timeout= is not supported yet"),
             "{e}"
         );
         let d = find("WSGISocketRotation");

@@ -4,6 +4,7 @@
 //! - `plan`: what a group needs, resolved by Apache's parent before it forks;
 //! - `supervisor`: the per-group process that starts and replaces the group's processes;
 //! - `worker`: one process of a group (Python, threads, stopping);
+//! - `timers`: inactivity-timeout, restart-interval and request-timeout in a process;
 //! - `serve`: one connection in a daemon process;
 //! - `daemon_io`/`client`: the two ends of a proxied request (the daemon's `RequestIo` and the
 //!   Apache child that carries it out);
@@ -17,6 +18,7 @@ pub mod process;
 pub mod scoreboard;
 pub mod serve;
 pub mod supervisor;
+pub mod timers;
 pub mod unix;
 pub mod wire;
 pub mod worker;

@@ -45,11 +45,14 @@ impl Drop for Serving {
     }
 }
 
-/// Serves one connection; `board` is where this thread records the request it serves.
+/// Serves one connection; `board` is where this thread records the request it serves, and
+/// `started` is told the request's id once it is accepted and about to run (for the process's
+/// timers).
 pub fn connection(
     plan: &GroupPlan,
     conn: OwnedFd,
     board: Option<(Arc<Scoreboard>, usize)>,
+    started: &dyn Fn(&str),
 ) -> Served {
     let daemon_start = now_us();
     let tag = plan.tag();
@@ -133,6 +136,9 @@ pub fn connection(
     }
     head.vars
         .set("mod_wsgi.daemon_start", daemon_start.to_string());
+    started(&String::from_utf8_lossy(
+        head.vars.get("mod_wsgi.request_id").unwrap_or_default(),
+    ));
     run_request(head, reader, writer, board)
 }
 

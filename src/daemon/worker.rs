@@ -1,10 +1,12 @@
 //! One process of a daemon process group: starts Python, imports the group's start-up scripts,
 //! then serves connections from Apache's children on `threads` threads until it is told to stop
-//! (a signal, `maximum-requests`, a changed script), finishing what it is serving first.
+//! (a signal, `maximum-requests`, a changed script, one of the `timers`), finishing what it is
+//! serving first.
 
 use super::plan::GroupPlan;
 use super::process::{self, CONTROL_SIGNALS};
 use super::scoreboard::Scoreboard;
+use super::timers::{self, Activity};
 use super::unix;
 use crate::python;
 use crate::wsgi::Level;
@@ -19,10 +21,10 @@ use std::time::Duration;
 pub enum StopReason {
     Running = 0,
     /// Finish current requests (within graceful-timeout) and be replaced: SIGUSR1,
-    /// `maximum-requests`, a changed script.
+    /// `maximum-requests`, a changed script, `restart-interval`, `inactivity-timeout`.
     Graceful = 1,
-    /// Apache is stopping or restarting: serve what is already queued, then end (within
-    /// shutdown-timeout).
+    /// Apache is stopping or restarting, or a request ran past `request-timeout`: serve what is
+    /// already queued, then end (within shutdown-timeout).
     Shutdown = 2,
 }
 
@@ -38,10 +40,12 @@ pub struct State {
     /// The connections queued when Apache stopped the group have all been taken.
     drained: AtomicBool,
     requests: AtomicU64,
+    /// When each thread's request started, for the timers.
+    pub activity: Activity,
 }
 
 impl State {
-    fn new() -> std::io::Result<State> {
+    fn new(threads: usize) -> std::io::Result<State> {
         let mut fds = [0; 2];
         // SAFETY: fds has room for the two descriptors pipe2 writes.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
@@ -57,6 +61,7 @@ impl State {
             stopped: (Mutex::new(false), Condvar::new()),
             drained: AtomicBool::new(false),
             requests: AtomicU64::new(0),
+            activity: Activity::new(threads),
         })
     }
 
@@ -115,7 +120,7 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
             plan.identity.uid, plan.identity.gid, plan.options.threads
         ),
     );
-    let state = match State::new() {
+    let state = match State::new(plan.options.threads as usize) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             plan.log(Level::Error, &format!("{tag}: Cannot create a pipe: {e}"));
@@ -147,6 +152,7 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
         })
         .filter_map(Result::ok)
         .collect();
+    timers::spawn_monitor(&plan, state.clone());
     state.wait_for_stop();
     let reason = state.reason();
     let (limit, why) = match reason {
@@ -208,7 +214,7 @@ fn spawn_reaper(plan: &GroupPlan, limit: Duration, why: &'static str) {
         });
 }
 
-/// What one thread does: take turns waiting for a connection, serve it, repeat.
+/// What thread `slot` does: take turns waiting for a connection, serve it, repeat.
 fn accept_loop(plan: &GroupPlan, state: &State, board: Option<Arc<Scoreboard>>, slot: usize) {
     // SAFETY: the listener stays open for the life of the process.
     let listener = unsafe { BorrowedFd::borrow_raw(plan.listener) };
@@ -234,7 +240,11 @@ fn accept_loop(plan: &GroupPlan, state: &State, board: Option<Arc<Scoreboard>>, 
                 _ => return,
             }
         };
-        let outcome = super::serve::connection(plan, conn, board.clone().map(|b| (b, slot)));
+        let outcome =
+            super::serve::connection(plan, conn, board.clone().map(|b| (b, slot)), &|id| {
+                state.activity.begin(slot, id)
+            });
+        state.activity.end(slot);
         let served = state.requests.fetch_add(1, Ordering::AcqRel) + 1;
         let max = plan.options.maximum_requests;
         if outcome == super::serve::Served::RestartRequired {
