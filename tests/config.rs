@@ -65,14 +65,14 @@ fn python_directives_pass() {
 #[test]
 fn unsupported_directives_are_refused_by_name() {
     refused(
-        "daemon",
-        "WSGIDaemonProcess site processes=2",
-        &["WSGIDaemonProcess is not supported yet"],
+        "rotation",
+        "WSGISocketRotation Off",
+        &["WSGISocketRotation is not supported yet"],
     );
     refused(
         "procgroup",
-        "WSGIProcessGroup site",
-        &["WSGIProcessGroup 'site'"],
+        "WSGIProcessGroup %{GLOBL}",
+        &["WSGIProcessGroup '%{GLOBL}': unknown substitution"],
     );
     refused("misspelt", "WSGIScriptAlia /a /b.wsgi", &["WSGIScriptAlia"]);
 }
@@ -105,7 +105,7 @@ fn bad_arguments_are_refused_with_the_directive_named() {
     refused(
         "importdaemon",
         "WSGIImportScript /tmp/a.wsgi process-group=site application-group=%{GLOBAL}",
-        &["WSGIImportScript process-group 'site'"],
+        &["WSGIImportScript: no WSGIDaemonProcess named 'site' is defined"],
     );
     refused(
         "badgroup",
