@@ -202,6 +202,13 @@ fn callable_of<'py>(
     }
 }
 
+/// A file's modification time in microseconds, as Apache's `apr_time_t` that requests compare
+/// against.
+pub fn modification_time(meta: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime() * 1_000_000 + meta.mtime_nsec() / 1_000
+}
+
 /// What importing a script at process start did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Preloaded {
@@ -215,13 +222,11 @@ pub enum Preloaded {
 /// Imports the script at `path` into the attached interpreter before any request needs it
 /// (`WSGIImportScript`), as the module its requests will use.
 pub fn preload(py: Python<'_>, path: &str) -> PyResult<Preloaded> {
-    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)?;
     if meta.is_dir() {
         return Ok(Preloaded::Directory);
     }
-    // Microseconds, as Apache's apr_time_t that requests compare against.
-    let mtime = meta.mtime() * 1_000_000 + meta.mtime_nsec() / 1_000;
+    let mtime = modification_time(&meta);
     let name = module_name(path);
     let _guard = lock_loading(py);
     if let Some(m) = registered(py, &name)? {

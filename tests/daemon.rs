@@ -5,7 +5,7 @@
 mod common;
 
 use common::apps::{environ_value, parse_environ, ENVIRON};
-use common::{http_request, Apache, Options};
+use common::{http_request, is_root, Apache, Options};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -67,11 +67,6 @@ fn uid_of(name: &str) -> u32 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 #[test]

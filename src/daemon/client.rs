@@ -3,6 +3,7 @@
 //! child's own `RequestIo` (Apache), until the response is complete. Written against `RequestIo`
 //! so it runs in unit tests without Apache.
 
+use super::now_us;
 use super::unix::{self, RetryPolicy};
 use super::wire::{self, FrameReader, FrameWriter, Kind, RequestHead};
 use crate::wsgi::{Level, RequestIo};
@@ -82,12 +83,6 @@ pub fn forward(target: &Target<'_>, head: &mut RequestHead, io: &mut dyn Request
             }
         }
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Connects, retrying while the socket is being replaced or its backlog is full; on failure

@@ -23,6 +23,14 @@ pub mod unix;
 pub mod wire;
 pub mod worker;
 
+/// The time now in microseconds since the epoch (Apache's `apr_time_t`), as the environ's
+/// `mod_wsgi.*_start` keys give it.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
     use std::path::PathBuf;

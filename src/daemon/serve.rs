@@ -3,6 +3,7 @@
 //! application with the connection as its `RequestIo`.
 
 use super::daemon_io::{lock, Conn, DaemonIo, SharedWriter};
+use super::now_us;
 use super::plan::{GroupPlan, StartupImport};
 use super::scoreboard::Scoreboard;
 use super::unix;
@@ -21,12 +22,6 @@ pub enum Served {
     /// The script changed since this process loaded it: the process must be replaced (the
     /// request was handed back to Apache, which sends it again).
     RestartRequired,
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Compares secrets in time independent of where they differ.
@@ -266,9 +261,8 @@ fn reject(status: u16, msg: &str) -> Vec<u8> {
 /// The script's modification time in microseconds (Apache's apr_time_t), 0 if it cannot be
 /// read (loading it then fails with the reason).
 fn script_mtime(path: &str) -> i64 {
-    use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path)
-        .map(|m| m.mtime() * 1_000_000 + m.mtime_nsec() / 1_000)
+        .map(|m| crate::script::modification_time(&m))
         .unwrap_or(0)
 }
 
