@@ -520,17 +520,21 @@ fn errors_name_their_cause() {
 fn an_unreachable_socket_is_a_503_naming_path_and_user() {
     let apache = Apache::start(
         "daemon_nosocket",
-        &[("who.wsgi", WHO)],
-        "WSGIDaemonProcess site threads=1 connect-timeout=1\n\
+        &[("who.wsgi", WHO), ("sockets/README", "")],
+        "WSGISocketPrefix sockets/app\n\
+         WSGIDaemonProcess site threads=1 connect-timeout=1\n\
          WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
     );
     who(&apache, "/who");
-    let socket = std::fs::read_dir(&apache.dir)
+    // WSGISocketPrefix, relative to ServerRoot.
+    let socket = std::fs::read_dir(apache.path("sockets"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "sock"))
-        .expect("the group's socket is in the runtime directory");
+        .expect("the group's socket is where WSGISocketPrefix says");
+    let name = socket.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("app."), "{name}");
     std::fs::remove_file(&socket).unwrap();
     let r = apache.get("/who");
     assert_eq!(r.status, 503);
