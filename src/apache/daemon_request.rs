@@ -3,12 +3,10 @@
 
 use super::bindings as ap;
 use super::daemons;
-use super::hooks::{application_group, check_request_body, log_script_error, request_facts};
-use super::request::Request;
+use super::hooks::{log_script_error, prepare_request};
 use crate::config::RequestSettings;
 use crate::daemon::client::{self, Exchange, Target};
 use crate::daemon::wire::RequestHead;
-use crate::wsgi::environ::complete_cgi_vars;
 use std::os::raw::c_int;
 
 const SERVER_ERROR: c_int = ap::HTTP_INTERNAL_SERVER_ERROR as c_int;
@@ -42,18 +40,10 @@ pub(super) unsafe fn handle(
     }
     // SAFETY: r is live (caller's contract) for everything below; Request does not outlive it.
     unsafe {
-        settings.application_group =
-            application_group(r, settings.configured_application_group.as_deref());
-        if let Err(status) = check_request_body(r, filename, settings.chunked_request) {
-            return status;
-        }
-        let mut request = Request::new(r);
-        request.enable_sendfile(settings.enable_sendfile);
-        if let Err(status) = request.setup_body() {
-            return status;
-        }
-        let mut vars = request.cgi_vars();
-        complete_cgi_vars(&mut vars, &settings, &request_facts(r));
+        let (mut request, vars) = match prepare_request(r, &mut settings, filename) {
+            Ok(prepared) => prepared,
+            Err(status) => return status,
+        };
         let mut head = RequestHead {
             token: daemons::token(),
             script: filename.to_vec(),

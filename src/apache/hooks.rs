@@ -421,7 +421,7 @@ unsafe fn alias_options(notes: *const ap::apr_table_t) -> Option<AliasOptions> {
 ///
 /// # Safety
 /// `r` must be a live request.
-pub(super) unsafe fn check_request_body(
+unsafe fn check_request_body(
     r: *mut ap::request_rec,
     filename: &[u8],
     chunked_allowed: bool,
@@ -487,7 +487,7 @@ pub(super) unsafe fn check_request_body(
 ///
 /// # Safety
 /// `r` must be a live request.
-pub(super) unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
+unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
     // SAFETY: live request, connection and local address; strings are copied out.
     unsafe {
         let c = (*r).connection;
@@ -578,19 +578,10 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             );
             return SERVER_ERROR;
         }
-        // Before the CGI variables are added, so %{ENV:…} sees what C mod_wsgi's does.
-        settings.application_group =
-            application_group(r, settings.configured_application_group.as_deref());
-        if let Err(status) = check_request_body(r, &filename, settings.chunked_request) {
-            return status;
-        }
-        let mut request = Request::new(r);
-        request.enable_sendfile(settings.enable_sendfile);
-        if let Err(status) = request.setup_body() {
-            return status;
-        }
-        let mut vars = request.cgi_vars();
-        complete_cgi_vars(&mut vars, &settings, &request_facts(r));
+        let (request, vars) = match prepare_request(r, &mut settings, &filename) {
+            Ok(prepared) => prepared,
+            Err(status) => return status,
+        };
         let mtime = (*r).finfo.mtime;
         let script = String::from_utf8_lossy(&filename).into_owned();
         let group = settings.application_group.clone();
@@ -675,15 +666,37 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
     }
 }
 
+/// What embedded and daemon mode do alike before running a script: resolve the application
+/// group, check the request body, set up reading it, and build the CGI variables.
+///
+/// # Safety
+/// `r` must be the live request of the handler call; the Request must not outlive it.
+pub(super) unsafe fn prepare_request(
+    r: *mut ap::request_rec,
+    settings: &mut RequestSettings,
+    filename: &[u8],
+) -> Result<(Request, crate::wsgi::environ::CgiVars), c_int> {
+    // SAFETY: caller's contract.
+    unsafe {
+        // Before the CGI variables are added, so %{ENV:…} sees what C mod_wsgi's does.
+        settings.application_group =
+            application_group(r, settings.configured_application_group.as_deref());
+        check_request_body(r, filename, settings.chunked_request)?;
+        let mut request = Request::new(r);
+        request.enable_sendfile(settings.enable_sendfile);
+        request.setup_body()?;
+        let mut vars = request.cgi_vars();
+        complete_cgi_vars(&mut vars, settings, &request_facts(r));
+        Ok((request, vars))
+    }
+}
+
 /// The name of the application group (interpreter) request `r` runs in, from the configured
 /// value (None: the default, `%{RESOURCE}`).
 ///
 /// # Safety
 /// `r` must be a live request.
-pub(super) unsafe fn application_group(
-    r: *mut ap::request_rec,
-    configured: Option<&str>,
-) -> String {
+unsafe fn application_group(r: *mut ap::request_rec, configured: Option<&str>) -> String {
     // SAFETY: live request (caller's contract).
     unsafe { resolve_group(r, configured, resolve_application_group) }
 }
