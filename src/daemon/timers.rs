@@ -336,6 +336,8 @@ mod tests {
         assert_eq!(oldest, Some(2));
         assert_eq!(a.request_id(2), "first");
         assert!(s1.oldest_request < s1.last_activity);
+        // Time is kept in microseconds: let some pass before the next activity.
+        std::thread::sleep(Duration::from_millis(2));
         a.end(2);
         a.end(1); // a connection that never started a request changes nothing
         let (s2, oldest) = a.snapshot();
