@@ -264,35 +264,67 @@ impl Apache {
             std::fs::write(&path, content.replace("{dir}", &d)).unwrap();
             set_mode(path.parent().unwrap(), 0o777);
         }
-        let port = free_port();
         let conf = dir.join("httpd.conf");
-        std::fs::write(
-            &conf,
-            config_text(&dir, port, &opts, &extra.replace("{dir}", &d)),
-        )
-        .unwrap();
-        let (ok, text) = check_config(&dir, &conf);
-        assert!(ok, "apache2 -t failed for {name}:\n{text}");
-        let child = apache_command_line()
-            .arg("-d")
-            .arg(&dir)
-            .arg("-f")
-            .arg(&conf)
-            .arg("-DFOREGROUND")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("console.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("start apache2");
-        let apache = Apache {
-            dir,
-            port,
-            child: Some(child),
-        };
-        apache.wait_ready();
-        apache
+        // The free port can be taken (by a client connection's local port) between the probe
+        // and Apache's bind: then Apache exits at once saying so, and another port is tried.
+        for attempt in 1.. {
+            let port = free_port();
+            std::fs::write(
+                &conf,
+                config_text(&dir, port, &opts, &extra.replace("{dir}", &d)),
+            )
+            .unwrap();
+            let (ok, text) = check_config(&dir, &conf);
+            assert!(ok, "apache2 -t failed for {name}:\n{text}");
+            let child = apache_command_line()
+                .arg("-d")
+                .arg(&dir)
+                .arg("-f")
+                .arg(&conf)
+                .arg("-DFOREGROUND")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(
+                    std::fs::File::create(dir.join("console.log")).unwrap(),
+                ))
+                .spawn()
+                .expect("start apache2");
+            let mut apache = Apache {
+                dir: dir.clone(),
+                port,
+                child: Some(child),
+            };
+            if attempt < 4 && apache.exited_on_port_in_use() {
+                continue;
+            }
+            apache.wait_ready();
+            return apache;
+        }
+        unreachable!()
+    }
+
+    /// Whether Apache ended straight away because its port was in use (it is then reaped).
+    fn exited_on_port_in_use(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let child = self.child.as_mut().unwrap();
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                let console =
+                    std::fs::read_to_string(self.dir.join("console.log")).unwrap_or_default();
+                if console.contains("Address already in use") {
+                    self.child = None;
+                    return true;
+                }
+                return false;
+            }
+            if self.dir.join("httpd.pid").exists()
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     fn wait_ready(&self) {
