@@ -354,11 +354,12 @@ fn is_timeout(e: &io::Error) -> bool {
 }
 
 /// Why a response head from a daemon may not go to the client, if it may not: a line longer
-/// than header-buffer-size, or a header the application layer would never have let through.
+/// than header-buffer-size, or a status or header that `start_response` would have refused
+/// (checked again here, with the same checks, since the daemon runs the application's code).
 fn header_problem(head: &crate::wsgi::ResponseHead, limit: usize) -> Option<String> {
-    let bad = |s: &str| s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
-    if bad(&head.status_line) {
-        return Some("the status line contains a control character".into());
+    use crate::wsgi::headers::{check_header, parse_status};
+    if let Err(e) = parse_status(&head.status_line) {
+        return Some(format!("the status line is malformed: {e}"));
     }
     for (name, value) in &head.headers {
         let line = name.len() + 2 + value.len();
@@ -367,8 +368,11 @@ fn header_problem(head: &crate::wsgi::ResponseHead, limit: usize) -> Option<Stri
                 "header '{name}' is {line} bytes, more than header-buffer-size ({limit} bytes)"
             ));
         }
-        if bad(name) || bad(value) || name.contains(':') || name.is_empty() {
-            return Some(format!("header '{}' is malformed", name.escape_debug()));
+        if let Err(e) = check_header(name, value) {
+            return Some(format!(
+                "header '{}' is malformed: {e}",
+                name.escape_debug()
+            ));
         }
     }
     None
