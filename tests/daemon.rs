@@ -44,6 +44,29 @@ fn who(apache: &Apache, path: &str) -> (i32, i32, u32, String) {
     )
 }
 
+/// The WHO app in a group of 2 processes × 4 threads, behind enough Apache threads to load it.
+fn two_processes_of_four_threads(name: &str) -> Apache {
+    Apache::start_with(
+        name,
+        &[("who.wsgi", WHO)],
+        "WSGIDaemonProcess site processes=2 threads=4\n\
+         WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
+        Options {
+            threads: 16,
+            ..Options::default()
+        },
+    )
+}
+
+/// The group socket in `dir`, if there is one.
+fn socket_in(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "sock"))
+}
+
 fn apache_pid(apache: &Apache) -> i32 {
     std::fs::read_to_string(apache.path("httpd.pid"))
         .unwrap()
@@ -99,16 +122,7 @@ fn requests_run_in_daemon_processes_as_the_configured_user() {
 
 #[test]
 fn two_processes_of_four_threads_serve_eight_requests_at_once_and_not_nine() {
-    let apache = Apache::start_with(
-        "daemon_capacity",
-        &[("who.wsgi", WHO)],
-        "WSGIDaemonProcess site processes=2 threads=4\n\
-         WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
-        Options {
-            threads: 16,
-            ..Options::default()
-        },
-    );
+    let apache = two_processes_of_four_threads("daemon_capacity");
     // Both processes have loaded the script before the timed part.
     for _ in 0..20 {
         who(&apache, "/who");
@@ -527,11 +541,7 @@ fn an_unreachable_socket_is_a_503_naming_path_and_user() {
     );
     who(&apache, "/who");
     // WSGISocketPrefix, relative to ServerRoot.
-    let socket = std::fs::read_dir(apache.path("sockets"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "sock"))
+    let socket = socket_in(&apache.path("sockets"))
         .expect("the group's socket is where WSGISocketPrefix says");
     let name = socket.file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with("app."), "{name}");
@@ -557,12 +567,7 @@ fn only_apache_can_reach_the_daemons() {
          WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
     );
     who(&apache, "/who");
-    let socket = std::fs::read_dir(&apache.dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "sock"))
-        .unwrap();
+    let socket = socket_in(&apache.dir).expect("the group's socket is in the runtime directory");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
@@ -595,16 +600,7 @@ fn only_apache_can_reach_the_daemons() {
 
 #[test]
 fn graceful_restart_under_load_loses_no_request() {
-    let apache = Apache::start_with(
-        "daemon_graceful",
-        &[("who.wsgi", WHO)],
-        "WSGIDaemonProcess site processes=2 threads=4\n\
-         WSGIScriptAlias /who {dir}/who.wsgi process-group=site",
-        Options {
-            threads: 16,
-            ..Options::default()
-        },
-    );
+    let apache = two_processes_of_four_threads("daemon_graceful");
     let (before, ..) = who(&apache, "/who");
     let port = apache.port;
     let stop_at = Instant::now() + Duration::from_secs(4);
