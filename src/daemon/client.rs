@@ -270,10 +270,9 @@ fn exchange(
                 stage = Stage::Sending;
             }
             Kind::Data | Kind::DataFlush if stage == Stage::Sending => {
-                if io
-                    .write_body(frame.payload, frame.kind == Kind::DataFlush)
-                    .is_err()
-                {
+                // A flush applies once the frame's last piece is written.
+                let flush = frame.kind == Kind::DataFlush && frame.rest == 0;
+                if io.write_body(frame.payload, flush).is_err() {
                     // The client has gone: closing the connection tells the application.
                     return Attempt::Finished(Exchange::Done);
                 }

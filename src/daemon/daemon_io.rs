@@ -32,6 +32,9 @@ pub struct DaemonIo {
     pending: Vec<u8>,
     pending_at: usize,
     body_done: bool,
+    /// Bytes of the current `Body` frame still to come as further pieces: read them before
+    /// asking for more.
+    body_rest: usize,
     /// Where the request is recorded as being served: cleared as the response ends, before the
     /// Apache child can send its next request.
     serving: Option<(Arc<Scoreboard>, usize)>,
@@ -45,6 +48,7 @@ impl DaemonIo {
             pending: Vec::new(),
             pending_at: 0,
             body_done: false,
+            body_rest: 0,
             serving: None,
         }
     }
@@ -68,13 +72,27 @@ impl DaemonIo {
             .map_err(|e| format!("connection to Apache lost: {e}"))
     }
 
-    /// Makes sure some body bytes are pending (or the end was reached); asks Apache for more.
-    fn fill(&mut self, wanted: usize) -> Result<(), String> {
-        if self.pending_at < self.pending.len() || self.body_done {
-            return Ok(());
+    /// Gives `take` the next body bytes (it returns how many it took, at most all): those left
+    /// from the last frame, or else a new frame, asked from Apache unless the last frame has
+    /// more pieces to come. What `take` leaves is kept for the next read, so a read as large as
+    /// the frame copies it once, straight from the connection's buffer. `Ok(0)`: end of body.
+    fn read_with(
+        &mut self,
+        wanted: usize,
+        take: impl FnOnce(&[u8]) -> usize,
+    ) -> Result<usize, String> {
+        if self.pending_at < self.pending.len() {
+            let n = take(&self.pending[self.pending_at..]);
+            self.pending_at += n;
+            return Ok(n);
         }
-        let ask = wanted.max(MIN_PULL) as u64;
-        self.send(Kind::Pull, &ask.to_le_bytes(), true)?;
+        if self.body_done {
+            return Ok(0);
+        }
+        if self.body_rest == 0 {
+            let ask = wanted.max(MIN_PULL) as u64;
+            self.send(Kind::Pull, &ask.to_le_bytes(), true)?;
+        }
         let frame = match self.reader.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => {
@@ -86,16 +104,18 @@ impl DaemonIo {
                 ))
             }
         };
+        self.body_rest = frame.rest;
         match frame.kind {
             Kind::Body => {
+                let n = take(frame.payload);
                 self.pending.clear();
-                self.pending.extend_from_slice(frame.payload);
+                self.pending.extend_from_slice(&frame.payload[n..]);
                 self.pending_at = 0;
-                Ok(())
+                Ok(n)
             }
             Kind::BodyEnd => {
                 self.body_done = true;
-                Ok(())
+                Ok(0)
             }
             Kind::BodyError => Err(String::from_utf8_lossy(frame.payload).into_owned()),
             other => Err(format!(
@@ -110,22 +130,18 @@ impl RequestIo for DaemonIo {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.fill(buf.len())?;
-        let available = &self.pending[self.pending_at..];
-        let n = available.len().min(buf.len());
-        buf[..n].copy_from_slice(&available[..n]);
-        self.pending_at += n;
-        Ok(n)
+        self.read_with(buf.len(), |bytes| {
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            n
+        })
     }
 
     fn read_body_into(&mut self, dest: &mut UninitBuf<'_>) -> Result<usize, String> {
         if dest.remaining() == 0 {
             return Ok(0);
         }
-        self.fill(dest.remaining())?;
-        let n = dest.extend_from_slice(&self.pending[self.pending_at..]);
-        self.pending_at += n;
-        Ok(n)
+        self.read_with(dest.remaining(), |bytes| dest.extend_from_slice(bytes))
     }
 
     fn expect_continue(&mut self) {

@@ -31,8 +31,12 @@ const WRITE_BUFFER: usize = 64 << 10;
 /// Payloads from this size on are sent straight from the caller's memory (one `sendmsg` with the
 /// buffered frames, the header and the payload), never copied.
 const LARGE_PAYLOAD: usize = 16 << 10;
-/// The reader's buffer; it grows for a larger frame and shrinks back afterwards.
-const READ_BUFFER: usize = 64 << 10;
+/// The reader's buffer by default. A larger frame of a kind that may arrive in pieces is
+/// delivered in pieces of at most this size; any other larger frame grows the buffer, which
+/// shrinks back afterwards.
+/// A 64 KiB block (what the daemon asks for at a time, what applications commonly yield) with its
+/// frame header fits.
+pub const READ_BUFFER: usize = (64 << 10) + HEADER_LEN;
 /// Descriptors that may wait for their `File` frame. More means the peer is not speaking our
 /// protocol (each `File` frame carries one and the reader does not read far ahead).
 const MAX_QUEUED_FDS: usize = 16;
@@ -95,6 +99,11 @@ impl Kind {
         Kind::End,
         Kind::Abort,
     ];
+
+    /// Body bytes, which the reader may hand out in pieces rather than buffer whole frames.
+    pub fn arrives_in_pieces(self) -> bool {
+        matches!(self, Kind::Data | Kind::DataFlush | Kind::Body)
+    }
 
     pub fn from_u8(b: u8) -> Option<Kind> {
         Kind::ALL.iter().copied().find(|k| *k as u8 == b)
@@ -609,36 +618,57 @@ impl<S: AsFd> FrameWriter<S> {
     }
 }
 
-/// One frame; the payload borrows the reader's buffer until the next `next_frame`.
+/// One frame, or one piece of a body frame; the payload borrows the reader's buffer until the
+/// next `next_frame`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'a> {
     pub kind: Kind,
     pub payload: &'a [u8],
+    /// Payload bytes of this frame still to come, as the next pieces (same kind). Only body
+    /// frames ([`Kind::arrives_in_pieces`]) larger than the reader's buffer come in pieces.
+    pub rest: usize,
 }
 
 /// Reads frames from a socket, always with `recvmsg` so that descriptors sent with `File` frames
 /// are collected (close-on-exec) in a queue rather than lost: take the one of a `File` frame with
 /// [`take_fd`](Self::take_fd). Socket timeouts (SO_RCVTIMEO) come back as the `WouldBlock` error
 /// the kernel gives, and the reader stays usable: calling again continues the same frame.
+///
+/// Body frames larger than the buffer are handed out in pieces as they arrive (see
+/// [`Frame::rest`]), so a large response moves through a fixed buffer and reaches the client
+/// while the rest is still on its way.
 pub struct FrameReader<S: AsFd> {
     sock: S,
     buf: Vec<u8>,
+    /// The buffer's size between frames, and the largest piece of a body frame.
+    capacity: usize,
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
     end: usize,
-    /// Size of the frame last returned, consumed at the next call.
+    /// Size of the frame (or piece) last returned, consumed at the next call.
     returned: usize,
+    /// The body frame being handed out in pieces, and how much of its payload is still to come.
+    piece_of: Option<(Kind, usize)>,
     fds: VecDeque<OwnedFd>,
 }
 
 impl<S: AsFd> FrameReader<S> {
     pub fn new(sock: S) -> Self {
+        Self::with_buffer_size(sock, READ_BUFFER)
+    }
+
+    /// A reader that buffers at most `size` bytes of a body frame (at least one frame header's
+    /// worth plus one byte).
+    pub fn with_buffer_size(sock: S, size: usize) -> Self {
+        let capacity = size.max(HEADER_LEN + 1);
         FrameReader {
             sock,
-            buf: vec![0; READ_BUFFER],
+            buf: vec![0; capacity],
+            capacity,
             start: 0,
             end: 0,
             returned: 0,
+            piece_of: None,
             fds: VecDeque::new(),
         }
     }
@@ -687,38 +717,77 @@ impl<S: AsFd> FrameReader<S> {
         Ok(true)
     }
 
-    /// The next frame, or `Ok(None)` when the peer closed the connection cleanly between
-    /// frames. EOF inside a frame is an `UnexpectedEof` error; an unknown kind, a payload over
-    /// [`MAX_PAYLOAD`] or a `File` frame without a descriptor is `InvalidData`.
-    pub fn next_frame(&mut self) -> io::Result<Option<Frame<'_>>> {
-        self.start += std::mem::take(&mut self.returned);
+    /// Forgets consumed bytes once everything buffered is consumed, so the next read has the
+    /// whole buffer; a buffer grown for a large frame shrinks back.
+    fn reset_if_drained(&mut self) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > READ_BUFFER {
-                self.buf.truncate(READ_BUFFER);
+            if self.buf.len() > self.capacity {
+                self.buf.truncate(self.capacity);
                 self.buf.shrink_to_fit();
             }
         }
-        if !self.fill_to(HEADER_LEN)? {
-            if self.start == self.end {
-                return Ok(None);
+    }
+
+    /// The next frame or piece of a body frame, or `Ok(None)` when the peer closed the
+    /// connection cleanly between frames. EOF inside a frame is an `UnexpectedEof` error; an
+    /// unknown kind, a payload over [`MAX_PAYLOAD`] or a `File` frame without a descriptor is
+    /// `InvalidData`.
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame<'_>>> {
+        self.start += std::mem::take(&mut self.returned);
+        self.reset_if_drained();
+        if self.piece_of.is_none() {
+            if !self.fill_to(HEADER_LEN)? {
+                if self.start == self.end {
+                    return Ok(None);
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "daemon connection closed inside a frame header",
+                ));
             }
+            let h = &self.buf[self.start..self.start + HEADER_LEN];
+            let kind = Kind::from_u8(h[0])
+                .ok_or_else(|| invalid(format!("unknown frame kind 0x{:02x}", h[0])))?;
+            let len = u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize;
+            if len > MAX_PAYLOAD {
+                return Err(invalid(format!(
+                    "{:?} frame of {} bytes exceeds the {} byte limit",
+                    kind, len, MAX_PAYLOAD
+                )));
+            }
+            if kind.arrives_in_pieces() && HEADER_LEN + len > self.capacity {
+                self.start += HEADER_LEN;
+                self.reset_if_drained();
+                self.piece_of = Some((kind, len));
+            } else {
+                return self.whole_frame(kind, len).map(Some);
+            }
+        }
+        let Some((kind, rest)) = self.piece_of else {
+            unreachable!("set just above")
+        };
+        if self.start == self.end && !self.fill_to(1)? {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "daemon connection closed inside a frame header",
+                format!("daemon connection closed inside a {:?} frame", kind),
             ));
         }
-        let h = &self.buf[self.start..self.start + HEADER_LEN];
-        let kind = Kind::from_u8(h[0])
-            .ok_or_else(|| invalid(format!("unknown frame kind 0x{:02x}", h[0])))?;
-        let len = u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize;
-        if len > MAX_PAYLOAD {
-            return Err(invalid(format!(
-                "{:?} frame of {} bytes exceeds the {} byte limit",
-                kind, len, MAX_PAYLOAD
-            )));
-        }
+        let n = (self.end - self.start).min(rest);
+        let rest = rest - n;
+        self.piece_of = (rest > 0).then_some((kind, rest));
+        self.returned = n;
+        let payload = &self.buf[self.start..self.start + n];
+        Ok(Some(Frame {
+            kind,
+            payload,
+            rest,
+        }))
+    }
+
+    /// Reads the rest of a frame whose header is buffered at `start`.
+    fn whole_frame(&mut self, kind: Kind, len: usize) -> io::Result<Frame<'_>> {
         if !self.fill_to(HEADER_LEN + len)? {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -732,7 +801,11 @@ impl<S: AsFd> FrameReader<S> {
         }
         self.returned = HEADER_LEN + len;
         let payload = &self.buf[self.start + HEADER_LEN..self.start + HEADER_LEN + len];
-        Ok(Some(Frame { kind, payload }))
+        Ok(Frame {
+            kind,
+            payload,
+            rest: 0,
+        })
     }
 }
 
@@ -749,6 +822,21 @@ mod tests {
     fn pair() -> (FrameWriter<UnixStream>, FrameReader<UnixStream>) {
         let (a, b) = UnixStream::pair().unwrap();
         (FrameWriter::new(a), FrameReader::new(b))
+    }
+
+    /// The next frame with its pieces put back together.
+    fn whole<S: AsFd>(r: &mut FrameReader<S>) -> Option<(Kind, Vec<u8>)> {
+        let f = r.next_frame().unwrap()?;
+        let (kind, mut payload, mut rest) = (f.kind, f.payload.to_vec(), f.rest);
+        while rest > 0 {
+            let piece = r.next_frame().unwrap().unwrap();
+            assert_eq!(piece.kind, kind);
+            assert!(!piece.payload.is_empty());
+            assert_eq!(piece.payload.len() + piece.rest, rest);
+            payload.extend_from_slice(piece.payload);
+            rest = piece.rest;
+        }
+        Some((kind, payload))
     }
 
     fn sample_request() -> RequestHead {
@@ -1003,8 +1091,7 @@ mod tests {
             assert_eq!(w.buffered(), 0);
         });
         for (k, p) in sent {
-            let f = r.next_frame().unwrap().unwrap();
-            assert_eq!((f.kind, f.payload), (k, &p[..]));
+            assert_eq!(whole(&mut r).unwrap(), (k, p));
             if k == Kind::File {
                 assert!(r.take_fd().is_some());
             }
@@ -1075,14 +1162,14 @@ mod tests {
         });
         let mut got = Vec::new();
         loop {
-            let f = r.next_frame().unwrap().unwrap();
-            got.push((f.kind, f.payload.len()));
+            let (kind, payload) = whole(&mut r).unwrap();
+            got.push((kind, payload.len()));
             match got.len() {
-                2 => assert_eq!(f.payload, &five[..]),
-                3 | 4 => assert!(f.payload.iter().all(|b| *b == 7)),
+                2 => assert_eq!(payload, five),
+                3 | 4 => assert!(payload.iter().all(|b| *b == 7)),
                 _ => {}
             }
-            if f.kind == Kind::End {
+            if kind == Kind::End {
                 break;
             }
         }
@@ -1099,6 +1186,72 @@ mod tests {
             ]
         );
         assert!(r.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn body_frames_larger_than_the_buffer_come_in_pieces_other_frames_whole() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut w = FrameWriter::new(a);
+        let size = 16 << 10;
+        let mut r = FrameReader::with_buffer_size(b, size);
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        let request = vec![b'q'; 50_000];
+        let (data2, request2) = (data.clone(), request.clone());
+        let t = std::thread::spawn(move || {
+            w.frame(Kind::DataFlush, &data2).unwrap();
+            w.frame(Kind::Request, &request2).unwrap();
+            w.frame(Kind::Body, &data2[..size]).unwrap();
+            w.frame(Kind::Data, b"small").unwrap();
+            w.flush().unwrap();
+        });
+        // The data frame: pieces no larger than the buffer, counting down what is to come.
+        let mut got = Vec::new();
+        let mut pieces = 0;
+        loop {
+            let f = r.next_frame().unwrap().unwrap();
+            assert_eq!(f.kind, Kind::DataFlush);
+            assert!(!f.payload.is_empty() && f.payload.len() <= size);
+            got.extend_from_slice(f.payload);
+            assert_eq!(got.len() + f.rest, data.len());
+            pieces += 1;
+            if f.rest == 0 {
+                break;
+            }
+        }
+        assert_eq!(got, data);
+        assert!(pieces >= data.len() / size, "{pieces} pieces");
+        // Not a body frame: one frame however large.
+        let f = r.next_frame().unwrap().unwrap();
+        assert_eq!(
+            (f.kind, f.payload, f.rest),
+            (Kind::Request, &request[..], 0)
+        );
+        // Header and payload together one frame-header's worth larger than the buffer.
+        assert_eq!(whole(&mut r).unwrap(), (Kind::Body, data[..size].to_vec()));
+        let f = r.next_frame().unwrap().unwrap();
+        assert_eq!((f.kind, f.payload, f.rest), (Kind::Data, &b"small"[..], 0));
+        t.join().unwrap();
+        assert!(r.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn eof_inside_a_frame_in_pieces_is_an_error() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut r = FrameReader::with_buffer_size(b, 16);
+        let mut raw = &a;
+        raw.write_all(&[b'D', 100, 0, 0, 0]).unwrap();
+        raw.write_all(&[1u8; 30]).unwrap();
+        drop(a);
+        let mut n = 0;
+        let err = loop {
+            match r.next_frame() {
+                Ok(Some(f)) => n += f.payload.len(),
+                Ok(None) => panic!("a clean end inside a frame"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(n, 30);
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
