@@ -685,3 +685,72 @@ fn bad_daemon_configuration_fails_the_config_test() {
         assert!(out.contains(expected), "{extra}: {out}");
     }
 }
+
+/// Streams 64 MiB in 1 MiB blocks, noting in a file how far it got and that it was closed.
+const FLOOD: &str = r#"
+import os
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return Flood(os.path.join(os.path.dirname(__file__), "flood.log"))
+
+class Flood:
+    def __init__(self, log):
+        self.log, self.sent = log, 0
+    def __iter__(self):
+        block = b"x" * (1 << 20)
+        for _ in range(64):
+            yield block
+            self.sent += 1
+    def close(self):
+        with open(self.log, "w") as f:
+            f.write("closed after %d blocks" % self.sent)
+"#;
+
+/// A client that stops reading: with response-socket-timeout the Apache child gives up on it
+/// after that long (not Apache's `Timeout`, 20 s here), says so, and the application is closed.
+fn stalled_client(timeout_option: &str) -> (String, String, Duration) {
+    let mut apache = Apache::start(
+        "daemon_response_timeout",
+        &[("flood.wsgi", FLOOD)],
+        &format!(
+            "WSGIDaemonProcess site threads=2 {timeout_option}\n\
+             WSGIScriptAlias /flood {{dir}}/flood.wsgi process-group=site"
+        ),
+    );
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
+    s.write_all(b"GET /flood HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let log = apache.wait_for_log("Failed to proxy response");
+    let took = started.elapsed();
+    let flood_log = apache.path("flood.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !flood_log.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let closed = std::fs::read_to_string(&flood_log).unwrap_or_default();
+    drop(s);
+    apache.stop();
+    (log, closed, took)
+}
+
+#[test]
+fn response_socket_timeout_gives_up_on_a_client_that_stops_reading() {
+    let (log, closed, took) = stalled_client("response-socket-timeout=1");
+    assert!(log.contains("(response-socket-timeout 1 seconds)"), "{log}");
+    assert!(took < Duration::from_secs(15), "took {took:?}\n{log}");
+    // The application was stopped well before the end of its 64 blocks, and closed.
+    let blocks: u32 = closed
+        .strip_prefix("closed after ")
+        .and_then(|s| s.strip_suffix(" blocks"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("close() not called: {closed:?}\n{log}"));
+    assert!(blocks < 64, "{closed}");
+}
+
+#[test]
+fn socket_timeout_is_the_default_response_socket_timeout() {
+    let (log, _, took) = stalled_client("socket-timeout=2");
+    assert!(log.contains("(response-socket-timeout 2 seconds)"), "{log}");
+    assert!(took < Duration::from_secs(15), "took {took:?}\n{log}");
+}

@@ -59,6 +59,8 @@ pub(super) unsafe fn handle(
             connect_timeout: route.connect_timeout,
             io_timeout: route.io_timeout,
             header_buffer_size: route.header_buffer_size,
+            response_buffer_size: route.response_buffer_size,
+            response_timeout: route.response_timeout,
         };
         match client::forward(&target, &mut head, &mut request) {
             Exchange::Done => ap::OK as c_int,

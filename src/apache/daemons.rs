@@ -34,6 +34,11 @@ pub struct Route {
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
     pub header_buffer_size: usize,
+    /// The most response body bytes a child holds at once (response-buffer-size).
+    pub response_buffer_size: usize,
+    /// How long one write of the response to the client may block (response-socket-timeout,
+    /// else socket-timeout); None: Apache's `Timeout`, as for any response.
+    pub response_timeout: Option<Duration>,
     listener: RawFd,
 }
 
@@ -285,6 +290,10 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
             connect_timeout: o.connect_timeout,
             io_timeout,
             header_buffer_size: o.header_buffer_size as usize,
+            response_buffer_size: o.response_buffer_size as usize,
+            response_timeout: [o.response_socket_timeout, o.socket_timeout]
+                .into_iter()
+                .find(|t| !t.is_zero()),
             listener,
         });
         let mut info = super::hooks::server_info();

@@ -39,6 +39,8 @@ pub struct Request {
     body_present: bool,
     /// `WSGIEnableSendfile`: file buckets may go out with sendfile.
     sendfile: bool,
+    /// The client socket's timeout before `set_send_timeout` changed it, put back on drop.
+    saved_timeout: Option<ap::apr_interval_time_t>,
 }
 
 // SAFETY: a Request is used by the thread running its handler (blocking calls are made with the
@@ -59,6 +61,7 @@ impl Request {
             body_requested: false,
             body_present: false,
             sendfile: false,
+            saved_timeout: None,
         }
     }
 
@@ -76,6 +79,12 @@ impl Request {
                 as *const ap::core_dir_config;
             core.is_null() || (*core).enable_mmap() != ENABLE_MMAP_OFF
         }
+    }
+
+    /// The client connection's socket.
+    fn client_socket(&self) -> *mut ap::apr_socket_t {
+        // SAFETY: r and its connection are live.
+        unsafe { ap::ap_get_conn_socket((*self.r).connection) }
     }
 
     fn rec(&self) -> &ap::request_rec {
@@ -356,5 +365,36 @@ impl RequestIo for Request {
 
     fn log(&mut self, level: Level, msg: &str) {
         request_log(self.r, level_of(level), msg);
+    }
+
+    fn set_send_timeout(&mut self, timeout: std::time::Duration) {
+        let sock = self.client_socket();
+        if sock.is_null() {
+            return;
+        }
+        // SAFETY: sock is the live connection's socket; the timeout is only read and written.
+        unsafe {
+            if self.saved_timeout.is_none() {
+                let mut old: ap::apr_interval_time_t = 0;
+                if ap::apr_socket_timeout_get(sock, &mut old) == 0 {
+                    self.saved_timeout = Some(old);
+                }
+            }
+            let micros = i64::try_from(timeout.as_micros()).unwrap_or(i64::MAX);
+            ap::apr_socket_timeout_set(sock, micros);
+        }
+    }
+}
+
+impl Drop for Request {
+    /// Puts back the client socket's timeout for the rest of the connection (keep-alive).
+    fn drop(&mut self) {
+        if let Some(old) = self.saved_timeout.take() {
+            let sock = self.client_socket();
+            if !sock.is_null() {
+                // SAFETY: the connection outlives the request, and so its socket this drop.
+                unsafe { ap::apr_socket_timeout_set(sock, old) };
+            }
+        }
     }
 }

@@ -395,8 +395,6 @@ const DAEMON_OPTIONS_NOT_YET: &[&str] = &[
     "startup-timeout",
     "deadlock-timeout",
     "eviction-timeout",
-    "response-buffer-size",
-    "response-socket-timeout",
     "server-metrics",
     "script-user",
     "script-group",

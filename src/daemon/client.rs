@@ -24,6 +24,12 @@ pub struct Target<'a> {
     pub io_timeout: Duration,
     /// The longest header line accepted from the daemon (header-buffer-size).
     pub header_buffer_size: usize,
+    /// The most response body bytes held at once (response-buffer-size): larger blocks from
+    /// the daemon go to the client in pieces of this size.
+    pub response_buffer_size: usize,
+    /// How long one write of the response to the client may block (response-socket-timeout);
+    /// None leaves the server's own timeout.
+    pub response_timeout: Option<Duration>,
 }
 
 /// How the exchange ended, for the handler's return value.
@@ -164,7 +170,11 @@ fn exchange(
     let mut payload = Vec::with_capacity(4096);
     wire::encode_request_head(head, &mut payload);
     let conn = std::sync::Arc::new(conn);
-    let (mut reader, mut writer) = (FrameReader::new(conn.clone()), FrameWriter::new(conn));
+    let mut reader = FrameReader::with_buffer_size(
+        conn.clone(),
+        wire::HEADER_LEN + target.response_buffer_size.max(1),
+    );
+    let mut writer = FrameWriter::new(conn);
     if writer
         .frame(Kind::Request, &payload)
         .and_then(|()| writer.flush())
@@ -267,14 +277,17 @@ fn exchange(
                     io.log(Level::Error, &format!("mod_wsgi: {e}"));
                     return Attempt::Finished(Exchange::Status(500));
                 }
+                if let Some(timeout) = target.response_timeout {
+                    io.set_send_timeout(timeout);
+                }
                 stage = Stage::Sending;
             }
             Kind::Data | Kind::DataFlush if stage == Stage::Sending => {
                 // A flush applies once the frame's last piece is written.
                 let flush = frame.kind == Kind::DataFlush && frame.rest == 0;
-                if io.write_body(frame.payload, flush).is_err() {
-                    // The client has gone: closing the connection tells the application.
-                    return Attempt::Finished(Exchange::Done);
+                if let Err(e) = io.write_body(frame.payload, flush) {
+                    // Closing the connection tells the application.
+                    return client_failed(io, &e, target, request_id);
                 }
             }
             Kind::File if stage == Stage::Sending => {
@@ -285,8 +298,8 @@ fn exchange(
                 let Ok((offset, len)) = range else {
                     return fail(io, stage, "sent a malformed file frame");
                 };
-                if io.send_file(fd.as_raw_fd(), offset, len).is_err() {
-                    return Attempt::Finished(Exchange::Done);
+                if let Err(e) = io.send_file(fd.as_raw_fd(), offset, len) {
+                    return client_failed(io, &e, target, request_id);
                 }
             }
             Kind::Pull => {
@@ -329,6 +342,29 @@ fn exchange(
             other => return fail(io, stage, &format!("sent an unexpected {other:?} frame")),
         }
     }
+}
+
+/// The response could not be written to the client (gone, or too slow to take it): logged, and
+/// the exchange ends; closing the daemon connection tells the application.
+fn client_failed(
+    io: &mut dyn RequestIo,
+    error: &str,
+    target: &Target<'_>,
+    request_id: &str,
+) -> Attempt {
+    let limit = match target.response_timeout {
+        Some(t) => format!(" (response-socket-timeout {} seconds)", t.as_secs_f64()),
+        None => String::new(),
+    };
+    io.log(
+        Level::Error,
+        &format!(
+            "mod_wsgi: Failed to proxy response of daemon process group '{}' to client for \
+             request {request_id}{limit}: {error}",
+            target.group
+        ),
+    );
+    Attempt::Finished(Exchange::Done)
 }
 
 /// Answers a Pull: waits for some body, then adds what else has already arrived (up to the
@@ -396,6 +432,10 @@ mod tests {
         sent: Vec<u8>,
         /// Calls of read_body (the blocking read).
         waits: usize,
+        /// Sizes of the write_body calls.
+        writes: Vec<usize>,
+        /// write_body fails with this.
+        write_error: Option<&'static str>,
     }
 
     impl Recorder {
@@ -424,6 +464,10 @@ mod tests {
             Ok(())
         }
         fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String> {
+            if let Some(e) = self.write_error {
+                return Err(e.into());
+            }
+            self.writes.push(data.len());
             self.sent.extend_from_slice(data);
             if flush {
                 self.events.push("flush".into());
@@ -442,6 +486,9 @@ mod tests {
         }
         fn log(&mut self, _level: Level, msg: &str) {
             self.events.push(format!("log {msg}"));
+        }
+        fn set_send_timeout(&mut self, timeout: Duration) {
+            self.events.push(format!("send timeout {timeout:?}"));
         }
     }
 
@@ -499,6 +546,8 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(5),
             header_buffer_size: 100,
+            response_buffer_size: 65536,
+            response_timeout: None,
         }
     }
 
@@ -548,6 +597,60 @@ mod tests {
             ["continue", "log a line", "headers 200 OK", "flush", "end"]
         );
         assert_eq!(h.vars.get("mod_wsgi.daemon_connects"), Some(&b"1"[..]));
+    }
+
+    /// A daemon that answers with one 100 000-byte block, flushed.
+    fn one_big_block(dir: &TempDir) -> std::path::PathBuf {
+        daemon(dir, false, |_, _, mut io| {
+            io.send_headers(&response("200 OK", &[])).unwrap();
+            let block: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+            let _ = io.write_body(&block, true);
+            let _ = io.end_response();
+        })
+    }
+
+    #[test]
+    fn large_blocks_reach_the_client_in_pieces_of_response_buffer_size() {
+        let dir = TempDir::new("client-pieces");
+        let path = one_big_block(&dir);
+        let mut target = target(&path);
+        target.response_buffer_size = 16384;
+        target.response_timeout = Some(Duration::from_secs(3));
+        let mut io = Recorder::default();
+        assert_eq!(forward(&target, &mut head(), &mut io), Exchange::Done);
+        let expected: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        assert_eq!(io.sent, expected);
+        assert!(io.writes.len() >= 100_000 / 16384, "{:?}", io.writes);
+        // The buffer holds one block of response-buffer-size with its frame header.
+        let most = 16384 + wire::HEADER_LEN;
+        assert!(io.writes.iter().all(|n| *n <= most), "{:?}", io.writes);
+        // The response socket timeout is set once the headers are out; one flush, at the end.
+        assert_eq!(
+            io.events,
+            ["headers 200 OK", "send timeout 3s", "flush", "end"]
+        );
+    }
+
+    #[test]
+    fn a_failed_write_to_the_client_is_logged_with_the_timeout() {
+        let dir = TempDir::new("client-write-fails");
+        let path = one_big_block(&dir);
+        let mut target = target(&path);
+        target.response_timeout = Some(Duration::from_secs(2));
+        let mut io = Recorder {
+            write_error: Some("The timeout specified has expired"),
+            ..Default::default()
+        };
+        assert_eq!(forward(&target, &mut head(), &mut io), Exchange::Done);
+        let log = io.events.last().unwrap();
+        assert!(
+            log.starts_with(
+                "log mod_wsgi: Failed to proxy response of daemon process group 'g' to client"
+            ) && log.ends_with(
+                "(response-socket-timeout 2 seconds): The timeout specified has expired"
+            ),
+            "{log}"
+        );
     }
 
     #[test]
