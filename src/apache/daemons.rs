@@ -34,6 +34,8 @@ pub struct Route {
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
     pub header_buffer_size: usize,
+    /// `script-user=`/`script-group=`: who must own the scripts sent to the group.
+    pub script_owner: Option<crate::daemon::script_owner::ScriptOwner>,
     listener: RawFd,
 }
 
@@ -285,6 +287,7 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
             connect_timeout: o.connect_timeout,
             io_timeout,
             header_buffer_size: o.header_buffer_size as usize,
+            script_owner: crate::daemon::script_owner::ScriptOwner::of(o),
             listener,
         });
         let mut info = super::hooks::server_info();

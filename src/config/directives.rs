@@ -411,8 +411,6 @@ const DAEMON_OPTIONS_NOT_YET: &[&str] = &[
     "response-buffer-size",
     "response-socket-timeout",
     "server-metrics",
-    "script-user",
-    "script-group",
 ];
 
 fn add_daemon_process(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
