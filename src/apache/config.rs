@@ -109,7 +109,8 @@ pub(crate) unsafe extern "C" fn handle_directive(
             let context = match directive.scope {
                 Scope::Global => ap::GLOBAL_ONLY,
                 Scope::Server => ap::NOT_IN_DIR_LOC_FILE,
-                Scope::Directory => 0,
+                // httpd itself refuses Section directives in .htaccess (not in req_override).
+                Scope::Directory | Scope::Section => 0,
             };
             if context != 0 {
                 // SAFETY: cmd is live; the returned message (if any) is a static/pool string.
@@ -138,7 +139,7 @@ pub(crate) unsafe extern "C" fn handle_directive(
                     Ok(())
                 }
                 Action::Dir(apply) => {
-                    // SAFETY: for ACCESS_CONF/RSRC_CONF directives httpd passes our DirConfig.
+                    // SAFETY: for ACCESS_CONF/RSRC_CONF/OR_* directives httpd passes our DirConfig.
                     apply(unsafe { &mut *(mconfig as *mut DirConfig) }, name, args)
                 }
                 Action::NotYetSupported(why) => Err(not_supported_message(name, why)),
@@ -195,6 +196,7 @@ const fn build_commands() -> CommandTable {
         table[i].req_override = match d.scope {
             Scope::Global | Scope::Server => ap::RSRC_CONF as c_int,
             Scope::Directory => (ap::RSRC_CONF | ap::ACCESS_CONF | ap::OR_FILEINFO) as c_int,
+            Scope::Section => (ap::RSRC_CONF | ap::ACCESS_CONF) as c_int,
         };
         table[i].args_how = ap::cmd_how_RAW_ARGS;
         table[i].errmsg = d.help.as_ptr() as *const c_char;

@@ -6,10 +6,14 @@ use super::daemons;
 use super::hooks::{log_script_error, prepare_request};
 use crate::config::RequestSettings;
 use crate::daemon::client::{self, Exchange, Target};
+use crate::daemon::error_override::ErrorOverride;
+use crate::daemon::script_owner::{self, FileFacts, Names, Refusal, ScriptOwner};
 use crate::daemon::wire::RequestHead;
 use std::os::raw::c_int;
+use std::path::Path;
 
 const SERVER_ERROR: c_int = ap::HTTP_INTERNAL_SERVER_ERROR as c_int;
+const FORBIDDEN: c_int = ap::HTTP_FORBIDDEN as c_int;
 
 /// Runs request `r` in daemon process group `settings.process_group`.
 ///
@@ -38,6 +42,16 @@ pub(super) unsafe fn handle(
         );
         return SERVER_ERROR;
     }
+    if let Some(owner) = &route.script_owner {
+        if let Err(refusal) = check_script_owner(owner, filename) {
+            let (msg, path) = match refusal {
+                Refusal::Script(msg) => (msg, filename.to_vec()),
+                Refusal::Parent(msg) => (msg, parent_dir(filename)),
+            };
+            log_script_error(r, &msg, &path);
+            return FORBIDDEN;
+        }
+    }
     // SAFETY: r is live (caller's contract) for everything below; Request does not outlive it.
     unsafe {
         let (mut request, vars) = match prepare_request(r, &mut settings, filename) {
@@ -62,9 +76,57 @@ pub(super) unsafe fn handle(
             response_buffer_size: route.response_buffer_size,
             response_timeout: route.response_timeout,
         };
-        match client::forward(&target, &mut head, &mut request) {
-            Exchange::Done => ap::OK as c_int,
+        let mut io = ErrorOverride::new(&mut request, settings.error_override);
+        match client::forward(&target, &mut head, &mut io) {
+            Exchange::Done => match io.overridden() {
+                Some(status) => {
+                    // As C does: Apache's error response then uses its own status line.
+                    (*r).status = ap::HTTP_OK as c_int;
+                    (*r).status_line = std::ptr::null();
+                    c_int::from(status)
+                }
+                None => ap::OK as c_int,
+            },
             Exchange::Status(status) => c_int::from(status),
         }
+    }
+}
+
+/// Applies `script-user=`/`script-group=` to the script and its directory (stat'ed here, in the
+/// Apache child, before anything is sent to the group).
+fn check_script_owner(owner: &ScriptOwner, filename: &[u8]) -> Result<(), Refusal> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let facts = |path: &Path| {
+        std::fs::metadata(path).ok().map(|m| FileFacts {
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode() & 0o7777,
+        })
+    };
+    let script = Path::new(std::ffi::OsStr::from_bytes(filename));
+    let parent = || script.parent().and_then(&facts);
+    let user = |uid: u32| {
+        crate::config::accounts::lookup_user(&format!("#{uid}"))
+            .ok()
+            .map(|a| a.name)
+    };
+    let group = |gid: u32| {
+        crate::config::accounts::lookup_group(&format!("#{gid}"))
+            .ok()
+            .map(|g| g.name)
+    };
+    let names = Names {
+        user: &user,
+        group: &group,
+    };
+    script_owner::check(owner, facts(script), &parent, &names)
+}
+
+/// The directory part of a script's path, with its trailing '/', as C names it in the log.
+fn parent_dir(filename: &[u8]) -> Vec<u8> {
+    match filename.iter().rposition(|&b| b == b'/') {
+        Some(i) => filename[..=i].to_vec(),
+        None => filename.to_vec(),
     }
 }

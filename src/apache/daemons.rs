@@ -39,6 +39,8 @@ pub struct Route {
     /// How long one write of the response to the client may block (response-socket-timeout,
     /// else socket-timeout); None: Apache's `Timeout`, as for any response.
     pub response_timeout: Option<Duration>,
+    /// `script-user=`/`script-group=`: who must own the scripts sent to the group.
+    pub script_owner: Option<crate::daemon::script_owner::ScriptOwner>,
     listener: RawFd,
 }
 
@@ -294,6 +296,7 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
             response_timeout: [o.response_socket_timeout, o.socket_timeout]
                 .into_iter()
                 .find(|t| !t.is_zero()),
+            script_owner: crate::daemon::script_owner::ScriptOwner::of(o),
             listener,
         });
         let mut info = super::hooks::server_info();

@@ -567,6 +567,20 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
         }
         let mut settings = RequestSettings::resolve(dir_config(r), alias.as_ref());
         settings.process_group = process_group(r, settings.configured_process_group.as_deref());
+        // Before the embedded shortcut, as in C: a restriction without %{GLOBAL} refuses
+        // embedded mode too.
+        if !settings.process_group_allowed() {
+            log_script_error(
+                r,
+                &format!(
+                    "Daemon process called '{}' cannot be accessed by this WSGI application as \
+                     not a member of allowed groups",
+                    settings.process_group
+                ),
+                &filename,
+            );
+            return SERVER_ERROR;
+        }
         if !settings.process_group.is_empty() {
             return super::daemon_request::handle(r, settings, &filename);
         }

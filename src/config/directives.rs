@@ -2,7 +2,7 @@
 //! for it either works or fails `apache2 -t` with a message naming the directive.
 
 use super::daemon::DaemonProcess;
-use super::groups::{check_application_group, check_process_group};
+use super::groups::{check_application_group, check_process_group, GLOBAL};
 use super::import_script::ImportScript;
 use super::python::{
     check_per_interpreter_gil, check_warning_option, parse_hash_seed, parse_optimize,
@@ -23,6 +23,9 @@ pub enum Scope {
     Server,
     /// Server, virtual host, directory and `.htaccess` (with `AllowOverride FileInfo`).
     Directory,
+    /// Server, virtual host and `<Directory>`/`<Location>`/`<Files>`, but not `.htaccess`: for
+    /// what a site's administrator decides and the authors of `.htaccess` files must not.
+    Section,
 }
 
 /// What a directive does with its raw arguments.
@@ -92,7 +95,7 @@ pub const DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: c"WSGIProcessGroup",
-        scope: Scope::Directory,
+        scope: Scope::Section,
         action: Action::Dir(set_process_group),
         help: c"process group the script runs in",
     },
@@ -198,6 +201,18 @@ pub const DIRECTIVES: &[Directive] = &[
         c"On|Off: give each application group's sub-interpreter a GIL of its own (Python 3.12+)",
     ),
     Directive {
+        name: c"WSGIRestrictProcess",
+        scope: Scope::Section,
+        action: Action::Dir(set_restrict_process),
+        help: c"the daemon process groups (or %{GLOBAL}) requests here may be sent to",
+    },
+    Directive {
+        name: c"WSGIErrorOverride",
+        scope: Scope::Directory,
+        action: Action::Dir(set_error_override),
+        help: c"On|Off: in daemon mode, answer an application's 4xx/5xx with Apache's error page",
+    },
+    Directive {
         name: c"WSGIDaemonProcess",
         scope: Scope::Server,
         action: Action::Server(add_daemon_process),
@@ -210,8 +225,6 @@ pub const DIRECTIVES: &[Directive] = &[
     ),
     not_yet(c"WSGISocketRotation", Scope::Global, DAEMON),
     not_yet(c"WSGIAcceptMutex", Scope::Global, DAEMON),
-    not_yet(c"WSGIRestrictProcess", Scope::Directory, DAEMON),
-    not_yet(c"WSGIErrorOverride", Scope::Directory, DAEMON),
     not_yet(c"WSGIServerMetrics", Scope::Global, DAEMON),
     not_yet(c"WSGICaseSensitivity", Scope::Directory, ADAPTER),
     not_yet(c"WSGIIgnoreActivity", Scope::Directory, ADAPTER),
@@ -396,8 +409,6 @@ const DAEMON_OPTIONS_NOT_YET: &[&str] = &[
     "deadlock-timeout",
     "eviction-timeout",
     "server-metrics",
-    "script-user",
-    "script-group",
 ];
 
 fn add_daemon_process(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
@@ -436,6 +447,39 @@ fn set_process_group(c: &mut DirConfig, name: &str, args: &str) -> Result<(), St
     let value = one_word(name, args)?;
     check_process_group(name, &value)?;
     c.process_group = Some(value);
+    Ok(())
+}
+
+/// `WSGIRestrictProcess name … | %{GLOBAL}`: `%{GLOBAL}` is stored as '', the name a request
+/// running in Apache's own children resolves to.
+fn set_restrict_process(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    let words = split_words(args);
+    if words.is_empty() {
+        return Err(format!(
+            "{name} needs the names of the daemon process groups allowed (or %{{GLOBAL}} for \
+             Apache's own child processes)"
+        ));
+    }
+    let mut allowed = Vec::with_capacity(words.len());
+    for word in words {
+        if word == GLOBAL {
+            allowed.push(String::new());
+        } else if word.is_empty() || word.contains('%') {
+            // A process group resolves to a group name or ''; nothing else can ever match.
+            return Err(format!(
+                "{name} '{word}': list daemon process group names or %{{GLOBAL}}; \
+                 substitutions such as %{{ENV:…}} are not expanded here"
+            ));
+        } else {
+            allowed.push(word);
+        }
+    }
+    c.restrict_process = Some(allowed);
+    Ok(())
+}
+
+fn set_error_override(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.error_override = Some(parse_on_off(name, &one_word(name, args)?)?);
     Ok(())
 }
 
@@ -531,6 +575,48 @@ mod tests {
         assert_eq!(c.map_head_to_get, Some(MapHeadToGet::Off));
         let e = f(&mut c, "WSGIMapHEADToGET", "yes").unwrap_err();
         assert!(e.contains("On, Off or Auto"), "{e}");
+    }
+
+    fn apply_dir(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+        let Action::Dir(f) = find(name).action else {
+            panic!("{name} is not a directory directive")
+        };
+        f(c, name, args)
+    }
+
+    #[test]
+    fn restrict_process_lists_groups_and_global() {
+        let d = find("WSGIRestrictProcess");
+        assert_eq!(d.scope, Scope::Section);
+        assert_eq!(find("WSGIProcessGroup").scope, Scope::Section);
+        let mut c = DirConfig::default();
+        apply_dir(&mut c, "WSGIRestrictProcess", "site %{GLOBAL} 'other'").unwrap();
+        assert_eq!(
+            c.restrict_process,
+            Some(vec!["site".into(), "".into(), "other".into()])
+        );
+        apply_dir(&mut c, "WSGIRestrictProcess", "only").unwrap();
+        assert_eq!(c.restrict_process, Some(vec!["only".into()]));
+        let e = apply_dir(&mut c, "WSGIRestrictProcess", "").unwrap_err();
+        assert!(e.starts_with("WSGIRestrictProcess needs the names"), "{e}");
+        for bad in ["%{ENV:GROUP}", "site %{RESOURCE}", "\"\""] {
+            let e = apply_dir(&mut c, "WSGIRestrictProcess", bad).unwrap_err();
+            assert!(e.starts_with("WSGIRestrictProcess '"), "{bad}: {e}");
+        }
+        assert_eq!(c.restrict_process, Some(vec!["only".into()]));
+    }
+
+    #[test]
+    fn error_override_is_a_directory_flag() {
+        let d = find("WSGIErrorOverride");
+        assert_eq!(d.scope, Scope::Directory);
+        let mut c = DirConfig::default();
+        apply_dir(&mut c, "WSGIErrorOverride", "on").unwrap();
+        assert_eq!(c.error_override, Some(true));
+        apply_dir(&mut c, "WSGIErrorOverride", "Off").unwrap();
+        assert_eq!(c.error_override, Some(false));
+        let e = apply_dir(&mut c, "WSGIErrorOverride", "yes").unwrap_err();
+        assert_eq!(e, "WSGIErrorOverride must be On or Off, not 'yes'");
     }
 
     fn apply_server(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {

@@ -72,6 +72,12 @@ pub struct DirConfig {
     pub chunked_request: Option<bool>,
     pub map_head_to_get: Option<MapHeadToGet>,
     pub enable_sendfile: Option<bool>,
+    /// `WSGIErrorOverride`: in daemon mode, an error status from the application is answered
+    /// by Apache's own error page (or `ErrorDocument`) instead of the application's body.
+    pub error_override: Option<bool>,
+    /// `WSGIRestrictProcess`: the process groups requests here may run in ('' is Apache's own
+    /// children, `%{GLOBAL}`); None: any. A set given in an inner context replaces the outer one.
+    pub restrict_process: Option<Vec<String>>,
 }
 
 /// `WSGIMapHEADToGET`: whether a HEAD request is shown to the application as GET, so that
@@ -95,6 +101,8 @@ impl DirConfig {
             chunked_request: pick(&add.chunked_request, &base.chunked_request),
             map_head_to_get: pick(&add.map_head_to_get, &base.map_head_to_get),
             enable_sendfile: pick(&add.enable_sendfile, &base.enable_sendfile),
+            error_override: pick(&add.error_override, &base.error_override),
+            restrict_process: pick(&add.restrict_process, &base.restrict_process),
         }
     }
 }
@@ -109,6 +117,10 @@ pub struct RequestSettings {
     pub map_head_to_get: MapHeadToGet,
     /// `WSGIEnableSendfile`: whether `wsgi.file_wrapper` files go out with sendfile.
     pub enable_sendfile: bool,
+    /// `WSGIErrorOverride` (daemon mode only, as in C mod_wsgi).
+    pub error_override: bool,
+    /// `WSGIRestrictProcess`: the process groups allowed here; None: any.
+    pub restrict_process: Option<Vec<String>>,
     /// The configured process group: the alias's `process-group=`, else `WSGIProcessGroup`;
     /// None is the default, Apache's own child (embedded mode).
     pub configured_process_group: Option<String>,
@@ -144,11 +156,21 @@ impl RequestSettings {
             chunked_request: dir.chunked_request.unwrap_or(false),
             map_head_to_get: dir.map_head_to_get.unwrap_or(MapHeadToGet::Auto),
             enable_sendfile: dir.enable_sendfile.unwrap_or(false),
+            error_override: dir.error_override.unwrap_or(false),
+            restrict_process: dir.restrict_process.clone(),
             configured_process_group,
             process_group: String::new(),
             configured_application_group,
             application_group: String::new(),
         }
+    }
+
+    /// Whether `WSGIRestrictProcess` lets the request run in its resolved process group
+    /// (`process_group`, '' for Apache's own children).
+    pub fn process_group_allowed(&self) -> bool {
+        self.restrict_process
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&self.process_group))
     }
 }
 
@@ -239,5 +261,55 @@ mod tests {
         assert_eq!(s.map_head_to_get, MapHeadToGet::Auto);
         // Unset: %{RESOURCE}, resolved per request.
         assert_eq!(s.configured_application_group, None);
+        assert!(!s.error_override);
+        assert!(s.process_group_allowed());
+    }
+
+    #[test]
+    fn restrict_process_allows_only_the_listed_groups() {
+        let dir = DirConfig {
+            restrict_process: Some(vec!["site".into(), "".into()]),
+            ..Default::default()
+        };
+        let mut s = RequestSettings::resolve(&dir, None);
+        for (group, allowed) in [
+            ("site", true),
+            ("", true),
+            ("other", false),
+            ("Site", false),
+        ] {
+            s.process_group = group.into();
+            assert_eq!(s.process_group_allowed(), allowed, "{group:?}");
+        }
+        let dir = DirConfig {
+            restrict_process: Some(vec!["site".into()]),
+            ..Default::default()
+        };
+        let mut s = RequestSettings::resolve(&dir, None);
+        s.process_group = String::new();
+        assert!(
+            !s.process_group_allowed(),
+            "embedded needs %{{GLOBAL}} listed"
+        );
+    }
+
+    #[test]
+    fn an_inner_restrict_process_replaces_the_outer_one() {
+        let base = DirConfig {
+            restrict_process: Some(vec!["a".into(), "b".into()]),
+            error_override: Some(true),
+            ..Default::default()
+        };
+        let add = DirConfig {
+            restrict_process: Some(vec!["c".into()]),
+            error_override: Some(false),
+            ..Default::default()
+        };
+        let m = DirConfig::merge(&base, &add);
+        assert_eq!(m.restrict_process, Some(vec!["c".to_string()]));
+        assert_eq!(m.error_override, Some(false));
+        let m = DirConfig::merge(&base, &DirConfig::default());
+        assert_eq!(m.restrict_process, base.restrict_process);
+        assert_eq!(m.error_override, Some(true));
     }
 }

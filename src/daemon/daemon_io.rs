@@ -126,6 +126,9 @@ impl DaemonIo {
 }
 
 impl RequestIo for DaemonIo {
+    /// The daemon does not talk to the client: the Apache child applies the timeout.
+    fn set_send_timeout(&mut self, _timeout: std::time::Duration) {}
+
     fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String> {
         if buf.is_empty() {
             return Ok(0);

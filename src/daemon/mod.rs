@@ -8,14 +8,18 @@
 //! - `serve`: one connection in a daemon process;
 //! - `daemon_io`/`client`: the two ends of a proxied request (the daemon's `RequestIo` and the
 //!   Apache child that carries it out);
+//! - `script_owner`, `error_override`: the Apache child's `script-user=`/`script-group=` check
+//!   and `WSGIErrorOverride`;
 //! - `wire`: the frames between them; `unix`: socket plumbing; `process`: process-level calls;
 //!   `scoreboard`: the requests each process serves, for its supervisor's log when it dies.
 
 pub mod client;
 pub mod daemon_io;
+pub mod error_override;
 pub mod plan;
 pub mod process;
 pub mod scoreboard;
+pub mod script_owner;
 pub mod serve;
 pub mod supervisor;
 pub mod timers;

@@ -44,9 +44,8 @@ pub trait RequestIo: Send {
     /// it is called with the GIL held.
     fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String>;
     /// From now until the request ends, a write to the client fails once it has waited this
-    /// long (the daemon-mode response-socket-timeout). Only the server's side of a request talks
-    /// to the client; elsewhere this does nothing.
-    fn set_send_timeout(&mut self, _timeout: std::time::Duration) {}
+    /// long (the daemon-mode response-socket-timeout).
+    fn set_send_timeout(&mut self, timeout: std::time::Duration);
     /// Sends body bytes; with `flush`, pushes them to the client now.
     fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String>;
     /// Sends `len` bytes of the open file `fd` from `offset` as the next part of the body, the
