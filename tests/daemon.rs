@@ -662,8 +662,8 @@ fn bad_daemon_configuration_fails_the_config_test() {
         ("WSGIDaemonProcess site bogus=1", "unknown option 'bogus=1'"),
         ("WSGIDaemonProcess site user=nosuchuser", "nosuchuser"),
         (
-            "WSGIDaemonProcess site deadlock-timeout=10",
-            "deadlock-timeout= is not supported yet",
+            "WSGIDaemonProcess site server-metrics=On",
+            "server-metrics= is not supported yet",
         ),
         (
             "WSGIDaemonProcess site\n<VirtualHost 127.0.0.1:80>\nServerName other\nWSGIDaemonProcess site\n</VirtualHost>",

@@ -1,17 +1,25 @@
-//! The timers of a daemon process, end to end: `inactivity-timeout`, `restart-interval` and
-//! `request-timeout` each make the process stop, and the supervisor replaces it.
+//! The timers of a daemon process, end to end: `inactivity-timeout`, `restart-interval`,
+//! `request-timeout`, `startup-timeout` and `deadlock-timeout` each make the process stop, and
+//! the supervisor replaces it; `eviction-timeout` bounds how long an evicted process waits.
 
 mod common;
 
-use common::Apache;
+use common::{process_alive, Apache};
 use std::time::{Duration, Instant};
 
-/// Answers with its pid; `/slow` sleeps 5 seconds first.
+/// Answers with its pid. `/slow` sleeps 5 seconds first (or as many as the query string says),
+/// after creating the file `busy`; `/spin` creates the file `spinning`, then keeps the GIL for
+/// good (catastrophic backtracking in `re`, which never releases it).
 const PID: &str = r#"
-import os, time
+import os, re, time
 def application(environ, start_response):
-    if environ.get("PATH_INFO") == "/slow":
-        time.sleep(5)
+    path = environ.get("PATH_INFO")
+    if path == "/slow":
+        open("{dir}/busy", "w").close()
+        time.sleep(float(environ.get("QUERY_STRING") or 5))
+    if path == "/spin":
+        open("{dir}/spinning", "w").close()
+        re.match(r"(a+)+$", "a" * 40 + "b")
     body = str(os.getpid()).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
@@ -21,6 +29,37 @@ fn pid(apache: &Apache) -> i32 {
     let r = apache.get("/pid");
     assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
     r.text().parse().unwrap()
+}
+
+/// Signals a daemon process this test's Apache started.
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2) to a pid the test got from the process itself.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Waits (bounded) until `path` exists.
+fn wait_for_file(path: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (bounded) until process `pid` has ended; false if it is still there.
+fn wait_for_exit(pid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while process_alive(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 fn start(name: &str, options: &str) -> Apache {
@@ -92,12 +131,15 @@ fn a_request_over_request_timeout_stops_the_process_and_is_a_502() {
 
 #[test]
 fn requests_within_the_limits_are_served_by_the_same_process() {
+    // The startup timer is disarmed by the script's first load; the GIL probe keeps getting the
+    // GIL, so a short deadlock-timeout does not fire either.
     let apache = start(
         "timers_quiet",
-        "inactivity-timeout=5 request-timeout=5 restart-interval=30",
+        "inactivity-timeout=5 request-timeout=5 restart-interval=30 startup-timeout=1 \
+         deadlock-timeout=3",
     );
     let first = pid(&apache);
-    for _ in 0..5 {
+    for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(pid(&apache), first);
     }
@@ -106,4 +148,212 @@ fn requests_within_the_limits_are_served_by_the_same_process() {
         "{}",
         apache.error_log()
     );
+}
+
+/// Fails to import while the file `down` exists (an application whose database is not up yet).
+const FLAKY: &str = r#"
+import os
+if os.path.exists("{dir}/down"):
+    raise RuntimeError("the database is not up yet")
+def application(environ, start_response):
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"#;
+
+#[test]
+fn a_process_whose_script_does_not_load_is_replaced_after_startup_timeout() {
+    let apache = Apache::start(
+        "timers_startup",
+        &[("flaky.wsgi", FLAKY), ("down", "")],
+        "WSGIDaemonProcess site threads=2 startup-timeout=2\n\
+         WSGIScriptAlias /app {dir}/flaky.wsgi process-group=site",
+    );
+    let begin = Instant::now();
+    let r = apache.get("/app");
+    assert_eq!(r.status, 500, "{}", r.text());
+    // Another failure does not push the timer out.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(apache.get("/app").status, 500);
+    let log = apache.wait_for_log("Failed to exec Python script file");
+    let failing: i32 = log
+        .split("): Failed to exec Python script file")
+        .next()
+        .and_then(|head| head.rsplit("mod_wsgi (pid=").next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in\n{log}"));
+    let log = apache.wait_for_log(&format!(
+        "Process {failing} of daemon group 'site' has exited; starting its replacement."
+    ));
+    let took = begin.elapsed();
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={failing}): Application startup timer expired, stopping process 'site'."
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "Process {failing} of daemon group 'site' has exited; starting its replacement."
+        )),
+        "{log}"
+    );
+    // Not before the timer's 2 seconds from the first request.
+    assert!(
+        took >= Duration::from_millis(1900),
+        "replaced after {took:?}"
+    );
+    std::fs::remove_file(apache.path("down")).unwrap();
+    let r = apache.get("/app");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
+    assert_ne!(r.text().parse::<i32>().unwrap(), failing);
+}
+
+#[test]
+fn a_process_whose_gil_is_held_is_replaced_after_deadlock_timeout() {
+    let apache = start("timers_deadlock", "deadlock-timeout=2 shutdown-timeout=1");
+    let before = pid(&apache);
+    let begin = Instant::now();
+    let r = apache.get("/pid/spin");
+    let took = begin.elapsed();
+    assert_eq!(r.status, 502, "{}", r.text());
+    // 2 s of deadlock-timeout, then 1 s of shutdown-timeout; generous for a loaded machine.
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    let log = apache.wait_for_log("starting its replacement");
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={before}): Daemon process deadlock timer expired, stopping process \
+             'site'."
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={before}): Aborting process 'site': requests still running after \
+             shutdown-timeout"
+        )),
+        "{log}"
+    );
+    let after = pid(&apache);
+    assert_ne!(before, after);
+}
+
+#[test]
+fn an_evicted_process_waits_eviction_timeout_for_its_requests() {
+    let apache = start("timers_eviction", "graceful-timeout=60 eviction-timeout=1");
+    let before = pid(&apache);
+    let port = apache.port;
+    let begin = Instant::now();
+    let slow =
+        std::thread::spawn(move || common::http_request(port, "GET", "/pid/slow?30", &[], b""));
+    wait_for_file(&apache.path("busy"));
+    signal(before, libc::SIGUSR1);
+    assert!(
+        wait_for_exit(before, Duration::from_secs(15)),
+        "process {before} still running\n{}",
+        apache.error_log()
+    );
+    let r = slow.join().unwrap();
+    assert!(
+        begin.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        begin.elapsed()
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    let log = apache.error_log();
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={before}): Process eviction requested, waiting for requests to \
+             complete 'site'."
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={before}): Aborting process 'site': requests still running after \
+             eviction-timeout (1 seconds)."
+        )),
+        "{log}"
+    );
+    assert_ne!(pid(&apache), before);
+}
+
+#[test]
+fn without_eviction_timeout_an_evicted_process_finishes_its_requests() {
+    let apache = start("timers_eviction_graceful", "graceful-timeout=60");
+    let before = pid(&apache);
+    let port = apache.port;
+    let slow =
+        std::thread::spawn(move || common::http_request(port, "GET", "/pid/slow?3", &[], b""));
+    wait_for_file(&apache.path("busy"));
+    signal(before, libc::SIGUSR1);
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
+    assert_eq!(r.text(), before.to_string());
+    assert!(wait_for_exit(before, Duration::from_secs(15)));
+    let log = apache.error_log();
+    assert!(
+        log.contains("Process eviction requested, waiting for requests to complete 'site'."),
+        "{log}"
+    );
+    assert!(!log.contains("Aborting process"), "{log}");
+    assert_ne!(pid(&apache), before);
+}
+
+#[test]
+fn a_deadlocked_process_ends_at_once_when_shutdown_timeout_is_zero() {
+    let apache = start(
+        "timers_deadlock_now",
+        "deadlock-timeout=2 shutdown-timeout=0",
+    );
+    let before = pid(&apache);
+    let r = apache.get("/pid/spin");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(wait_for_exit(before, Duration::from_secs(15)));
+    let log = apache.error_log();
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={before}): Aborting process 'site': the GIL is held and \
+             shutdown-timeout is 0."
+        )),
+        "{log}"
+    );
+    assert_ne!(pid(&apache), before);
+}
+
+#[test]
+fn a_deadlock_during_a_graceful_stop_ends_the_process_after_shutdown_timeout() {
+    let apache = start(
+        "timers_deadlock_graceful",
+        "deadlock-timeout=3 shutdown-timeout=1 graceful-timeout=60",
+    );
+    let before = pid(&apache);
+    let port = apache.port;
+    let spin = std::thread::spawn(move || common::http_request(port, "GET", "/pid/spin", &[], b""));
+    wait_for_file(&apache.path("spinning"));
+    signal(before, libc::SIGUSR1);
+    // Within deadlock-timeout + shutdown-timeout, not graceful-timeout's 60 seconds.
+    assert!(
+        wait_for_exit(before, Duration::from_secs(20)),
+        "process {before} still running\n{}",
+        apache.error_log()
+    );
+    assert_eq!(spin.join().unwrap().status, 502);
+    let log = apache.error_log();
+    assert!(
+        log.contains("Process eviction requested, waiting for requests to complete 'site'."),
+        "{log}"
+    );
+    assert!(
+        log.contains("Daemon process deadlock timer expired, stopping process 'site'."),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={before}): Aborting process 'site': requests still running after \
+             shutdown-timeout (1 seconds)."
+        )),
+        "{log}"
+    );
+    assert_ne!(pid(&apache), before);
 }

@@ -404,12 +404,7 @@ fn set_application_group(c: &mut DirConfig, name: &str, args: &str) -> Result<()
 
 /// `WSGIDaemonProcess` options that are parsed and checked but whose feature has not landed:
 /// refused by name rather than accepted and ignored.
-const DAEMON_OPTIONS_NOT_YET: &[&str] = &[
-    "startup-timeout",
-    "deadlock-timeout",
-    "eviction-timeout",
-    "server-metrics",
-];
+const DAEMON_OPTIONS_NOT_YET: &[&str] = &["server-metrics"];
 
 fn add_daemon_process(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
     let group = DaemonProcess::parse(args)?;
@@ -776,11 +771,19 @@ mod tests {
         .unwrap();
         assert_eq!(c.daemon_groups.len(), 2);
         assert_eq!(c.daemon_groups[0].options.threads, 4);
+        // The timers the daemon processes carry out are accepted.
+        apply_server(
+            &mut c,
+            "WSGIDaemonProcess",
+            "watched startup-timeout=1 deadlock-timeout=2 eviction-timeout=3",
+        )
+        .unwrap();
+        assert_eq!(c.daemon_groups.len(), 3);
         let e = apply_server(&mut c, "WSGIDaemonProcess", "site").unwrap_err();
         assert!(e.contains("'site' is already defined"), "{e}");
-        let e = apply_server(&mut c, "WSGIDaemonProcess", "other deadlock-timeout=60").unwrap_err();
+        let e = apply_server(&mut c, "WSGIDaemonProcess", "other server-metrics=On").unwrap_err();
         assert!(
-            e.starts_with("WSGIDaemonProcess other: option deadlock-timeout= is not supported yet"),
+            e.starts_with("WSGIDaemonProcess other: option server-metrics= is not supported yet"),
             "{e}"
         );
         let d = find("WSGISocketRotation");

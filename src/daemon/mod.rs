@@ -4,7 +4,8 @@
 //! - `plan`: what a group needs, resolved by Apache's parent before it forks;
 //! - `supervisor`: the per-group process that starts and replaces the group's processes;
 //! - `worker`: one process of a group (Python, threads, stopping);
-//! - `timers`: inactivity-timeout, restart-interval and request-timeout in a process;
+//! - `timers`: inactivity-, request-, startup- and deadlock-timeout and restart-interval in a
+//!   process; `gil_probe`: what tells deadlock-timeout that the GIL is still free;
 //! - `serve`: one connection in a daemon process;
 //! - `daemon_io`/`client`: the two ends of a proxied request (the daemon's `RequestIo` and the
 //!   Apache child that carries it out);
@@ -16,6 +17,7 @@
 pub mod client;
 pub mod daemon_io;
 pub mod error_override;
+pub mod gil_probe;
 pub mod plan;
 pub mod process;
 pub mod scoreboard;

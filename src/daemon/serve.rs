@@ -6,6 +6,7 @@ use super::daemon_io::{lock, Conn, DaemonIo, SharedWriter};
 use super::now_us;
 use super::plan::{GroupPlan, StartupImport};
 use super::scoreboard::Scoreboard;
+use super::timers::Slot;
 use super::unix;
 use super::wire::{self, FrameReader, FrameWriter, Kind, RequestHead};
 use crate::python::{self, AttachError};
@@ -41,13 +42,13 @@ impl Drop for Serving {
 }
 
 /// Serves one connection; `board` is where this thread records the request it serves, and
-/// `started` is told the request's id once it is accepted and about to run (for the process's
-/// timers).
+/// `timers` is told when the request is accepted and about to run and when its script has
+/// loaded (for the process's timers).
 pub fn connection(
     plan: &GroupPlan,
     conn: OwnedFd,
     board: Option<(Arc<Scoreboard>, usize)>,
-    started: &dyn Fn(&str),
+    timers: &Slot<'_>,
 ) -> Served {
     let daemon_start = now_us();
     let tag = plan.tag();
@@ -131,10 +132,10 @@ pub fn connection(
     }
     head.vars
         .set("mod_wsgi.daemon_start", daemon_start.to_string());
-    started(&String::from_utf8_lossy(
+    timers.started(&String::from_utf8_lossy(
         head.vars.get("mod_wsgi.request_id").unwrap_or_default(),
     ));
-    run_request(head, reader, writer, board)
+    run_request(head, reader, writer, board, timers)
 }
 
 /// Refuses a request that waited for a process longer than queue-timeout (counted from when the
@@ -156,6 +157,7 @@ fn run_request(
     reader: FrameReader<Conn>,
     writer: SharedWriter,
     board: Option<(Arc<Scoreboard>, usize)>,
+    timers: &Slot<'_>,
 ) -> Served {
     let script = String::from_utf8_lossy(&head.script).into_owned();
     let mtime = script_mtime(&script);
@@ -181,14 +183,19 @@ fn run_request(
             current.finish(py);
             return Err(Served::RestartRequired);
         }
-        let outcome = match load_application(
+        let loaded = load_application(
             py,
             &script,
             mtime,
             head.script_reloading,
             &head.callable_object,
             &report,
-        ) {
+        );
+        // The module loaded (even without the callable): the application has started.
+        if matches!(loaded, Ok(_) | Err(LoadError::NoCallable)) {
+            timers.script_loaded();
+        }
+        let outcome = match loaded {
             Ok(app) => {
                 let io = DaemonIo::new(reader, writer.clone()).with_scoreboard(board);
                 run_app(py, &app, &head.vars, &script, Box::new(io))

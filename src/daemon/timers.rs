@@ -1,33 +1,44 @@
-//! The timers of one daemon process: `inactivity-timeout`, `restart-interval` and
-//! `request-timeout`. The serving threads note when their requests start and end in an
-//! [`Activity`]; one monitor thread reads it, wakes at the nearest deadline (at least once a
-//! second) and stops the process when a timer expires. The decision itself is [`check`].
+//! The timers of one daemon process: `inactivity-timeout`, `restart-interval`,
+//! `request-timeout`, `startup-timeout` and `deadlock-timeout`. The serving threads note when
+//! their requests start and end and when their WSGI script has loaded in an [`Activity`]; the
+//! GIL probe (`gil_probe`) notes there when it last got the GIL. One monitor thread reads it,
+//! wakes at the nearest deadline (at least once a second) and stops the process when a timer
+//! expires. The decisions themselves are [`check`] and [`stop_limit`].
 //!
 //! Differences from C mod_wsgi 4.9:
 //! - activity is counted at request start and end only, not at every body read or write;
 //! - `request-timeout` applies to each request (the oldest running one), as mod_wsgi 6 does,
 //!   not to the mean over the process's threads;
-//! - the monitor runs whenever one of these options is set, whatever `deadlock-timeout` is.
+//! - the monitor runs whenever one of these options is set, whatever `deadlock-timeout` is;
+//! - after `deadlock-timeout` expires the process always ends: within shutdown-timeout, or at
+//!   once when shutdown-timeout is 0 (nothing can finish without the GIL).
 //!
 //! As in C, the inactivity timer is armed by the first request, so a process nobody uses is not
-//! replaced over and over.
+//! replaced over and over; so is the startup timer, which the first successful load of the WSGI
+//! script disarms for the life of the process.
 //!
 //! Inactivity and restart-interval stop the process gracefully (requests get graceful-timeout);
-//! request-timeout shuts it down, so the late request is cut off after shutdown-timeout (the
-//! Apache child then answers 502) and the supervisor starts a replacement.
+//! request-timeout, startup-timeout and deadlock-timeout shut it down, so a late request is cut
+//! off after shutdown-timeout (the Apache child then answers 502) and the supervisor starts a
+//! replacement. An eviction (SIGUSR1) is graceful with eviction-timeout instead of
+//! graceful-timeout when that is set.
 
 use super::plan::GroupPlan;
 use super::worker::{State, StopReason};
+use crate::config::daemon::DaemonOptions;
 use crate::wsgi::Level;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The longest the monitor sleeps, so it sees requests that started since it last looked.
-const POLL: Duration = Duration::from_secs(1);
+/// The GIL probe wakes this often too.
+pub(super) const POLL: Duration = Duration::from_secs(1);
 
 /// A time stored in an atomic: microseconds since [`Activity`] was made; `NONE`: not set.
 const NONE: i64 = -1;
+/// The startup timer after the script loaded: never armed again.
+const DISARMED: i64 = -2;
 
 /// The timer options of a process group; zero turns one off.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,29 +46,66 @@ pub struct Limits {
     pub inactivity: Duration,
     pub restart_interval: Duration,
     pub request: Duration,
+    pub startup: Duration,
+    pub deadlock: Duration,
 }
 
 impl Limits {
+    pub fn of(options: &DaemonOptions) -> Limits {
+        Limits {
+            inactivity: options.inactivity_timeout,
+            restart_interval: options.restart_interval,
+            request: options.request_timeout,
+            startup: options.startup_timeout,
+            deadlock: options.deadlock_timeout,
+        }
+    }
+
     pub fn any(&self) -> bool {
-        !(self.inactivity.is_zero() && self.restart_interval.is_zero() && self.request.is_zero())
+        [
+            self.inactivity,
+            self.restart_interval,
+            self.request,
+            self.startup,
+            self.deadlock,
+        ]
+        .iter()
+        .any(|d| !d.is_zero())
     }
 }
 
 /// What the process is doing, in times since it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Snapshot {
     pub now: Duration,
     /// The last request start or end; None before the first request.
     pub last_activity: Option<Duration>,
     /// When the oldest running request started; None when the process is idle.
     pub oldest_request: Option<Duration>,
+    /// When the first request armed the startup timer; None before it and once a script loaded.
+    pub startup_armed: Option<Duration>,
+    /// When the GIL probe last got the GIL (or started); None without a probe.
+    pub gil_seen: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
-    Inactivity,
-    RestartInterval,
+    Deadlock,
     RequestTime,
+    Startup,
+    RestartInterval,
+    Inactivity,
+}
+
+impl Timer {
+    /// How the process stops when this timer expires. Deadlock, request time and startup mean
+    /// the application is stuck or broken: waiting graceful-timeout for it helps nobody.
+    pub fn stops(self) -> StopReason {
+        match self {
+            Timer::Deadlock | Timer::RequestTime | Timer::Startup => StopReason::Shutdown,
+            Timer::RestartInterval | Timer::Inactivity => StopReason::Graceful,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,22 +115,22 @@ pub enum Verdict {
 }
 
 /// Whether a timer has expired and, if not, how long until the monitor should look again.
-/// When several have expired, request-timeout wins: it stops the process harder.
+/// When several have expired, the first of [`Timer`]'s order wins: deadlock (the cause of any
+/// other symptom), then those that stop the process harder.
 pub fn check(limits: &Limits, s: &Snapshot) -> Verdict {
     let set = |d: Duration| (!d.is_zero()).then_some(d);
-    let request = set(limits.request)
-        .zip(s.oldest_request)
-        .map(|(limit, start)| start + limit);
+    let after =
+        |limit: Duration, since: Option<Duration>| set(limit).zip(since).map(|(l, t)| t + l);
     let restart = set(limits.restart_interval);
     // A running request is activity, however long it runs.
     let idle = match s.oldest_request {
-        None => set(limits.inactivity)
-            .zip(s.last_activity)
-            .map(|(limit, last)| last + limit),
+        None => after(limits.inactivity, s.last_activity),
         Some(_) => None,
     };
     let timers = [
-        (request, Timer::RequestTime),
+        (after(limits.deadlock, s.gil_seen), Timer::Deadlock),
+        (after(limits.request, s.oldest_request), Timer::RequestTime),
+        (after(limits.startup, s.startup_armed), Timer::Startup),
         (restart, Timer::RestartInterval),
         (idle, Timer::Inactivity),
     ];
@@ -96,13 +144,34 @@ pub fn check(limits: &Limits, s: &Snapshot) -> Verdict {
     Verdict::WakeIn(nearest.map_or(POLL, |d| (d - s.now).min(POLL)))
 }
 
-/// The request start and end times of a process's threads, one slot per thread.
+/// How long the requests of a stopping process get before it is ended, and the option that
+/// says so (for the log). An eviction (SIGUSR1) uses eviction-timeout when it is set, as C's
+/// 'G' signal does; every other graceful stop uses graceful-timeout.
+pub fn stop_limit(
+    reason: StopReason,
+    evicted: bool,
+    options: &DaemonOptions,
+) -> (Duration, &'static str) {
+    match reason {
+        StopReason::Shutdown => (options.shutdown_timeout, "shutdown-timeout"),
+        _ if evicted && !options.eviction_timeout.is_zero() => {
+            (options.eviction_timeout, "eviction-timeout")
+        }
+        _ => (options.graceful_timeout, "graceful-timeout"),
+    }
+}
+
+/// What the threads of a process report for its timers: request starts and ends (one slot per
+/// thread), the first successful load of a WSGI script, and the GIL probe's last success.
 pub struct Activity {
     origin: Instant,
     last: AtomicI64,
     started: Vec<AtomicI64>,
     /// `mod_wsgi.request_id` of each slot's request, for the log.
     ids: Vec<Mutex<String>>,
+    /// NONE until the first request arms it, then its time, DISARMED once a script loaded.
+    startup: AtomicI64,
+    gil_seen: AtomicI64,
 }
 
 impl Activity {
@@ -112,6 +181,8 @@ impl Activity {
             last: AtomicI64::new(NONE),
             started: (0..threads).map(|_| AtomicI64::new(NONE)).collect(),
             ids: (0..threads).map(|_| Mutex::new(String::new())).collect(),
+            startup: AtomicI64::new(NONE),
+            gil_seen: AtomicI64::new(NONE),
         }
     }
 
@@ -131,6 +202,13 @@ impl Activity {
             s.store(now, Ordering::Release);
         }
         self.last.store(now, Ordering::Release);
+        // The first request of the process arms the startup timer (only the first: a failed
+        // load does not push it out).
+        if self.startup.load(Ordering::Acquire) == NONE {
+            let _ = self
+                .startup
+                .compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Acquire);
+        }
     }
 
     /// Thread `slot` is done with its connection (whether or not a request started).
@@ -142,9 +220,29 @@ impl Activity {
         }
     }
 
+    /// A request's WSGI script module has loaded: the application started, so the startup timer
+    /// is off for good.
+    pub fn script_loaded(&self) {
+        if self.startup.load(Ordering::Acquire) != DISARMED {
+            self.startup.store(DISARMED, Ordering::Release);
+        }
+    }
+
+    /// The GIL probe has just held the GIL.
+    pub fn gil_acquired(&self) {
+        self.gil_seen.store(self.now(), Ordering::Release);
+    }
+
+    /// Whether a request is running.
+    pub fn busy(&self) -> bool {
+        self.started
+            .iter()
+            .any(|s| s.load(Ordering::Acquire) != NONE)
+    }
+
     /// The current snapshot and the slot of the oldest running request.
     fn snapshot(&self) -> (Snapshot, Option<usize>) {
-        let time = |us: i64| (us != NONE).then(|| Duration::from_micros(us as u64));
+        let time = |us: i64| (us >= 0).then(|| Duration::from_micros(us as u64));
         let oldest = self
             .started
             .iter()
@@ -156,6 +254,8 @@ impl Activity {
             now: Duration::from_micros(self.now() as u64),
             last_activity: time(self.last.load(Ordering::Acquire)),
             oldest_request: oldest.and_then(|(_, t)| time(t)),
+            startup_armed: time(self.startup.load(Ordering::Acquire)),
+            gil_seen: time(self.gil_seen.load(Ordering::Acquire)),
         };
         (snap, oldest.map(|(i, _)| i))
     }
@@ -167,13 +267,28 @@ impl Activity {
     }
 }
 
-/// Starts the monitor thread if the group sets any of the timers.
+/// One serving thread's slot in the [`Activity`]: what serving a connection reports.
+pub struct Slot<'a> {
+    pub activity: &'a Activity,
+    pub index: usize,
+}
+
+impl Slot<'_> {
+    /// The request `id` is accepted and about to run.
+    pub fn started(&self, id: &str) {
+        self.activity.begin(self.index, id)
+    }
+
+    /// The request's WSGI script module is loaded.
+    pub fn script_loaded(&self) {
+        self.activity.script_loaded()
+    }
+}
+
+/// Starts the monitor thread if the group sets any of the timers (deadlock-timeout is on by
+/// default, so normally it runs; it only reads atomics, once a second at most).
 pub fn spawn_monitor(plan: &GroupPlan, state: Arc<State>) {
-    let limits = Limits {
-        inactivity: plan.options.inactivity_timeout,
-        restart_interval: plan.options.restart_interval,
-        request: plan.options.request_timeout,
-    };
+    let limits = Limits::of(&plan.options);
     if !limits.any() {
         return;
     }
@@ -184,7 +299,7 @@ pub fn spawn_monitor(plan: &GroupPlan, state: Arc<State>) {
 }
 
 /// Until the process shuts down: sleep, look, stop the process when a timer has expired. After a
-/// graceful stop it goes on watching request-timeout.
+/// graceful stop it goes on watching the timers that shut the process down.
 fn monitor(plan: &GroupPlan, state: &State, limits: &Limits) {
     let (tag, name) = (plan.tag(), &plan.name);
     while state.reason() != StopReason::Shutdown {
@@ -210,6 +325,14 @@ fn monitor(plan: &GroupPlan, state: &State, limits: &Limits) {
                     ran.as_secs_f64()
                 )
             }
+            Timer::Deadlock => format!(
+                "{tag}: Daemon process deadlock timer expired, stopping process '{name}'. \
+                 The GIL has not been free for {:.1} seconds.",
+                (snap.now - snap.gil_seen.unwrap_or_default()).as_secs_f64()
+            ),
+            Timer::Startup => {
+                format!("{tag}: Application startup timer expired, stopping process '{name}'.")
+            }
             Timer::RestartInterval => {
                 format!("{tag}: Application restart timer expired, stopping process '{name}'.")
             }
@@ -217,17 +340,34 @@ fn monitor(plan: &GroupPlan, state: &State, limits: &Limits) {
                 "{tag}: Daemon process idle inactivity timer expired, stopping process '{name}'."
             ),
         };
-        let reason = match timer {
-            Timer::RequestTime => StopReason::Shutdown,
-            _ => StopReason::Graceful,
-        };
+        let reason = timer.stops();
+        let before = state.reason();
         // Logged first, so it comes before the process's "Shutdown requested".
-        if (state.reason() as u8) < reason as u8 {
+        if (before as u8) < reason as u8 {
             plan.log(Level::Info, &message);
             state.stop(reason);
         }
+        if timer == Timer::Deadlock {
+            // Nothing in the process can finish while the GIL is held, so make sure it ends.
+            let limit = plan.options.shutdown_timeout;
+            if limit.is_zero() {
+                plan.log(
+                    Level::Error,
+                    &format!(
+                        "{tag}: Aborting process '{name}': the GIL is held and shutdown-timeout \
+                         is 0."
+                    ),
+                );
+                super::process::exit_now(1);
+            }
+            if before == StopReason::Graceful {
+                // The process was already stopping gracefully, so its reaper counts
+                // graceful-timeout, not shutdown-timeout.
+                super::worker::spawn_reaper(plan, limit, "shutdown-timeout");
+            }
+        }
         if reason == StopReason::Graceful {
-            // Only request-timeout is left to watch for.
+            // Only the timers that shut the process down are left to watch for.
             std::thread::sleep(POLL);
         }
     }
@@ -246,6 +386,7 @@ mod tests {
             now: s(now),
             last_activity: last.map(s),
             oldest_request: oldest.map(s),
+            ..Snapshot::default()
         }
     }
 
@@ -254,6 +395,7 @@ mod tests {
             inactivity: s(inactivity),
             restart_interval: s(restart),
             request: s(request),
+            ..Limits::default()
         }
     }
 
@@ -261,6 +403,13 @@ mod tests {
     fn no_timers_means_no_monitor_and_a_poll() {
         assert!(!Limits::default().any());
         assert!(limits(0.0, 0.0, 1.0).any());
+        // deadlock-timeout is on unless turned off, so the monitor normally runs.
+        assert!(Limits::of(&DaemonOptions::default()).any());
+        let off = DaemonOptions {
+            deadlock_timeout: Duration::ZERO,
+            ..DaemonOptions::default()
+        };
+        assert!(!Limits::of(&off).any());
         assert_eq!(
             check(&Limits::default(), &snap(100.0, Some(1.0), Some(1.0))),
             Verdict::WakeIn(POLL)
@@ -314,11 +463,123 @@ mod tests {
             check(&l, &snap(10.5, Some(9.5), Some(8.5))),
             Verdict::Expired(Timer::RequestTime)
         );
-        let all = limits(1.0, 1.0, 1.0);
+        let all = Limits {
+            startup: s(1.0),
+            ..limits(1.0, 1.0, 1.0)
+        };
+        let started = Snapshot {
+            startup_armed: Some(s(5.0)),
+            ..snap(10.0, Some(5.0), Some(5.0))
+        };
+        assert_eq!(check(&all, &started), Verdict::Expired(Timer::RequestTime));
+    }
+
+    #[test]
+    fn startup_is_armed_by_the_first_request_and_shuts_down() {
+        let l = Limits {
+            startup: s(3.0),
+            ..Limits::default()
+        };
+        assert!(l.any());
+        // Not armed (no request yet, or the script loaded): never expires.
+        assert_eq!(check(&l, &snap(100.0, None, None)), Verdict::WakeIn(POLL));
+        let armed = |now| Snapshot {
+            startup_armed: Some(s(10.0)),
+            ..snap(now, Some(10.0), None)
+        };
+        assert_eq!(check(&l, &armed(12.5)), Verdict::WakeIn(s(0.5)));
+        assert_eq!(check(&l, &armed(13.0)), Verdict::Expired(Timer::Startup));
+        assert_eq!(Timer::Startup.stops(), StopReason::Shutdown);
+    }
+
+    #[test]
+    fn deadlock_counts_from_the_last_time_the_probe_got_the_gil_and_wins() {
+        let l = Limits {
+            deadlock: s(300.0),
+            ..Limits::default()
+        };
+        assert!(l.any());
+        let seen = |now, at| Snapshot {
+            gil_seen: Some(s(at)),
+            ..snap(now, None, None)
+        };
+        // No probe (Python not started yet): nothing to check.
+        assert_eq!(check(&l, &snap(1000.0, None, None)), Verdict::WakeIn(POLL));
+        assert_eq!(check(&l, &seen(299.0, 0.0)), Verdict::WakeIn(POLL));
+        assert_eq!(check(&l, &seen(299.9, 0.0)), Verdict::WakeIn(s(0.1)));
         assert_eq!(
-            check(&all, &snap(10.0, Some(5.0), Some(5.0))),
-            Verdict::Expired(Timer::RequestTime)
+            check(&l, &seen(300.0, 0.0)),
+            Verdict::Expired(Timer::Deadlock)
         );
+        // The probe got it again: pushed out.
+        assert_eq!(check(&l, &seen(300.0, 299.0)), Verdict::WakeIn(POLL));
+        // A request stuck past its own limit because of the deadlock: deadlock is the cause.
+        let both = Limits {
+            request: s(1.0),
+            ..l
+        };
+        let stuck = Snapshot {
+            gil_seen: Some(s(0.0)),
+            ..snap(400.0, Some(1.0), Some(1.0))
+        };
+        assert_eq!(check(&both, &stuck), Verdict::Expired(Timer::Deadlock));
+        assert_eq!(Timer::Deadlock.stops(), StopReason::Shutdown);
+    }
+
+    #[test]
+    fn graceful_timers_stop_gracefully() {
+        assert_eq!(Timer::Inactivity.stops(), StopReason::Graceful);
+        assert_eq!(Timer::RestartInterval.stops(), StopReason::Graceful);
+        assert_eq!(Timer::RequestTime.stops(), StopReason::Shutdown);
+    }
+
+    #[test]
+    fn an_eviction_gets_eviction_timeout_when_set() {
+        let mut o = DaemonOptions::default();
+        o.graceful_timeout = s(15.0);
+        o.shutdown_timeout = s(5.0);
+        // Not set: an eviction is like any graceful stop.
+        assert_eq!(
+            stop_limit(StopReason::Graceful, true, &o),
+            (s(15.0), "graceful-timeout")
+        );
+        o.eviction_timeout = s(2.0);
+        assert_eq!(
+            stop_limit(StopReason::Graceful, true, &o),
+            (s(2.0), "eviction-timeout")
+        );
+        assert_eq!(
+            stop_limit(StopReason::Graceful, false, &o),
+            (s(15.0), "graceful-timeout")
+        );
+        assert_eq!(
+            stop_limit(StopReason::Shutdown, true, &o),
+            (s(5.0), "shutdown-timeout")
+        );
+    }
+
+    #[test]
+    fn the_first_request_arms_startup_and_a_loaded_script_disarms_it_for_good() {
+        let a = Activity::new(2);
+        a.gil_acquired();
+        let (s0, _) = a.snapshot();
+        assert_eq!(s0.startup_armed, None);
+        assert!(s0.gil_seen.is_some());
+        assert!(!a.busy());
+        a.begin(0, "one");
+        assert!(a.busy());
+        let armed = a.snapshot().0.startup_armed;
+        assert!(armed.is_some());
+        std::thread::sleep(Duration::from_millis(2));
+        // A second request (the first failed to load the script) does not push it out.
+        a.end(0);
+        a.begin(1, "two");
+        assert_eq!(a.snapshot().0.startup_armed, armed);
+        a.script_loaded();
+        assert_eq!(a.snapshot().0.startup_armed, None);
+        a.end(1);
+        a.begin(0, "three");
+        assert_eq!(a.snapshot().0.startup_armed, None);
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! (a signal, `maximum-requests`, a changed script, one of the `timers`), finishing what it is
 //! serving first.
 
+use super::gil_probe::GilProbe;
 use super::plan::GroupPlan;
 use super::process::{self, CONTROL_SIGNALS};
 use super::scoreboard::Scoreboard;
-use super::timers::{self, Activity};
+use super::timers::{self, Activity, Slot};
 use super::unix;
 use crate::python;
 use crate::wsgi::Level;
@@ -20,17 +21,21 @@ use std::time::Duration;
 #[repr(u8)]
 pub enum StopReason {
     Running = 0,
-    /// Finish current requests (within graceful-timeout) and be replaced: SIGUSR1,
-    /// `maximum-requests`, a changed script, `restart-interval`, `inactivity-timeout`.
+    /// Finish current requests (within graceful-timeout, or eviction-timeout for SIGUSR1) and be
+    /// replaced: SIGUSR1, `maximum-requests`, a changed script, `restart-interval`,
+    /// `inactivity-timeout`.
     Graceful = 1,
-    /// Apache is stopping or restarting, or a request ran past `request-timeout`: serve what is
-    /// already queued, then end (within shutdown-timeout).
+    /// Apache is stopping or restarting, or `request-timeout`, `startup-timeout` or
+    /// `deadlock-timeout` expired: serve what is already queued, then end (within
+    /// shutdown-timeout).
     Shutdown = 2,
 }
 
 /// What the threads of the process share.
 pub struct State {
     reason: AtomicU8,
+    /// The graceful stop came from SIGUSR1 (set with the reason, read after the wake-up).
+    evicted: AtomicBool,
     /// Written once when stopping; polled by the accepting thread so it wakes at once.
     wake_read: OwnedFd,
     wake_write: OwnedFd,
@@ -55,6 +60,7 @@ impl State {
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         Ok(State {
             reason: AtomicU8::new(StopReason::Running as u8),
+            evicted: AtomicBool::new(false),
             wake_read: r,
             wake_write: w,
             accept_lock: Mutex::new(()),
@@ -76,11 +82,28 @@ impl State {
     /// Starts stopping for `reason` (a shutdown overrides a graceful stop, not the reverse);
     /// true if this call changed the reason.
     pub fn stop(&self, reason: StopReason) -> bool {
+        self.stop_as(reason, false)
+    }
+
+    /// Starts a graceful stop because the process is evicted (SIGUSR1); true if this call
+    /// started the stop.
+    pub fn evict(&self) -> bool {
+        self.stop_as(StopReason::Graceful, true)
+    }
+
+    /// Whether the stop is an eviction.
+    pub fn evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
+    }
+
+    fn stop_as(&self, reason: StopReason, evicted: bool) -> bool {
         let changed = self
             .reason
             .fetch_max(reason as u8, Ordering::AcqRel)
             .lt(&(reason as u8));
         if changed {
+            // Before the wake-up below, so whoever is woken reads it.
+            self.evicted.store(evicted, Ordering::Release);
             // SAFETY: writing one byte from a valid buffer to our own pipe.
             unsafe { libc::write(self.wake_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
             let (lock, cvar) = &self.stopped;
@@ -127,7 +150,7 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
             process::exit_now(1);
         }
     };
-    spawn_signal_thread(state.clone());
+    spawn_signal_thread(&plan, state.clone());
     let info = plan.server_info.clone();
     let prepare =
         move |py: pyo3::Python<'_>, group: &str| crate::wsgi::interp::prepare(py, &info, group);
@@ -152,13 +175,11 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
         })
         .filter_map(Result::ok)
         .collect();
+    let probe = GilProbe::spawn(plan.options.deadlock_timeout, state.clone());
     timers::spawn_monitor(&plan, state.clone());
     state.wait_for_stop();
     let reason = state.reason();
-    let (limit, why) = match reason {
-        StopReason::Shutdown => (plan.options.shutdown_timeout, "shutdown-timeout"),
-        _ => (plan.options.graceful_timeout, "graceful-timeout"),
-    };
+    let (limit, why) = timers::stop_limit(reason, state.evicted(), &plan.options);
     plan.log(
         Level::Info,
         &format!("{tag}: Shutdown requested '{name}' ({reason:?})."),
@@ -170,19 +191,34 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
     // Requests are done; what is left is Python's own shutdown (atexit handlers, threads the
     // application started), bounded by shutdown-timeout.
     spawn_reaper(&plan, plan.options.shutdown_timeout, "shutdown-timeout");
+    if let Some(probe) = probe {
+        probe.stop();
+    }
     python::finalize();
     plan.log(Level::Info, &format!("{tag}: Stopping process '{name}'."));
     process::exit_now(0);
 }
 
-fn spawn_signal_thread(state: Arc<State>) {
+fn spawn_signal_thread(plan: &GroupPlan, state: Arc<State>) {
+    let (log, tag, name) = (plan.log, plan.tag(), plan.name.clone());
     let _ = std::thread::Builder::new()
         .name("wsgi:signals".into())
         .spawn(move || loop {
             match process::wait_signal(&CONTROL_SIGNALS, None) {
-                Some(libc::SIGUSR1) => {
-                    state.stop(StopReason::Graceful);
+                // Logged first, so it comes before the process's "Shutdown requested".
+                Some(libc::SIGUSR1) if state.reason() == StopReason::Running => {
+                    let what = if state.activity.busy() {
+                        "waiting for requests to complete"
+                    } else {
+                        "triggering immediate shutdown"
+                    };
+                    log(
+                        Level::Info,
+                        &format!("{tag}: Process eviction requested, {what} '{name}'."),
+                    );
+                    state.evict();
                 }
+                Some(libc::SIGUSR1) => {}
                 Some(_) => {
                     state.stop(StopReason::Shutdown);
                 }
@@ -192,7 +228,7 @@ fn spawn_signal_thread(state: Arc<State>) {
 }
 
 /// Ends the process `limit` from now if it has not ended by itself (zero: no limit).
-fn spawn_reaper(plan: &GroupPlan, limit: Duration, why: &'static str) {
+pub(super) fn spawn_reaper(plan: &GroupPlan, limit: Duration, why: &'static str) {
     if limit.is_zero() {
         return;
     }
@@ -240,10 +276,12 @@ fn accept_loop(plan: &GroupPlan, state: &State, board: Option<Arc<Scoreboard>>, 
                 _ => return,
             }
         };
+        let timers = Slot {
+            activity: &state.activity,
+            index: slot,
+        };
         let outcome =
-            super::serve::connection(plan, conn, board.clone().map(|b| (b, slot)), &|id| {
-                state.activity.begin(slot, id)
-            });
+            super::serve::connection(plan, conn, board.clone().map(|b| (b, slot)), &timers);
         state.activity.end(slot);
         let served = state.requests.fetch_add(1, Ordering::AcqRel) + 1;
         let max = plan.options.maximum_requests;
