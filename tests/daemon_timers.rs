@@ -357,3 +357,33 @@ fn a_deadlock_during_a_graceful_stop_ends_the_process_after_shutdown_timeout() {
     );
     assert_ne!(pid(&apache), before);
 }
+
+#[test]
+fn a_shutdown_during_a_graceful_stop_gets_shutdown_timeout_not_the_rest_of_graceful_timeout() {
+    let apache = start(
+        "timers_graceful_then_shutdown",
+        "graceful-timeout=60 shutdown-timeout=1",
+    );
+    let before = pid(&apache);
+    let port = apache.port;
+    let slow =
+        std::thread::spawn(move || common::http_request(port, "GET", "/pid/slow?30", &[], b""));
+    wait_for_file(&apache.path("busy"));
+    signal(before, libc::SIGUSR1);
+    apache.wait_for_log("Process eviction requested, waiting for requests to complete");
+    signal(before, libc::SIGTERM);
+    assert!(
+        wait_for_exit(before, Duration::from_secs(15)),
+        "process {before} still running\n{}",
+        apache.error_log()
+    );
+    assert_eq!(slow.join().unwrap().status, 502);
+    let log = apache.error_log();
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={before}): Aborting process 'site': requests still running after \
+             shutdown-timeout (1 seconds)."
+        )),
+        "{log}"
+    );
+}

@@ -360,11 +360,6 @@ fn monitor(plan: &GroupPlan, state: &State, limits: &Limits) {
                 );
                 super::process::exit_now(1);
             }
-            if before == StopReason::Graceful {
-                // The process was already stopping gracefully, so its reaper counts
-                // graceful-timeout, not shutdown-timeout.
-                super::worker::spawn_reaper(plan, limit, "shutdown-timeout");
-            }
         }
         if reason == StopReason::Graceful {
             // Only the timers that shut the process down are left to watch for.

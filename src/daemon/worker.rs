@@ -185,6 +185,9 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
         &format!("{tag}: Shutdown requested '{name}' ({reason:?})."),
     );
     spawn_reaper(&plan, limit, why);
+    if reason == StopReason::Graceful {
+        spawn_escalation_watch(&plan, state.clone());
+    }
     for t in threads {
         let _ = t.join();
     }
@@ -224,6 +227,20 @@ fn spawn_signal_thread(plan: &GroupPlan, state: Arc<State>) {
                 }
                 None => std::thread::sleep(Duration::from_millis(100)),
             }
+        });
+}
+
+/// During a graceful stop, waits for a shutdown (Apache stopping, request-timeout, a deadlock)
+/// and gives the requests shutdown-timeout from then, not what is left of graceful-timeout.
+fn spawn_escalation_watch(plan: &GroupPlan, state: Arc<State>) {
+    let plan = plan.clone();
+    let _ = std::thread::Builder::new()
+        .name("wsgi:escalation".into())
+        .spawn(move || {
+            while state.reason() != StopReason::Shutdown {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            spawn_reaper(&plan, plan.options.shutdown_timeout, "shutdown-timeout");
         });
 }
 
