@@ -28,6 +28,10 @@ pub const HEADER_LEN: usize = 5;
 
 /// Small frames collect in the writer's buffer up to this size.
 const WRITE_BUFFER: usize = 64 << 10;
+/// What a reader's or writer's buffer starts with: enough for most requests' heads and small
+/// responses. A connection serves one request, so a buffer allocated (and, for the reader,
+/// zeroed) at full size would cost that much for every request; it grows when a frame needs it.
+const INITIAL_BUFFER: usize = 8 << 10;
 /// Payloads from this size on are sent straight from the caller's memory (one `sendmsg` with the
 /// buffered frames, the header and the payload), never copied.
 const LARGE_PAYLOAD: usize = 16 << 10;
@@ -480,7 +484,7 @@ impl<S: AsFd> FrameWriter<S> {
     pub fn new(sock: S) -> Self {
         FrameWriter {
             sock,
-            buf: Vec::with_capacity(WRITE_BUFFER),
+            buf: Vec::with_capacity(INITIAL_BUFFER),
             broken: false,
         }
     }
@@ -640,7 +644,7 @@ pub struct Frame<'a> {
 pub struct FrameReader<S: AsFd> {
     sock: S,
     buf: Vec<u8>,
-    /// The buffer's size between frames, and the largest piece of a body frame.
+    /// The largest the buffer stays between frames, and the largest piece of a body frame.
     capacity: usize,
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
@@ -663,7 +667,7 @@ impl<S: AsFd> FrameReader<S> {
         let capacity = size.max(HEADER_LEN + 1);
         FrameReader {
             sock,
-            buf: vec![0; capacity],
+            buf: vec![0; capacity.min(INITIAL_BUFFER)],
             capacity,
             start: 0,
             end: 0,
@@ -695,7 +699,10 @@ impl<S: AsFd> FrameReader<S> {
                 self.end -= self.start;
                 self.start = 0;
                 if need > self.buf.len() {
-                    self.buf.resize(need, 0);
+                    // Doubling (up to the capacity) keeps a run of growing frames from
+                    // reallocating for each.
+                    let grown = (2 * self.buf.len()).min(self.capacity);
+                    self.buf.resize(need.max(grown), 0);
                 }
             }
             let n = match recv_with_fds(self.sock.as_fd(), &mut self.buf[self.end..], &mut self.fds)
@@ -760,6 +767,10 @@ impl<S: AsFd> FrameReader<S> {
             if kind.arrives_in_pieces() && HEADER_LEN + len > self.capacity {
                 self.start += HEADER_LEN;
                 self.reset_if_drained();
+                // Pieces as large as allowed: fewer reads, fewer writes to the client.
+                if self.buf.len() < self.capacity {
+                    self.buf.resize(self.capacity, 0);
+                }
                 self.piece_of = Some((kind, len));
             } else {
                 return self.whole_frame(kind, len).map(Some);
