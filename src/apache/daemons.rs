@@ -191,6 +191,13 @@ unsafe fn persistent_token(process_pool: *mut ap::apr_pool_t) -> Token {
     }
 }
 
+/// The main server, for log lines of the parent that have no server at hand: with a null server
+/// httpd logs only up to its default level (warning), so an INFO line would be lost.
+fn main_server() -> *const ap::server_rec {
+    // SAFETY: ap_server_conf is set by httpd before any configuration hook runs.
+    unsafe { ap::ap_server_conf }
+}
+
 /// What Apache's parent keeps about a started group, owned by the configuration pool.
 struct Started {
     plan: GroupPlan,
@@ -449,7 +456,7 @@ unsafe fn fork_supervisor(started: *mut Started, pool: *mut ap::apr_pool_t) {
                 )
             };
             server_log(
-                ptr::null(),
+                main_server(),
                 APLOG_INFO,
                 &format!(
                     "mod_wsgi-rs: Started daemon process group '{}' (supervisor pid {pid}, \
@@ -460,7 +467,7 @@ unsafe fn fork_supervisor(started: *mut Started, pool: *mut ap::apr_pool_t) {
             );
         }
         Err(e) => server_log(
-            ptr::null(),
+            main_server(),
             APLOG_ERR,
             &format!(
                 "mod_wsgi-rs: Cannot start daemon process group '{}': {e}",
@@ -488,7 +495,7 @@ unsafe extern "C" fn supervisor_event(reason: c_int, data: *mut c_void, status: 
             return;
         }
         server_log(
-            ptr::null(),
+            main_server(),
             APLOG_ERR,
             &format!(
                 "mod_wsgi-rs: The supervisor (pid {}) of daemon process group '{}' has died \
