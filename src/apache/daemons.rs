@@ -10,7 +10,7 @@ use super::pool::c_bytes;
 use crate::config::accounts;
 use crate::config::daemon::DaemonProcess;
 use crate::config::ServerConfig;
-use crate::daemon::plan::{GroupPlan, StartupImport, Token};
+use crate::daemon::plan::{self, GroupPlan, StartupImport, Token};
 use crate::daemon::process::{self, Forked, Identity};
 use crate::daemon::{supervisor, unix};
 use crate::python::PythonSettings;
@@ -237,9 +237,13 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
     // SAFETY: pconf is live; the prefix is resolved into it.
     let prefix = unsafe { socket_prefix(pconf, main_conf) };
     let apache_pid = std::process::id();
+    // The MPM counts its generations from 0 and moves to the next one before the configuration
+    // is read again, so this is the generation whose children will use these routes.
+    let generation = (main_conf.socket_rotation == Some(true))
+        .then(|| super::hooks::mpm_query(ap::AP_MPMQ_GENERATION));
     let mut plans = Vec::new();
     for (index, (home, group)) in groups.iter().enumerate() {
-        let socket = PathBuf::from(format!("{prefix}.{apache_pid}.{}.sock", index + 1));
+        let socket = plan::socket_path(&prefix, apache_pid, generation, index + 1);
         // SAFETY: home is a live server.
         let io_timeout = if group.options.socket_timeout.is_zero() {
             Duration::from_micros(unsafe { (**home).timeout }.max(0) as u64)

@@ -136,7 +136,7 @@ unsafe extern "C" fn post_config(
     })
 }
 
-fn mpm_query(what: u32) -> c_int {
+pub(super) fn mpm_query(what: u32) -> c_int {
     let mut value: c_int = 0;
     // SAFETY: ap_mpm_query writes one int for these query codes.
     unsafe { ap::ap_mpm_query(what as c_int, &mut value) };

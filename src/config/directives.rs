@@ -208,7 +208,11 @@ pub const DIRECTIVES: &[Directive] = &[
         set_socket_prefix,
         c"path prefix of the daemon process groups' sockets (relative to ServerRoot)",
     ),
-    not_yet(c"WSGISocketRotation", Scope::Global, DAEMON),
+    global(
+        c"WSGISocketRotation",
+        set_socket_rotation,
+        c"On|Off: a new socket path for each Apache generation (default Off in mod_wsgi-rs)",
+    ),
     not_yet(c"WSGIAcceptMutex", Scope::Global, DAEMON),
     not_yet(c"WSGIRestrictProcess", Scope::Directory, DAEMON),
     not_yet(c"WSGIErrorOverride", Scope::Directory, DAEMON),
@@ -431,6 +435,11 @@ fn set_socket_prefix(c: &mut ServerConfig, name: &str, args: &str) -> Result<(),
         return Err(format!("{name} needs a path"));
     }
     c.socket_prefix = Some(prefix);
+    Ok(())
+}
+
+fn set_socket_rotation(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.socket_rotation = Some(parse_on_off(name, &one_word(name, args)?)?);
     Ok(())
 }
 
@@ -699,14 +708,27 @@ mod tests {
             e.starts_with("WSGIDaemonProcess other: option deadlock-timeout= is not supported yet"),
             "{e}"
         );
-        let d = find("WSGISocketRotation");
+        let d = find("WSGINewRelicConfigFile");
         let Action::NotYetSupported(why) = d.action else {
             panic!()
         };
         let msg = not_supported_message(d.name_str(), why);
         assert!(
-            msg.starts_with("WSGISocketRotation is not supported yet"),
+            msg.starts_with("WSGINewRelicConfigFile is not supported"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn socket_rotation_is_a_global_flag() {
+        assert_eq!(find("WSGISocketRotation").scope, Scope::Global);
+        let mut c = ServerConfig::default();
+        assert_eq!(c.socket_rotation, None);
+        apply_server(&mut c, "WSGISocketRotation", "On").unwrap();
+        assert_eq!(c.socket_rotation, Some(true));
+        apply_server(&mut c, "WSGISocketRotation", "off").unwrap();
+        assert_eq!(c.socket_rotation, Some(false));
+        let e = apply_server(&mut c, "WSGISocketRotation", "yes").unwrap_err();
+        assert_eq!(e, "WSGISocketRotation must be On or Off, not 'yes'");
     }
 }
