@@ -304,6 +304,9 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
         info.multiprocess = o.multiprocess;
         info.maximum_processes = o.processes as i32;
         info.threads_per_process = o.threads as i32;
+        if o.server_metrics {
+            info.server_metrics = Some(super::scoreboard::read);
+        }
         plans.push(GroupPlan {
             name: group.name.clone(),
             options: o.clone(),
@@ -326,9 +329,51 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
             set_title,
         });
     }
+    // SAFETY: ap_exists_scoreboard_image only reads httpd's global pointer.
+    if unsafe { ap::ap_exists_scoreboard_image() } == 0 {
+        // First start: httpd creates the scoreboard after post_config (in pre_mpm), and a
+        // process forked before that never sees it, so mod_wsgi.server_metrics() would have
+        // nothing to read in the daemons. As C mod_wsgi does, fork once it exists.
+        deferred().extend(plans.into_iter().map(|plan| Deferred {
+            pconf,
+            plan,
+            apache_pid,
+        }));
+        return;
+    }
     for plan in plans {
         // SAFETY: pconf is live; the parent is single-threaded here.
         unsafe { start_supervisor(pconf, plan, apache_pid) };
+    }
+}
+
+/// A group whose supervisor waits for the scoreboard (see `start_groups`).
+struct Deferred {
+    pconf: *mut ap::apr_pool_t,
+    plan: GroupPlan,
+    apache_pid: u32,
+}
+
+// SAFETY: only Apache's parent, single-threaded during start-up, makes and takes these.
+unsafe impl Send for Deferred {}
+
+static DEFERRED: Mutex<Vec<Deferred>> = Mutex::new(Vec::new());
+
+fn deferred() -> MutexGuard<'static, Vec<Deferred>> {
+    DEFERRED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Forks the supervisors `start_groups` left for when the scoreboard exists (httpd's pre_mpm
+/// phase on first start; nothing to do on a restart).
+///
+/// # Safety
+/// Apache's parent, single-threaded, after the scoreboard was created and before the MPM forks
+/// its children, with the configuration pool the groups were planned in still live.
+pub(super) unsafe fn start_deferred_groups() {
+    let waiting = std::mem::take(&mut *deferred());
+    for d in waiting {
+        // SAFETY: caller's contract; d.pconf is the live configuration pool.
+        unsafe { start_supervisor(d.pconf, d.plan, d.apache_pid) };
     }
 }
 

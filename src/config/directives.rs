@@ -216,7 +216,11 @@ pub const DIRECTIVES: &[Directive] = &[
     not_yet(c"WSGIAcceptMutex", Scope::Global, DAEMON),
     not_yet(c"WSGIRestrictProcess", Scope::Directory, DAEMON),
     not_yet(c"WSGIErrorOverride", Scope::Directory, DAEMON),
-    not_yet(c"WSGIServerMetrics", Scope::Global, DAEMON),
+    global(
+        c"WSGIServerMetrics",
+        set_server_metrics,
+        c"On|Off: let mod_wsgi.server_metrics() in Apache's children report the scoreboard",
+    ),
     not_yet(c"WSGICaseSensitivity", Scope::Directory, ADAPTER),
     not_yet(c"WSGIIgnoreActivity", Scope::Directory, ADAPTER),
     not_yet(c"WSGITrustedProxyHeaders", Scope::Directory, ADAPTER),
@@ -401,7 +405,6 @@ const DAEMON_OPTIONS_NOT_YET: &[&str] = &[
     "eviction-timeout",
     "response-buffer-size",
     "response-socket-timeout",
-    "server-metrics",
     "script-user",
     "script-group",
 ];
@@ -440,6 +443,11 @@ fn set_socket_prefix(c: &mut ServerConfig, name: &str, args: &str) -> Result<(),
 
 fn set_socket_rotation(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
     c.socket_rotation = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_server_metrics(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.server_metrics = Some(parse_on_off(name, &one_word(name, args)?)?);
     Ok(())
 }
 
@@ -717,6 +725,18 @@ mod tests {
             msg.starts_with("WSGINewRelicConfigFile is not supported"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn server_metrics_is_a_global_flag_and_the_group_option_is_accepted() {
+        assert_eq!(find("WSGIServerMetrics").scope, Scope::Global);
+        let mut c = ServerConfig::default();
+        apply_server(&mut c, "WSGIServerMetrics", "On").unwrap();
+        assert_eq!(c.server_metrics, Some(true));
+        let e = apply_server(&mut c, "WSGIServerMetrics", "1").unwrap_err();
+        assert_eq!(e, "WSGIServerMetrics must be On or Off, not '1'");
+        apply_server(&mut c, "WSGIDaemonProcess", "site server-metrics=On").unwrap();
+        assert!(c.daemon_groups[0].options.server_metrics);
     }
 
     #[test]

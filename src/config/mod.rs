@@ -42,6 +42,9 @@ pub struct ServerConfig {
     /// `WSGISocketRotation` (main server only): On puts Apache's generation in the socket
     /// names, so each restart makes new sockets; None/Off keeps one path across restarts.
     pub socket_rotation: Option<bool>,
+    /// `WSGIServerMetrics` (main server only): whether `mod_wsgi.server_metrics()` reports the
+    /// scoreboard in Apache's own children (daemon groups have `server-metrics=`).
+    pub server_metrics: Option<bool>,
 }
 
 impl ServerConfig {
@@ -61,6 +64,7 @@ impl ServerConfig {
             daemon_groups: add.daemon_groups.clone(),
             socket_prefix: pick(&add.socket_prefix, &base.socket_prefix),
             socket_rotation: pick(&add.socket_rotation, &base.socket_rotation),
+            server_metrics: pick(&add.server_metrics, &base.server_metrics),
         }
     }
 }
