@@ -205,9 +205,15 @@ fn daemon_metrics_survive_a_graceful_restart() {
     // SAFETY: signalling the Apache parent this test started.
     unsafe { libc::kill(pid, libc::SIGUSR1) };
     let deadline = Instant::now() + Duration::from_secs(30);
+    // Until the new generation's child serves the request (with ServerLimit 1 it starts only
+    // once the old child, shown gracefully finishing, has left its slot).
     loop {
         let m = metrics(&apache);
-        if m.get("running_generation") == "1" {
+        if m.get("running_generation") == "1"
+            && m.get("busy")
+                .split('|')
+                .any(|r| r == "GET /metrics/probe HTTP/1.1")
+        {
             check_scoreboard(&m, &apache);
             break;
         }
