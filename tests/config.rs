@@ -65,9 +65,9 @@ fn python_directives_pass() {
 #[test]
 fn unsupported_directives_are_refused_by_name() {
     refused(
-        "rotation",
-        "WSGISocketRotation Off",
-        &["WSGISocketRotation is not supported yet"],
+        "newrelic",
+        "WSGINewRelicEnvironment production",
+        &["WSGINewRelicEnvironment is not supported yet"],
     );
     refused(
         "procgroup",

@@ -662,8 +662,8 @@ fn bad_daemon_configuration_fails_the_config_test() {
         ("WSGIDaemonProcess site bogus=1", "unknown option 'bogus=1'"),
         ("WSGIDaemonProcess site user=nosuchuser", "nosuchuser"),
         (
-            "WSGIDaemonProcess site server-metrics=On",
-            "server-metrics= is not supported yet",
+            "WSGIDaemonProcess site chroot=/srv",
+            "chroot",
         ),
         (
             "WSGIDaemonProcess site\n<VirtualHost 127.0.0.1:80>\nServerName other\nWSGIDaemonProcess site\n</VirtualHost>",

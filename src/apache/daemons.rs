@@ -10,7 +10,7 @@ use super::pool::c_bytes;
 use crate::config::accounts;
 use crate::config::daemon::DaemonProcess;
 use crate::config::ServerConfig;
-use crate::daemon::plan::{GroupPlan, StartupImport, Token};
+use crate::daemon::plan::{self, GroupPlan, StartupImport, Token};
 use crate::daemon::process::{self, Forked, Identity};
 use crate::daemon::{supervisor, unix};
 use crate::python::PythonSettings;
@@ -198,6 +198,13 @@ unsafe fn persistent_token(process_pool: *mut ap::apr_pool_t) -> Token {
     }
 }
 
+/// The main server, for log lines of the parent that have no server at hand: with a null server
+/// httpd logs only up to its default level (warning), so an INFO line would be lost.
+fn main_server() -> *const ap::server_rec {
+    // SAFETY: ap_server_conf is set by httpd before any configuration hook runs.
+    unsafe { ap::ap_server_conf }
+}
+
 /// What Apache's parent keeps about a started group, owned by the configuration pool.
 struct Started {
     plan: GroupPlan,
@@ -237,9 +244,13 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
     // SAFETY: pconf is live; the prefix is resolved into it.
     let prefix = unsafe { socket_prefix(pconf, main_conf) };
     let apache_pid = std::process::id();
+    // The MPM counts its generations from 0 and moves to the next one before the configuration
+    // is read again, so this is the generation whose children will use these routes.
+    let generation = (main_conf.socket_rotation == Some(true))
+        .then(|| super::hooks::mpm_query(ap::AP_MPMQ_GENERATION));
     let mut plans = Vec::new();
     for (index, (home, group)) in groups.iter().enumerate() {
-        let socket = PathBuf::from(format!("{prefix}.{apache_pid}.{}.sock", index + 1));
+        let socket = plan::socket_path(&prefix, apache_pid, generation, index + 1);
         // SAFETY: home is a live server.
         let io_timeout = if group.options.socket_timeout.is_zero() {
             Duration::from_micros(unsafe { (**home).timeout }.max(0) as u64)
@@ -305,6 +316,9 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
         info.multiprocess = o.multiprocess;
         info.maximum_processes = o.processes as i32;
         info.threads_per_process = o.threads as i32;
+        if o.server_metrics {
+            info.server_metrics = Some(super::scoreboard::read);
+        }
         plans.push(GroupPlan {
             name: group.name.clone(),
             options: o.clone(),
@@ -327,9 +341,51 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
             set_title,
         });
     }
+    // SAFETY: ap_exists_scoreboard_image only reads httpd's global pointer.
+    if unsafe { ap::ap_exists_scoreboard_image() } == 0 {
+        // First start: httpd creates the scoreboard after post_config (in pre_mpm), and a
+        // process forked before that never sees it, so mod_wsgi.server_metrics() would have
+        // nothing to read in the daemons. As C mod_wsgi does, fork once it exists.
+        deferred().extend(plans.into_iter().map(|plan| Deferred {
+            pconf,
+            plan,
+            apache_pid,
+        }));
+        return;
+    }
     for plan in plans {
         // SAFETY: pconf is live; the parent is single-threaded here.
         unsafe { start_supervisor(pconf, plan, apache_pid) };
+    }
+}
+
+/// A group whose supervisor waits for the scoreboard (see `start_groups`).
+struct Deferred {
+    pconf: *mut ap::apr_pool_t,
+    plan: GroupPlan,
+    apache_pid: u32,
+}
+
+// SAFETY: only Apache's parent, single-threaded during start-up, makes and takes these.
+unsafe impl Send for Deferred {}
+
+static DEFERRED: Mutex<Vec<Deferred>> = Mutex::new(Vec::new());
+
+fn deferred() -> MutexGuard<'static, Vec<Deferred>> {
+    DEFERRED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Forks the supervisors `start_groups` left for when the scoreboard exists (httpd's pre_mpm
+/// phase on first start; nothing to do on a restart).
+///
+/// # Safety
+/// Apache's parent, single-threaded, after the scoreboard was created and before the MPM forks
+/// its children, with the configuration pool the groups were planned in still live.
+pub(super) unsafe fn start_deferred_groups() {
+    let waiting = std::mem::take(&mut *deferred());
+    for d in waiting {
+        // SAFETY: caller's contract; d.pconf is the live configuration pool.
+        unsafe { start_supervisor(d.pconf, d.plan, d.apache_pid) };
     }
 }
 
@@ -461,7 +517,7 @@ unsafe fn fork_supervisor(started: *mut Started, pool: *mut ap::apr_pool_t) {
                 )
             };
             server_log(
-                ptr::null(),
+                main_server(),
                 APLOG_INFO,
                 &format!(
                     "mod_wsgi-rs: Started daemon process group '{}' (supervisor pid {pid}, \
@@ -472,7 +528,7 @@ unsafe fn fork_supervisor(started: *mut Started, pool: *mut ap::apr_pool_t) {
             );
         }
         Err(e) => server_log(
-            ptr::null(),
+            main_server(),
             APLOG_ERR,
             &format!(
                 "mod_wsgi-rs: Cannot start daemon process group '{}': {e}",
@@ -500,7 +556,7 @@ unsafe extern "C" fn supervisor_event(reason: c_int, data: *mut c_void, status: 
             return;
         }
         server_log(
-            ptr::null(),
+            main_server(),
             APLOG_ERR,
             &format!(
                 "mod_wsgi-rs: The supervisor (pid {}) of daemon process group '{}' has died \

@@ -62,6 +62,13 @@ pub(crate) unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
             ap::ap_hook_check_config(Some(check_config), ptr::null(), ptr::null(), middle);
             ap::ap_hook_post_config(Some(post_config), ptr::null(), ptr::null(), middle);
             ap::ap_hook_child_init(Some(child_init), ptr::null(), ptr::null(), middle);
+            // After the core's pre_mpm, which creates the scoreboard.
+            ap::ap_hook_pre_mpm(
+                Some(pre_mpm),
+                ptr::null(),
+                ptr::null(),
+                ap::APR_HOOK_REALLY_LAST as c_int,
+            );
             ap::ap_hook_translate_name(
                 Some(translate_name),
                 BEFORE_US.0.as_ptr(),
@@ -136,7 +143,17 @@ unsafe extern "C" fn post_config(
     })
 }
 
-fn mpm_query(what: u32) -> c_int {
+/// The scoreboard now exists (first start, or a full restart): start the daemon groups that
+/// waited for it.
+unsafe extern "C" fn pre_mpm(_p: *mut ap::apr_pool_t, _sb_type: ap::ap_scoreboard_e) -> c_int {
+    ffi_boundary("pre_mpm", OK, || {
+        // SAFETY: httpd runs pre_mpm in its parent, single-threaded, before forking children.
+        unsafe { super::daemons::start_deferred_groups() };
+        OK
+    })
+}
+
+pub(super) fn mpm_query(what: u32) -> c_int {
     let mut value: c_int = 0;
     // SAFETY: ap_mpm_query writes one int for these query codes.
     unsafe { ap::ap_mpm_query(what as c_int, &mut value) };
@@ -185,6 +202,7 @@ pub(super) fn server_info() -> ServerInfo {
         description,
         mpm_name,
         build_date,
+        server_metrics: None,
     }
 }
 
@@ -248,7 +266,10 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
             &format!("mod_wsgi (pid={pid}): Initializing Python."),
         );
         let settings = python_settings(conf);
-        let info = server_info();
+        let mut info = server_info();
+        if conf.server_metrics == Some(true) {
+            info.server_metrics = Some(super::scoreboard::read);
+        }
         let prepare =
             move |py: pyo3::Python<'_>, group: &str| crate::wsgi::interp::prepare(py, &info, group);
         let started = python::initialize(&settings, prepare, crate::wsgi::interp::release);

@@ -11,3 +11,4 @@ pub mod module;
 pub mod pool;
 mod preload;
 pub mod request;
+pub mod scoreboard;

@@ -223,9 +223,17 @@ pub const DIRECTIVES: &[Directive] = &[
         set_socket_prefix,
         c"path prefix of the daemon process groups' sockets (relative to ServerRoot)",
     ),
-    not_yet(c"WSGISocketRotation", Scope::Global, DAEMON),
+    global(
+        c"WSGISocketRotation",
+        set_socket_rotation,
+        c"On|Off: a new socket path for each Apache generation (default Off in mod_wsgi-rs)",
+    ),
     not_yet(c"WSGIAcceptMutex", Scope::Global, DAEMON),
-    not_yet(c"WSGIServerMetrics", Scope::Global, DAEMON),
+    global(
+        c"WSGIServerMetrics",
+        set_server_metrics,
+        c"On|Off: let mod_wsgi.server_metrics() in Apache's children report the scoreboard",
+    ),
     not_yet(c"WSGICaseSensitivity", Scope::Directory, ADAPTER),
     not_yet(c"WSGIIgnoreActivity", Scope::Directory, ADAPTER),
     not_yet(c"WSGITrustedProxyHeaders", Scope::Directory, ADAPTER),
@@ -402,23 +410,8 @@ fn set_application_group(c: &mut DirConfig, name: &str, args: &str) -> Result<()
     Ok(())
 }
 
-/// `WSGIDaemonProcess` options that are parsed and checked but whose feature has not landed:
-/// refused by name rather than accepted and ignored.
-const DAEMON_OPTIONS_NOT_YET: &[&str] = &["server-metrics"];
-
 fn add_daemon_process(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
     let group = DaemonProcess::parse(args)?;
-    if let Some(option) = group
-        .options
-        .given
-        .iter()
-        .find(|o| DAEMON_OPTIONS_NOT_YET.contains(o))
-    {
-        return Err(format!(
-            "{name} {}: option {option}= is not supported yet by mod_wsgi-rs; remove it",
-            group.name
-        ));
-    }
     if c.daemon_groups.iter().any(|g| g.name == group.name) {
         return Err(format!(
             "{name}: a daemon process group named '{}' is already defined",
@@ -435,6 +428,16 @@ fn set_socket_prefix(c: &mut ServerConfig, name: &str, args: &str) -> Result<(),
         return Err(format!("{name} needs a path"));
     }
     c.socket_prefix = Some(prefix);
+    Ok(())
+}
+
+fn set_socket_rotation(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.socket_rotation = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_server_metrics(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.server_metrics = Some(parse_on_off(name, &one_word(name, args)?)?);
     Ok(())
 }
 
@@ -781,19 +784,41 @@ mod tests {
         assert_eq!(c.daemon_groups.len(), 3);
         let e = apply_server(&mut c, "WSGIDaemonProcess", "site").unwrap_err();
         assert!(e.contains("'site' is already defined"), "{e}");
-        let e = apply_server(&mut c, "WSGIDaemonProcess", "other server-metrics=On").unwrap_err();
-        assert!(
-            e.starts_with("WSGIDaemonProcess other: option server-metrics= is not supported yet"),
-            "{e}"
-        );
-        let d = find("WSGISocketRotation");
+        let e = apply_server(&mut c, "WSGIDaemonProcess", "other chroot=/srv").unwrap_err();
+        assert!(e.contains("chroot"), "{e}");
+        let d = find("WSGINewRelicConfigFile");
         let Action::NotYetSupported(why) = d.action else {
             panic!()
         };
         let msg = not_supported_message(d.name_str(), why);
         assert!(
-            msg.starts_with("WSGISocketRotation is not supported yet"),
+            msg.starts_with("WSGINewRelicConfigFile is not supported"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn server_metrics_is_a_global_flag_and_the_group_option_is_accepted() {
+        assert_eq!(find("WSGIServerMetrics").scope, Scope::Global);
+        let mut c = ServerConfig::default();
+        apply_server(&mut c, "WSGIServerMetrics", "On").unwrap();
+        assert_eq!(c.server_metrics, Some(true));
+        let e = apply_server(&mut c, "WSGIServerMetrics", "1").unwrap_err();
+        assert_eq!(e, "WSGIServerMetrics must be On or Off, not '1'");
+        apply_server(&mut c, "WSGIDaemonProcess", "site server-metrics=On").unwrap();
+        assert!(c.daemon_groups[0].options.server_metrics);
+    }
+
+    #[test]
+    fn socket_rotation_is_a_global_flag() {
+        assert_eq!(find("WSGISocketRotation").scope, Scope::Global);
+        let mut c = ServerConfig::default();
+        assert_eq!(c.socket_rotation, None);
+        apply_server(&mut c, "WSGISocketRotation", "On").unwrap();
+        assert_eq!(c.socket_rotation, Some(true));
+        apply_server(&mut c, "WSGISocketRotation", "off").unwrap();
+        assert_eq!(c.socket_rotation, Some(false));
+        let e = apply_server(&mut c, "WSGISocketRotation", "yes").unwrap_err();
+        assert_eq!(e, "WSGISocketRotation must be On or Off, not 'yes'");
     }
 }

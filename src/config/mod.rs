@@ -39,6 +39,12 @@ pub struct ServerConfig {
     pub daemon_groups: Vec<daemon::DaemonProcess>,
     /// `WSGISocketPrefix` (main server only): where the groups' sockets are made.
     pub socket_prefix: Option<String>,
+    /// `WSGISocketRotation` (main server only): On puts Apache's generation in the socket
+    /// names, so each restart makes new sockets; None/Off keeps one path across restarts.
+    pub socket_rotation: Option<bool>,
+    /// `WSGIServerMetrics` (main server only): whether `mod_wsgi.server_metrics()` reports the
+    /// scoreboard in Apache's own children (daemon groups have `server-metrics=`).
+    pub server_metrics: Option<bool>,
 }
 
 impl ServerConfig {
@@ -57,6 +63,8 @@ impl ServerConfig {
             import_scripts: add.import_scripts.clone(),
             daemon_groups: add.daemon_groups.clone(),
             socket_prefix: pick(&add.socket_prefix, &base.socket_prefix),
+            socket_rotation: pick(&add.socket_rotation, &base.socket_rotation),
+            server_metrics: pick(&add.server_metrics, &base.server_metrics),
         }
     }
 }

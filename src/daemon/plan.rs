@@ -64,3 +64,39 @@ impl GroupPlan {
         format!("mod_wsgi (pid={})", std::process::id())
     }
 }
+
+/// The path of group number `number`'s socket (numbered from 1 in configuration order) for
+/// Apache's parent `apache_pid`. With `WSGISocketRotation On`, `generation` is Apache's
+/// configuration generation, so each restart makes new paths and children of an older
+/// generation cannot reach the new daemons (C mod_wsgi's default); without it the path is the
+/// same in every generation, and an old child's request reaches the new daemons.
+pub fn socket_path(
+    prefix: &str,
+    apache_pid: u32,
+    generation: Option<i32>,
+    number: usize,
+) -> PathBuf {
+    PathBuf::from(match generation {
+        Some(generation) => format!("{prefix}.{apache_pid}.{generation}.{number}.sock"),
+        None => format!("{prefix}.{apache_pid}.{number}.sock"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_paths_carry_the_generation_only_when_rotating() {
+        let stable = socket_path("/run/wsgi", 42, None, 1);
+        assert_eq!(stable, PathBuf::from("/run/wsgi.42.1.sock"));
+        assert_eq!(
+            socket_path("/run/wsgi", 42, Some(0), 1),
+            PathBuf::from("/run/wsgi.42.0.1.sock")
+        );
+        assert_ne!(
+            socket_path("/run/wsgi", 42, Some(1), 2),
+            socket_path("/run/wsgi", 42, Some(2), 2)
+        );
+    }
+}

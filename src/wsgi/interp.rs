@@ -28,6 +28,9 @@ pub struct ServerInfo {
     pub description: String,
     pub mpm_name: String,
     pub build_date: String,
+    /// How `mod_wsgi.server_metrics()` reads Apache's scoreboard; None (metrics off for this
+    /// process: `WSGIServerMetrics`, or the group's `server-metrics=`) makes it return None.
+    pub server_metrics: Option<super::metrics::ScoreboardReader>,
 }
 
 /// Strings the adapter uses on every request, interned once.
@@ -162,6 +165,10 @@ fn add_modules(
     source
         .get("fill")?
         .call1((&mod_wsgi, &apache, facts, file_wrapper))?;
+    mod_wsgi.setattr(
+        "server_metrics",
+        super::metrics::server_metrics_function(py, info.server_metrics)?,
+    )?;
     modules.set_item("mod_wsgi", mod_wsgi)?;
     modules.set_item("apache", apache)?;
     Ok(())

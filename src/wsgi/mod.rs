@@ -8,6 +8,7 @@ pub mod headers;
 pub mod input;
 pub mod interp;
 pub mod io;
+pub mod metrics;
 pub mod process_log;
 pub mod state;
 

@@ -1,0 +1,150 @@
+//! The daemon groups' socket paths across Apache restarts: `WSGISocketRotation On` gives each
+//! Apache generation new sockets, Off (the default) keeps the same path.
+
+mod common;
+
+use common::Apache;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const PID_APP: &str = r#"
+import os
+def application(environ, start_response):
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"#;
+
+fn start(name: &str, rotation: &str) -> Apache {
+    Apache::start(
+        name,
+        &[("pid.wsgi", PID_APP)],
+        &format!(
+            "{rotation}\n\
+             WSGIDaemonProcess site threads=2\n\
+             WSGIScriptAlias /pid {{dir}}/pid.wsgi process-group=site"
+        ),
+    )
+}
+
+/// The group sockets in `dir` (the default prefix is in Apache's runtime directory).
+fn sockets_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sock"))
+        .collect();
+    found.sort();
+    found
+}
+
+fn only_socket(apache: &Apache) -> String {
+    let found = sockets_in(&apache.dir);
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn apache_pid(apache: &Apache) -> i32 {
+    std::fs::read_to_string(apache.path("httpd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn served_by(apache: &Apache) -> String {
+    let r = apache.get("/pid");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
+    r.text()
+}
+
+/// Sends SIGUSR1 (`apache2 -k graceful`) and waits until the next generation has started the
+/// group again.
+fn graceful_restart(apache: &Apache) {
+    let started = |log: &str| log.matches("Started daemon process group 'site'").count();
+    let before = started(&apache.error_log());
+    // SAFETY: signalling the Apache parent this test started.
+    unsafe { libc::kill(apache_pid(apache), libc::SIGUSR1) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while started(&apache.error_log()) == before {
+        assert!(
+            Instant::now() < deadline,
+            "no new generation:\n{}",
+            apache.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Requests until one is served by a process other than `old` (the old generation's daemon
+/// may still take queued work briefly); every answer must be a 200.
+fn served_by_new_daemon(apache: &Apache, old: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = served_by(apache);
+        if now != old {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "the old daemon still serves");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn rotation_on_gives_each_generation_its_own_socket() {
+    let apache = start("sockets_rotation_on", "WSGISocketRotation On");
+    let first = served_by(&apache);
+    let pid = apache_pid(&apache);
+    let before = only_socket(&apache);
+    // PREFIX.PID.GENERATION.N.sock, as C mod_wsgi names them; the first generation is 0.
+    assert_eq!(before, format!("wsgi.{pid}.0.1.sock"));
+    graceful_restart(&apache);
+    let after = only_socket(&apache);
+    assert_eq!(after, format!("wsgi.{pid}.1.1.sock"));
+    assert!(
+        !apache.path(&before).exists(),
+        "the old generation's socket is removed"
+    );
+    served_by_new_daemon(&apache, &first);
+    let log = apache.error_log();
+    assert!(log.contains(&format!("/{after}'")), "{log}");
+}
+
+#[test]
+fn without_rotation_the_socket_path_survives_a_graceful_restart() {
+    for (name, directive) in [
+        ("sockets_rotation_default", ""),
+        ("sockets_rotation_off", "WSGISocketRotation Off"),
+    ] {
+        let apache = start(name, directive);
+        let first = served_by(&apache);
+        let pid = apache_pid(&apache);
+        let before = only_socket(&apache);
+        assert_eq!(before, format!("wsgi.{pid}.1.sock"), "{name}");
+        graceful_restart(&apache);
+        assert_eq!(only_socket(&apache), before, "{name}");
+        served_by_new_daemon(&apache, &first);
+    }
+}
+
+#[test]
+fn socket_rotation_is_checked_by_the_config_test() {
+    for (extra, expected) in [
+        (
+            "WSGISocketRotation sometimes",
+            "WSGISocketRotation must be On or Off, not 'sometimes'",
+        ),
+        ("WSGISocketRotation", "WSGISocketRotation"),
+        (
+            "<VirtualHost 127.0.0.1:80>\nWSGISocketRotation On\n</VirtualHost>",
+            "WSGISocketRotation",
+        ),
+    ] {
+        let (ok, out) = common::config_test("sockets_badconf", extra);
+        assert!(!ok, "{extra}: accepted");
+        assert!(out.contains(expected), "{extra}: {out}");
+    }
+    let (ok, out) = common::config_test("sockets_goodconf", "WSGISocketRotation On");
+    assert!(ok, "{out}");
+}
