@@ -221,3 +221,142 @@ fn a_python_home_of_another_version_is_refused_naming_both() {
         ],
     );
 }
+
+/// Each directive where C mod_wsgi's command table lets it appear, and nowhere else.
+#[test]
+fn directive_contexts_follow_c_mod_wsgi() {
+    let vhost = |line: &str| format!("<VirtualHost 127.0.0.1:80>\n{line}\n</VirtualHost>");
+    let directory = |line: &str| format!("<Directory /tmp>\n{line}\n</Directory>");
+    let location = |line: &str| format!("<Location /x>\n{line}\n</Location>");
+    // Server, virtual host, <Directory> and <Location> (not .htaccess: see the next test).
+    for line in [
+        "WSGIApplicationGroup %{GLOBAL}",
+        "WSGIApplicationGroup site",
+    ] {
+        for conf in [
+            line.to_string(),
+            vhost(line),
+            directory(line),
+            location(line),
+        ] {
+            let (ok, out) = config_test("context_app_group", &conf);
+            assert!(ok, "{conf}: {out}");
+        }
+    }
+    // Main server only.
+    refused(
+        "context_case",
+        &vhost("WSGICaseSensitivity On"),
+        &["WSGICaseSensitivity cannot occur within <VirtualHost> section"],
+    );
+    refused(
+        "context_case",
+        &directory("WSGICaseSensitivity On"),
+        &["WSGICaseSensitivity not allowed in <Directory> context"],
+    );
+    // <Directory>/<Location> and .htaccess (AuthConfig), as httpd's own Require/AuthType.
+    for name in [
+        "WSGIAccessScript",
+        "WSGIAuthUserScript",
+        "WSGIAuthGroupScript",
+    ] {
+        let line = format!("{name} /tmp/auth.py");
+        refused(
+            "context_auth",
+            &line,
+            &[&format!("{name} not allowed here")],
+        );
+        refused(
+            "context_auth",
+            &vhost(&line),
+            &[&format!("{name} not allowed in <VirtualHost> context")],
+        );
+        refused(
+            "context_auth",
+            &location(&line),
+            &[&format!("{name} is not supported yet")],
+        );
+    }
+    refused(
+        "context_auth",
+        "WSGIGroupAuthoritative Off",
+        &["WSGIGroupAuthoritative not allowed here"],
+    );
+    // C defines it only for Apache before 2.2.
+    refused(
+        "context_auth",
+        &directory("WSGIUserAuthoritative Off"),
+        &["Invalid command 'WSGIUserAuthoritative'"],
+    );
+}
+
+/// `.htaccess` may hold what C mod_wsgi's table marks FileInfo or AuthConfig, and not the
+/// directives it keeps to the server's own configuration files.
+#[test]
+fn htaccess_refuses_what_c_keeps_to_the_server_configuration() {
+    let app = "def application(environ, start_response):\n    \
+               start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+               return [b'application']\n\
+               def other(environ, start_response):\n    \
+               start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+               return [b'other']\n";
+    let cases: [(&str, &str, &str, Option<&str>); 6] = [
+        ("callable", "FileInfo", "WSGICallableObject other", None),
+        (
+            "appgroup",
+            "FileInfo",
+            "WSGIApplicationGroup %{GLOBAL}",
+            Some("WSGIApplicationGroup not allowed here"),
+        ),
+        (
+            "handler",
+            "All",
+            "WSGIHandlerScript h {dir}/h.py",
+            Some("WSGIHandlerScript not allowed here"),
+        ),
+        (
+            "dispatch",
+            "All",
+            "WSGIDispatchScript {dir}/d.py",
+            Some("WSGIDispatchScript not allowed here"),
+        ),
+        (
+            "apachereq",
+            "All",
+            "WSGIPassApacheRequest On",
+            Some("WSGIPassApacheRequest not allowed here"),
+        ),
+        (
+            "access",
+            "AuthConfig",
+            "WSGIAccessScript {dir}/a.py",
+            Some("WSGIAccessScript is not supported yet"),
+        ),
+    ];
+    let mut files = Vec::new();
+    let mut conf = String::new();
+    for (name, overrides, line, _) in &cases {
+        files.push((format!("{name}/app.wsgi"), app.to_string()));
+        files.push((format!("{name}/.htaccess"), format!("{line}\n")));
+        conf.push_str(&format!(
+            "WSGIScriptAlias /{name} {{dir}}/{name}/app.wsgi\n\
+             <Directory {{dir}}/{name}>\n  AllowOverride {overrides}\n</Directory>\n"
+        ));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_str()))
+        .collect();
+    let apache = common::Apache::start("htaccess_contexts", &files, &conf);
+    for (name, _, line, refusal) in cases {
+        let r = apache.get(&format!("/{name}"));
+        match refusal {
+            None => assert_eq!((r.status, r.text().as_str()), (200, "other"), "{line}"),
+            Some(message) => {
+                assert_eq!(r.status, 500, "{line}: {}", r.text());
+                let log = apache.wait_for_log(message);
+                assert!(log.contains(message), "{line}: {log}");
+            }
+        }
+    }
+}

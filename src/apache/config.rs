@@ -109,8 +109,9 @@ pub(crate) unsafe extern "C" fn handle_directive(
             let context = match directive.scope {
                 Scope::Global => ap::GLOBAL_ONLY,
                 Scope::Server => ap::NOT_IN_DIR_LOC_FILE,
-                // httpd itself refuses Section directives in .htaccess (not in req_override).
-                Scope::Directory | Scope::Section => 0,
+                // httpd itself keeps Section directives out of .htaccess and AuthConfig ones
+                // out of the server and virtual hosts (by req_override).
+                Scope::Directory | Scope::Section | Scope::AuthConfig => 0,
             };
             if context != 0 {
                 // SAFETY: cmd is live; the returned message (if any) is a static/pool string.
@@ -197,6 +198,7 @@ const fn build_commands() -> CommandTable {
             Scope::Global | Scope::Server => ap::RSRC_CONF as c_int,
             Scope::Directory => (ap::RSRC_CONF | ap::ACCESS_CONF | ap::OR_FILEINFO) as c_int,
             Scope::Section => (ap::RSRC_CONF | ap::ACCESS_CONF) as c_int,
+            Scope::AuthConfig => (ap::ACCESS_CONF | ap::OR_AUTHCFG) as c_int,
         };
         table[i].args_how = ap::cmd_how_RAW_ARGS;
         table[i].errmsg = d.help.as_ptr() as *const c_char;

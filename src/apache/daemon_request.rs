@@ -4,9 +4,11 @@
 use super::bindings as ap;
 use super::daemons;
 use super::hooks::{log_script_error, prepare_request};
+use super::pool::pstrdup;
 use crate::config::RequestSettings;
 use crate::daemon::client::{self, Exchange, Target};
 use crate::daemon::error_override::ErrorOverride;
+use crate::daemon::internal_redirect::InternalRedirect;
 use crate::daemon::script_owner::{self, FileFacts, Names, Refusal, ScriptOwner};
 use crate::daemon::wire::RequestHead;
 use std::os::raw::c_int;
@@ -76,20 +78,45 @@ pub(super) unsafe fn handle(
             response_buffer_size: route.response_buffer_size,
             response_timeout: route.response_timeout,
         };
-        let mut io = ErrorOverride::new(&mut request, settings.error_override);
-        match client::forward(&target, &mut head, &mut io) {
-            Exchange::Done => match io.overridden() {
-                Some(status) => {
-                    // As C does: Apache's error response then uses its own status line.
-                    (*r).status = ap::HTTP_OK as c_int;
-                    (*r).status_line = std::ptr::null();
-                    c_int::from(status)
-                }
-                None => ap::OK as c_int,
-            },
-            Exchange::Status(status) => c_int::from(status),
+        let mut redirect = InternalRedirect::new(&mut request);
+        let mut io = ErrorOverride::new(&mut redirect, settings.error_override);
+        let exchange = client::forward(&target, &mut head, &mut io);
+        let overridden = io.overridden();
+        let location = redirect.location().map(str::to_string);
+        drop(request);
+        match (exchange, overridden, location) {
+            (Exchange::Done, Some(status), _) => {
+                // As C does: Apache's error response then uses its own status line.
+                (*r).status = ap::HTTP_OK as c_int;
+                (*r).status_line = std::ptr::null();
+                c_int::from(status)
+            }
+            (Exchange::Done, None, Some(location)) => internal_redirect(r, &location),
+            (Exchange::Done, None, None) => ap::OK as c_int,
+            (Exchange::Status(status), ..) => c_int::from(status),
         }
     }
+}
+
+/// Serves the local URL `location` in place of a daemon response that asked for it (status
+/// 200 with a local `Location`), as mod_cgi does: as a GET, without a request body.
+///
+/// # Safety
+/// `r` must be the live request of the handler call, with no response sent yet.
+unsafe fn internal_redirect(r: *mut ap::request_rec, location: &str) -> c_int {
+    // SAFETY: r is live (caller's contract); strings are copied into its pool, which outlives
+    // the redirected request.
+    unsafe {
+        // C has sent all of the body to the daemon before it reads the response; here the
+        // application reads what it wants, so what is left is read and dropped now, or the
+        // redirected request (sharing the connection's input) would get it as its own.
+        ap::ap_discard_request_body(r);
+        (*r).method = pstrdup((*r).pool, b"GET");
+        (*r).method_number = ap::M_GET as c_int;
+        ap::apr_table_unset((*r).headers_in, c"Content-Length".as_ptr());
+        ap::ap_internal_redirect_handler(pstrdup((*r).pool, location.as_bytes()), r);
+    }
+    ap::OK as c_int
 }
 
 /// Applies `script-user=`/`script-group=` to the script and its directory (stat'ed here, in the

@@ -26,6 +26,9 @@ pub enum Scope {
     /// Server, virtual host and `<Directory>`/`<Location>`/`<Files>`, but not `.htaccess`: for
     /// what a site's administrator decides and the authors of `.htaccess` files must not.
     Section,
+    /// `<Directory>`/`<Location>`/`<Files>` and `.htaccess` (with `AllowOverride AuthConfig`),
+    /// not server or virtual host: where httpd's own authentication directives go.
+    AuthConfig,
 }
 
 /// What a directive does with its raw arguments.
@@ -89,7 +92,7 @@ pub const DIRECTIVES: &[Directive] = &[
     },
     Directive {
         name: c"WSGIApplicationGroup",
-        scope: Scope::Directory,
+        scope: Scope::Section,
         action: Action::Dir(set_application_group),
         help: c"application group (Python interpreter) the script runs in",
     },
@@ -234,18 +237,19 @@ pub const DIRECTIVES: &[Directive] = &[
         set_server_metrics,
         c"On|Off: let mod_wsgi.server_metrics() in Apache's children report the scoreboard",
     ),
-    not_yet(c"WSGICaseSensitivity", Scope::Directory, ADAPTER),
+    not_yet(c"WSGICaseSensitivity", Scope::Global, ADAPTER),
     not_yet(c"WSGIIgnoreActivity", Scope::Directory, ADAPTER),
     not_yet(c"WSGITrustedProxyHeaders", Scope::Directory, ADAPTER),
     not_yet(c"WSGITrustedProxies", Scope::Directory, ADAPTER),
-    not_yet(c"WSGIPassApacheRequest", Scope::Directory, NEVER),
-    not_yet(c"WSGIHandlerScript", Scope::Directory, HOOKS),
-    not_yet(c"WSGIDispatchScript", Scope::Directory, HOOKS),
-    not_yet(c"WSGIAccessScript", Scope::Directory, HOOKS),
-    not_yet(c"WSGIAuthUserScript", Scope::Directory, HOOKS),
-    not_yet(c"WSGIAuthGroupScript", Scope::Directory, HOOKS),
-    not_yet(c"WSGIUserAuthoritative", Scope::Directory, HOOKS),
-    not_yet(c"WSGIGroupAuthoritative", Scope::Directory, HOOKS),
+    not_yet(c"WSGIPassApacheRequest", Scope::Section, NEVER),
+    not_yet(c"WSGIHandlerScript", Scope::Section, HOOKS),
+    not_yet(c"WSGIDispatchScript", Scope::Section, HOOKS),
+    not_yet(c"WSGIAccessScript", Scope::AuthConfig, HOOKS),
+    not_yet(c"WSGIAuthUserScript", Scope::AuthConfig, HOOKS),
+    not_yet(c"WSGIAuthGroupScript", Scope::AuthConfig, HOOKS),
+    // No WSGIUserAuthoritative: C defines it only for Apache before 2.2 (2.4 has authn
+    // providers), so with Apache 2.4 it is an unknown directive there as here.
+    not_yet(c"WSGIGroupAuthoritative", Scope::AuthConfig, HOOKS),
     not_yet(c"WSGINewRelicConfigFile", Scope::Global, NEVER),
     not_yet(c"WSGINewRelicEnvironment", Scope::Global, NEVER),
 ];
@@ -528,6 +532,67 @@ mod tests {
         let n = names.len();
         names.dedup();
         assert_eq!(n, names.len());
+    }
+
+    /// The context of every directive, from C mod_wsgi 4.9.4's command table (`wsgi_commands`):
+    /// RSRC_CONF whose handler checks GLOBAL_ONLY is Global, other RSRC_CONF is Server,
+    /// ACCESS_CONF|RSRC_CONF is Section, OR_FILEINFO is Directory, OR_AUTHCFG is AuthConfig.
+    #[test]
+    fn every_scope_follows_c_mod_wsgi() {
+        use Scope::*;
+        let expected = [
+            ("WSGIScriptAlias", Server),
+            ("WSGIScriptAliasMatch", Server),
+            ("WSGIDaemonProcess", Server),
+            ("WSGIImportScript", Server),
+            ("WSGISocketPrefix", Global),
+            ("WSGISocketRotation", Global),
+            ("WSGIAcceptMutex", Global),
+            ("WSGILazyInitialization", Global),
+            ("WSGIVerboseDebugging", Global),
+            ("WSGIDontWriteBytecode", Global),
+            ("WSGIPythonWarnings", Global),
+            ("WSGIPythonOptimize", Global),
+            ("WSGIPythonHome", Global),
+            ("WSGIPythonPath", Global),
+            ("WSGIPythonEggs", Global),
+            ("WSGIPythonHashSeed", Global),
+            ("WSGIDestroyInterpreter", Global),
+            ("WSGIRestrictEmbedded", Global),
+            ("WSGIRestrictStdin", Global),
+            ("WSGIRestrictStdout", Global),
+            ("WSGIRestrictSignal", Global),
+            ("WSGICaseSensitivity", Global),
+            ("WSGIServerMetrics", Global),
+            ("WSGINewRelicConfigFile", Global),
+            ("WSGINewRelicEnvironment", Global),
+            ("WSGIRestrictProcess", Section),
+            ("WSGIProcessGroup", Section),
+            ("WSGIApplicationGroup", Section),
+            ("WSGIDispatchScript", Section),
+            ("WSGIPassApacheRequest", Section),
+            ("WSGIHandlerScript", Section),
+            ("WSGICallableObject", Directory),
+            ("WSGIPassAuthorization", Directory),
+            ("WSGIScriptReloading", Directory),
+            ("WSGIErrorOverride", Directory),
+            ("WSGIChunkedRequest", Directory),
+            ("WSGIMapHEADToGET", Directory),
+            ("WSGIIgnoreActivity", Directory),
+            ("WSGITrustedProxyHeaders", Directory),
+            ("WSGITrustedProxies", Directory),
+            ("WSGIEnableSendfile", Directory),
+            ("WSGIAccessScript", AuthConfig),
+            ("WSGIAuthUserScript", AuthConfig),
+            ("WSGIAuthGroupScript", AuthConfig),
+            ("WSGIGroupAuthoritative", AuthConfig),
+            // Ours only (Python 3.12+), with the other interpreter-wide settings.
+            ("WSGIPerInterpreterGIL", Global),
+        ];
+        for (name, scope) in expected {
+            assert_eq!(find(name).scope, scope, "{name}");
+        }
+        assert_eq!(DIRECTIVES.len(), expected.len());
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! - `serve`: one connection in a daemon process;
 //! - `daemon_io`/`client`: the two ends of a proxied request (the daemon's `RequestIo` and the
 //!   Apache child that carries it out);
-//! - `script_owner`, `error_override`: the Apache child's `script-user=`/`script-group=` check
-//!   and `WSGIErrorOverride`;
+//! - `script_owner`, `error_override`, `internal_redirect`: the Apache child's
+//!   `script-user=`/`script-group=` check, `WSGIErrorOverride`, and the CGI-style internal
+//!   redirect (status 200 with a local `Location`);
 //! - `wire`: the frames between them; `unix`: socket plumbing; `process`: process-level calls;
 //!   `scoreboard`: the requests each process serves, for its supervisor's log when it dies.
 
@@ -18,6 +19,7 @@ pub mod client;
 pub mod daemon_io;
 pub mod error_override;
 pub mod gil_probe;
+pub mod internal_redirect;
 pub mod plan;
 pub mod process;
 pub mod scoreboard;
