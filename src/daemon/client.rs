@@ -186,6 +186,11 @@ fn exchange(
     let mut stage = Stage::Sent;
     let mut body_pulled = false;
     let mut body = Vec::new();
+    let mut body_sent = 0u64;
+    let content_length = head
+        .vars
+        .get("CONTENT_LENGTH")
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
     let group = target.group;
     let fail = |io: &mut dyn RequestIo, stage: Stage, what: &str| -> Attempt {
         match stage {
@@ -305,10 +310,13 @@ fn exchange(
             Kind::Pull => {
                 body_pulled = true;
                 let want = wire::parse_u64(frame.payload).unwrap_or(0).min(1 << 20) as usize;
-                body.resize(want.max(1), 0);
+                body.resize(pull_buffer_size(want, content_length, body_sent), 0);
                 let sent = match read_pull(io, &mut body) {
                     Ok(0) => writer.frame(Kind::BodyEnd, &[]),
-                    Ok(n) => writer.frame(Kind::Body, &body[..n]),
+                    Ok(n) => {
+                        body_sent += n as u64;
+                        writer.frame(Kind::Body, &body[..n])
+                    }
                     Err(e) => writer.frame(Kind::BodyError, e.as_bytes()),
                 };
                 if sent.and_then(|()| writer.flush()).is_err() {
@@ -365,6 +373,14 @@ fn client_failed(
         ),
     );
     Attempt::Finished(Exchange::Done)
+}
+
+/// The buffer for answering a Pull of `want` bytes: no larger than what is left of a declared
+/// body (but at least 8 KiB, in case an input filter makes the body longer than declared), so a
+/// small upload does not cost a large zeroed buffer.
+fn pull_buffer_size(want: usize, content_length: Option<u64>, sent: u64) -> usize {
+    let left = content_length.map_or(want as u64, |len| len.saturating_sub(sent).max(8192));
+    (want as u64).min(left).max(1) as usize
 }
 
 /// Answers a Pull: waits for some body, then adds what else has already arrived (up to the
@@ -651,6 +667,18 @@ mod tests {
             ),
             "{log}"
         );
+    }
+
+    #[test]
+    fn pull_buffers_are_no_larger_than_the_declared_body_left() {
+        assert_eq!(pull_buffer_size(262_144, Some(1024), 0), 8192);
+        assert_eq!(pull_buffer_size(262_144, Some(1 << 20), 0), 262_144);
+        assert_eq!(pull_buffer_size(262_144, Some(300_000), 262_144), 37_856);
+        // Past the declared length (an input filter made it longer): still room to read.
+        assert_eq!(pull_buffer_size(262_144, Some(100), 5000), 8192);
+        assert_eq!(pull_buffer_size(262_144, None, 0), 262_144);
+        assert_eq!(pull_buffer_size(4096, Some(1 << 20), 0), 4096);
+        assert_eq!(pull_buffer_size(0, None, 0), 1);
     }
 
     #[test]

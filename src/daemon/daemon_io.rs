@@ -10,9 +10,11 @@ use crate::wsgi::{Level, RequestIo, ResponseHead};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
-/// How much body to ask for at least, so a `readline()` loop costs one round trip per 64 KiB
-/// rather than one per line.
-const MIN_PULL: usize = 64 * 1024;
+/// How much body to ask for at least, so a `readline()` loop costs one round trip per 256 KiB
+/// rather than one per line, and an application reading 64 KiB at a time one per four reads
+/// (the answer comes in pieces the reads take straight from the connection's buffer).
+/// echo_1m measured 4-5 % less CPU per request than with 64 KiB, and more with 1 MiB.
+const MIN_PULL: usize = 256 * 1024;
 
 /// The writing half of a connection, shared by the request's `RequestIo` and the logger of its
 /// thread's `sys.stdout`/`sys.stderr`.
