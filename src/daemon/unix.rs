@@ -101,11 +101,13 @@ fn set_int_option(fd: BorrowedFd<'_>, name: libc::c_int, value: u32) -> io::Resu
 
 /// Creates the listening socket of a daemon process group at `path`.
 ///
-/// A stale socket left at `path` (by an earlier run) is removed first; any other kind of file
-/// there is an error. The socket file gets mode 0600 (set after bind and before listen, so no
-/// connection can be made while it has a looser mode) and, when `owner` is given, that uid/gid
-/// (the caller must be allowed to chown, i.e. root). Non-zero `send_buffer`/`receive_buffer`
-/// set SO_SNDBUF/SO_RCVBUF.
+/// The socket is made ready under a temporary name beside `path` (bound, mode 0600, owner
+/// `owner` if given, listening) and then renamed onto `path`, so an Apache child connecting
+/// while a graceful restart replaces the socket reaches either the old socket or the new one,
+/// never a half-made one it may not open (EACCES) or that refuses it. A stale socket at `path`
+/// (left by an earlier run) is replaced; any other kind of file there is an error. Setting the
+/// owner needs the right to chown, i.e. root. Non-zero `send_buffer`/`receive_buffer` set
+/// SO_SNDBUF/SO_RCVBUF.
 pub fn bind_listener(
     path: &Path,
     backlog: u32,
@@ -113,28 +115,74 @@ pub fn bind_listener(
     send_buffer: u32,
     receive_buffer: u32,
 ) -> io::Result<OwnedFd> {
-    let (addr, len) = sockaddr(path)?;
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot remove stale socket {:?}: {}", path, e),
-            )
-        })?,
-        Ok(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{:?} exists and is not a socket; not replacing it", path),
-            ))
+    sockaddr(path)?;
+    refuse_non_socket(path)?;
+    // A path so long that the suffix does not fit is made in place (as the only way left).
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(".new");
+    let staging = std::path::PathBuf::from(staging);
+    let staging = if sockaddr(&staging).is_ok() {
+        staging
+    } else {
+        remove_stale_socket(path)?;
+        path.to_owned()
+    };
+    remove_stale_socket(&staging)?;
+    let sock = listen_at(&staging, backlog, owner, send_buffer, receive_buffer);
+    let sock = sock.and_then(|sock| {
+        if staging != path {
+            std::fs::rename(&staging, path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot move socket {:?} to {:?}: {}", staging, path, e),
+                )
+            })?;
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot inspect socket path {:?}: {}", path, e),
-            ))
-        }
+        Ok(sock)
+    });
+    if sock.is_err() {
+        let _ = std::fs::remove_file(&staging);
     }
+    sock
+}
+
+/// An error when something other than a socket (or nothing) is at `path`: we never replace it.
+fn refuse_non_socket(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => Ok(()),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{:?} exists and is not a socket; not replacing it", path),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot inspect socket path {:?}: {}", path, e),
+        )),
+    }
+}
+
+/// Removes a socket file left at `path` by an earlier run, so `path` can be bound again.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    refuse_non_socket(path)?;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io::Error::new(
+            e.kind(),
+            format!("cannot remove stale socket {:?}: {}", path, e),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Binds a new socket at `path` (which must be free), secures its file and listens.
+fn listen_at(
+    path: &Path,
+    backlog: u32,
+    owner: Option<(u32, u32)>,
+    send_buffer: u32,
+    receive_buffer: u32,
+) -> io::Result<OwnedFd> {
+    let (addr, len) = sockaddr(path)?;
     let sock = stream_socket()?;
     if send_buffer != 0 {
         set_int_option(sock.as_fd(), libc::SO_SNDBUF, send_buffer)?;
@@ -160,22 +208,20 @@ pub fn bind_listener(
         }
         Ok(())
     };
-    if let Err(e) = secure() {
-        let _ = std::fs::remove_file(path);
-        return Err(io::Error::new(
+    secure().map_err(|e| {
+        io::Error::new(
             e.kind(),
             format!("cannot set mode/owner of socket {:?}: {}", path, e),
-        ));
-    }
+        )
+    })?;
     let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
     // SAFETY: plain system call on a descriptor we own.
-    if let Err(e) = cvt(unsafe { libc::listen(sock.as_raw_fd(), backlog) }) {
-        let _ = std::fs::remove_file(path);
-        return Err(io::Error::new(
+    cvt(unsafe { libc::listen(sock.as_raw_fd(), backlog) }).map_err(|e| {
+        io::Error::new(
             e.kind(),
             format!("cannot listen on socket {:?}: {}", path, e),
-        ));
-    }
+        )
+    })?;
     Ok(sock)
 }
 
@@ -510,6 +556,47 @@ mod tests {
         let l = bind_listener(&path, 1, None, 0, 0).unwrap();
         let _c = connect(&path).unwrap();
         accept(l.as_fd()).unwrap();
+    }
+
+    #[test]
+    fn a_replaced_socket_is_never_missing_or_refusing() {
+        // While a new listener replaces a live one, a connecting client must reach one of
+        // them: no moment without the file (ENOENT) or with one not yet listening.
+        let dir = TempDir::new("replace");
+        let path = dir.0.join("s.sock");
+        let mut live = vec![bind_listener(&path, 4096, None, 0, 0).unwrap()];
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connector = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match connect(&path) {
+                        Ok(_) => ok += 1,
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed)
+            })
+        };
+        for _ in 0..200 {
+            live.push(bind_listener(&path, 4096, None, 0, 0).unwrap());
+            if live.len() > 2 {
+                live.remove(0);
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = connector.join().unwrap();
+        assert!(ok > 0);
+        assert!(
+            failed.is_empty(),
+            "{} of {} failed: {:?}",
+            failed.len(),
+            ok + failed.len(),
+            &failed[..1]
+        );
+        assert!(!dir.0.join("s.sock.new").exists());
     }
 
     #[test]
