@@ -1,7 +1,7 @@
 # Shared by the scripts in this directory: installs what building and testing need.
 # Debian 12 packages: Apache httpd and its development files (apxs, headers), Python's headers,
-# libclang for bindgen, a C compiler, curl for the example, and the C mod_wsgi the benchmarks
-# compare against (installed, never enabled by us).
+# libclang for bindgen, a C compiler and curl for the example. (The C mod_wsgi the benchmarks
+# compare against, libapache2-mod-wsgi-py3, is not needed to build or test.)
 APT_PACKAGES="apache2 apache2-dev python3-dev python3-venv libclang-dev gcc curl ca-certificates"
 
 log() { printf '==> %s\n' "$*" >&2; }
