@@ -22,8 +22,9 @@ ensure_packages() {
     fi
 }
 
-# The Rust toolchain: pyo3 needs Rust 1.85 or newer, newer than Debian 12's own cargo.
-RUST_MIN_MINOR=85
+# The Rust toolchain: pyo3 needs Rust 1.85 or newer, newer than Debian 12's own cargo, and the
+# module's code layout (build.rs) needs the LLD that rustc links with by default since 1.90.
+RUST_MIN_MINOR=90
 
 rust_ok() {
     command -v cargo >/dev/null 2>&1 || return 1

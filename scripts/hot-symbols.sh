@@ -1,0 +1,103 @@
+#!/bin/bash
+# Writes src/hot-symbols.txt: the functions of the module that a running server executes (start-up,
+# configuration, child start, requests in embedded and daemon mode), found by running Apache
+# under valgrind's callgrind and serving each of the benchmark apps. build.rs hands the list to
+# the linker, which puts these functions next to each other at the start of `.text`.
+#
+#   scripts/hot-symbols.sh [MODULE.so]     (default: target/release/libmod_wsgi.so)
+#
+# Why: the kernel maps a shared library's code into a process in 64 KiB blocks around each page
+# the process touches. About 190 KB of the module's 800 KB of code runs, but spread over every
+# block, so every Apache process mapped nearly all of it. Rerun after changing the request path
+# or upgrading Rust (symbol names carry hashes; names no longer found are ignored, and
+# tests/code_layout.rs says when too many are missing). Needs valgrind and curl.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+module=$(realpath "${1:-$here/target/release/libmod_wsgi.so}")
+apps=$(realpath "${BENCH_APPS:-$here/../shared/bench/apps}")
+port=${PORT:-18295}
+work=$(mktemp -d /tmp/mod_wsgi_rs_hot.XXXXXX)
+chmod 0777 "$work"
+trap 'rm -rf "$work"' EXIT
+head -c 100000 /dev/zero | tr '\0' a >"$work/body"
+
+# $1: the mode's directives. Runs Apache under callgrind (every process, forks included), serves
+# every app a few times, stops Apache by its pid and leaves one profile per process in $work.
+profile() {
+    local mode=$1 directives=$2
+    cat >"$work/httpd.conf" <<EOF
+ServerRoot /etc/apache2
+Listen 127.0.0.1:$port
+ServerName 127.0.0.1
+PidFile $work/httpd.pid
+ErrorLog $work/error.log
+User www-data
+Group www-data
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule wsgi_module $module
+KeepAlive On
+WSGIApplicationGroup %{GLOBAL}
+$directives
+WSGIScriptAlias /hello $apps/hello.wsgi
+WSGIScriptAlias /echo $apps/echo.wsgi
+WSGIScriptAlias /big $apps/big.wsgi
+WSGIScriptAlias /file $apps/file.wsgi
+WSGIScriptAlias /environ $apps/environ.wsgi
+<Directory $apps>
+    Require all granted
+</Directory>
+EOF
+    rm -f "$work/httpd.pid"
+    valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/callgrind.$mode.%p" \
+        apache2 -DFOREGROUND -f "$work/httpd.conf" >"$work/valgrind.$mode.log" 2>&1 &
+    local vg=$!
+    for _ in $(seq 1 300); do
+        # Apache's children switch to www-data before callgrind writes their files at exit.
+        chmod 0777 "$work" && chmod 0666 "$work"/callgrind.* 2>/dev/null || true
+        curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/hello" && break
+        sleep 0.3
+    done
+    for _ in 1 2 3 4; do
+        for app in hello big file environ/sub; do
+            curl -s -o /dev/null --max-time 20 "http://127.0.0.1:$port/$app"
+        done
+        curl -s -o /dev/null --max-time 20 --data-binary "@$work/body" "http://127.0.0.1:$port/echo"
+    done
+    kill "$(cat "$work/httpd.pid")"
+    wait "$vg" || true
+}
+
+profile embedded ""
+profile daemon "WSGIDaemonProcess hot processes=1 threads=4
+WSGIProcessGroup hot"
+
+# The functions of our module that ran, by their symbol names, kept only if the module has them.
+/usr/bin/python3 - "$module" "$work"/callgrind.* >"$here/src/hot-symbols.txt" <<'EOF'
+import re, subprocess, sys
+
+module, profiles = sys.argv[1], sys.argv[2:]
+ran = set()
+for path in profiles:
+    objects, names, current = {}, {}, None
+    for line in open(path, errors="replace"):
+        m = re.match(r"(c?)ob=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
+        if m:
+            if m.group(3):
+                objects[m.group(2)] = m.group(3)
+            if not m.group(1):
+                current = objects.get(m.group(2), "")
+            continue
+        m = re.match(r"(c?)fn=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
+        if m:
+            if m.group(3):
+                names[m.group(2)] = m.group(3)
+            if not m.group(1) and current == module:
+                ran.add(names[m.group(2)])
+symbols = set(subprocess.run(["nm", "--defined-only", module], capture_output=True, text=True,
+                             check=True).stdout.split())
+for name in sorted(ran & symbols):
+    print(name)
+EOF
+echo "$(wc -l <"$here/src/hot-symbols.txt") functions in src/hot-symbols.txt" >&2

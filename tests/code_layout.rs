@@ -1,0 +1,63 @@
+//! The functions a running server executes are linked together at the start of the module's
+//! code (build.rs, src/hot-symbols.txt), so each Apache process maps few of its pages.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+/// Text symbols of the built module: name → (address, size).
+fn text_symbols() -> HashMap<String, (u64, u64)> {
+    let out = Command::new("nm")
+        .args(["--defined-only", "-S"])
+        .arg(common::module_path())
+        .output()
+        .expect("nm (binutils) runs");
+    assert!(out.status.success(), "nm failed: {:?}", out);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let (addr, size, kind, name) =
+                (words.next()?, words.next()?, words.next()?, words.next()?);
+            if !matches!(kind, "t" | "T") {
+                return None;
+            }
+            let number = |w: &str| u64::from_str_radix(w, 16).ok();
+            Some((name.to_string(), (number(addr)?, number(size)?)))
+        })
+        .collect()
+}
+
+#[test]
+fn executed_functions_are_linked_together() {
+    let listed = include_str!("../src/hot-symbols.txt");
+    let symbols = text_symbols();
+    let names: Vec<&str> = listed.lines().filter(|l| !l.is_empty()).collect();
+    let found: Vec<(u64, u64)> = names
+        .iter()
+        .filter_map(|name| symbols.get(*name).copied())
+        .collect();
+    assert!(
+        found.len() * 100 >= names.len() * 75,
+        "only {} of the {} functions of src/hot-symbols.txt are in the module: \
+         run scripts/hot-symbols.sh to list them again",
+        found.len(),
+        names.len()
+    );
+    // Identical functions can be folded into one address: count each address once.
+    let mut spans: Vec<(u64, u64)> = found;
+    spans.sort();
+    spans.dedup_by_key(|(addr, _)| *addr);
+    let code: u64 = spans.iter().map(|(_, size)| size).sum();
+    let start = spans.first().unwrap().0;
+    let end = spans.iter().map(|(addr, size)| addr + size).max().unwrap();
+    assert!(
+        end - start <= code + code / 4 + 4096,
+        "the {} listed functions ({} bytes of code) are spread over {} bytes of the module \
+         (is build.rs passing --symbol-ordering-file to the linker?)",
+        spans.len(),
+        code,
+        end - start
+    );
+}
