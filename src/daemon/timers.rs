@@ -106,6 +106,18 @@ impl Timer {
             Timer::RestartInterval | Timer::Inactivity => StopReason::Graceful,
         }
     }
+
+    /// The `shutdown_reason` of the `process_stopping` event, as C names it ('' for the
+    /// deadlock timer, which C gives no reason).
+    pub fn shutdown_reason(self) -> &'static str {
+        match self {
+            Timer::Deadlock => "",
+            Timer::RequestTime => "request_timeout",
+            Timer::Startup => "startup_timeout",
+            Timer::RestartInterval => "restart_interval",
+            Timer::Inactivity => "inactivity_timeout",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,6 +357,7 @@ fn monitor(plan: &GroupPlan, state: &State, limits: &Limits) {
         // Logged first, so it comes before the process's "Shutdown requested".
         if (before as u8) < reason as u8 {
             plan.log(Level::Info, &message);
+            crate::wsgi::events::set_shutdown_reason(timer.shutdown_reason());
             state.stop(reason);
         }
         if timer == Timer::Deadlock {

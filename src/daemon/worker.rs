@@ -219,6 +219,7 @@ fn spawn_signal_thread(plan: &GroupPlan, state: Arc<State>) {
                         Level::Info,
                         &format!("{tag}: Process eviction requested, {what} '{name}'."),
                     );
+                    crate::wsgi::events::set_shutdown_reason("graceful_signal");
                     state.evict();
                 }
                 Some(libc::SIGUSR1) => {}

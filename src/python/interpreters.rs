@@ -370,6 +370,7 @@ fn destroy(created: Vec<Created>, deadline: Instant) -> Vec<Left> {
             ffi::PyEval_RestoreThread(tstate);
             catch_unwind(AssertUnwindSafe(|| {
                 attach::in_trampoline(|py| {
+                    super::runtime::stopping(py);
                     let running = setup::join_threads(py, deadline);
                     for ts in &workers {
                         let ts = *ts as *mut ffi::PyThreadState;

@@ -25,6 +25,22 @@ static SETTINGS: OnceLock<PythonSettings> = OnceLock::new();
 /// before it is destroyed.
 static RELEASE: OnceLock<fn(Python<'_>)> = OnceLock::new();
 
+/// Called attached to each interpreter as the process stops, before its threads are waited for
+/// (`mod_wsgi`'s `process_stopping` event).
+static STOPPING: OnceLock<fn(Python<'_>)> = OnceLock::new();
+
+/// Installs the function [`stopping`] runs.
+pub fn set_stopping_hook(f: fn(Python<'_>)) {
+    let _ = STOPPING.set(f);
+}
+
+/// Runs the stopping hook attached to an interpreter about to go (a panic in it is contained).
+pub(super) fn stopping(py: Python<'_>) {
+    if let Some(f) = STOPPING.get() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(py)));
+    }
+}
+
 /// Runs the release function given to [`initialize`] attached to an interpreter about to go.
 pub(super) fn release(py: Python<'_>) {
     if let Some(release) = RELEASE.get() {
@@ -234,6 +250,7 @@ pub fn finalize() {
     };
     let main = attach::main_thread_state();
     let finalise = attach::run_on(main, |py| {
+        stopping(py);
         let running = super::setup::join_threads(py, deadline);
         super::setup::before_finalize(py);
         // Py_FinalizeEx stops daemon threads of the main interpreter itself.

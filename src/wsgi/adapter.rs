@@ -3,6 +3,7 @@
 
 use super::callbacks::{flush_log, type_name, LogPayload, Slot, ADAPTER_METHODS};
 use super::environ::{url_scheme, CgiVars};
+use super::events;
 use super::interp::{self, InterpObjects, Names};
 use super::io::{Level, RequestIo};
 use super::state::RequestState;
@@ -31,10 +32,13 @@ pub fn run_app(
     io: Box<dyn RequestIo>,
 ) -> Outcome {
     let mut state = RequestState::new(io, script.to_string());
-    Scoped::run(&mut state, |slot| {
+    state.io_stats.timed = events::begin(py, vars);
+    let outcome = Scoped::run(&mut state, |slot| {
         let call = Call { py, slot, script };
         call.run(app, vars)
-    })
+    });
+    events::end(py);
+    outcome
 }
 
 struct Call<'a, 'py> {
@@ -59,6 +63,7 @@ impl<'py> Call<'_, 'py> {
             Ok(p) => p,
             Err(e) => return self.fail(e),
         };
+        let app = &events::request_started(self.py, app, &environ);
         let outcome = match app.call1((environ, start_response)) {
             Ok(result) => {
                 // The response is complete and on its way before close(), so the client does
@@ -74,6 +79,9 @@ impl<'py> Call<'_, 'py> {
             }
             Err(e) => self.fail(e),
         };
+        events::request_finished(self.py, || {
+            self.slot.with(|st| st.io_stats).unwrap_or_default()
+        });
         if let Err(e) = flush_log(self.py, &log) {
             self.log_exception(e);
         }
@@ -196,8 +204,10 @@ impl<'py> Call<'_, 'py> {
 
     /// Logs `err`; a response already under way is truncated, otherwise the server sends a 500.
     fn fail(&self, err: PyErr) -> Outcome {
-        self.log_exception(err);
         let py = self.py;
+        let published = err.clone_ref(py);
+        self.log_exception(err);
+        events::request_exception(py, &published);
         let sent = self.slot.with(|st| {
             if st.headers_sent() {
                 st.abort(py);

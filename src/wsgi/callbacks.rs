@@ -130,7 +130,7 @@ handle_method!(
                 Err(PyErr::from_value(value))
             }
         })?;
-        let _ = py;
+        super::events::response_started(py, &status, &headers, exc_info.as_ref());
         bound_function(this, ADAPTER_METHODS.get(c"write"))
     }
 );

@@ -197,6 +197,7 @@ pub fn prepare(py: Python<'_>, info: &ServerInfo, group: &str) -> PyResult<()> {
         .cast_into::<PyType>()?;
     let source = Source::run(py, include_str!("modules.py"))?;
     add_modules(py, &source, info, group, &file_wrapper)?;
+    super::events::install(py)?;
     install_log_streams(py, &source)?;
     let log_type = create_type(py, c"mod_wsgi.Log", &LOG_METHODS, None)?;
     source
@@ -250,6 +251,7 @@ pub fn objects(py: Python<'_>) -> &'static InterpObjects {
 /// Drops our references to the objects of the interpreter this thread is attached to, just
 /// before that interpreter is destroyed (or Python finalised); its objects are gone afterwards.
 pub fn release(py: Python<'_>) {
+    super::events::release(py);
     let interp = current_interpreter(py);
     let found = {
         let mut prepared = PREPARED.write().unwrap_or_else(|p| p.into_inner());

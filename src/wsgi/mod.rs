@@ -4,6 +4,7 @@
 pub mod adapter;
 pub mod callbacks;
 pub mod environ;
+pub mod events;
 pub mod headers;
 pub mod input;
 pub mod interp;

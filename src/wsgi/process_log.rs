@@ -24,7 +24,7 @@ pub fn set_server_log(f: fn(Level, &str)) {
     let _ = SERVER_LOG.set(f);
 }
 
-fn server_log(level: Level, msg: &str) {
+pub(crate) fn server_log(level: Level, msg: &str) {
     match SERVER_LOG.get() {
         Some(f) => f(level, msg),
         None => eprintln!("{msg}"),

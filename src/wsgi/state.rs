@@ -18,6 +18,8 @@ pub struct RequestState {
     input: BodyReader,
     /// The script, for log messages.
     pub script: String,
+    /// What was read and written, for the `request_finished` event.
+    pub io_stats: super::events::IoStats,
 }
 
 /// What `start_response` may be told.
@@ -38,6 +40,7 @@ impl RequestState {
             bytes_sent: 0,
             input: BodyReader::default(),
             script,
+            io_stats: Default::default(),
         }
     }
 
@@ -85,17 +88,21 @@ impl RequestState {
     /// Sends body bytes (headers first if needed), never more than a declared Content-Length.
     pub fn write(&mut self, py: Python<'_>, data: &[u8], flush: bool) -> Result<(), String> {
         self.check_not_ended()?;
+        let clock = self.io_stats.clock();
         self.send_headers_if_needed()?;
         let allowed = match self.head.as_ref().and_then(|h| h.content_length) {
             Some(len) => (len.saturating_sub(self.bytes_sent)).min(data.len() as u64) as usize,
             None => data.len(),
         };
         if allowed == 0 {
+            self.io_stats.wrote(clock, data.len() as u64, true);
             return Ok(());
         }
         let io = &mut *self.io;
         let chunk = &data[..allowed];
-        detached(py, || io.write_body(chunk, flush))?;
+        let written = detached(py, || io.write_body(chunk, flush));
+        self.io_stats.wrote(clock, data.len() as u64, true);
+        written?;
         self.bytes_sent += allowed as u64;
         Ok(())
     }
@@ -124,7 +131,9 @@ impl RequestState {
         self.send_headers_if_needed()?;
         if len > 0 {
             let io = &mut *self.io;
+            let clock = self.io_stats.clock();
             detached(py, || io.send_file(fd, offset, len))?;
+            self.io_stats.wrote(clock, len, false);
             self.bytes_sent += len;
         }
         Ok(())
@@ -162,10 +171,13 @@ impl RequestState {
     }
 
     pub fn read_input(&mut self, py: Python<'_>, size: Option<usize>) -> Result<Vec<u8>, String> {
+        let clock = self.io_stats.clock();
         let RequestState { io, input, .. } = self;
-        detached(py, || {
+        let data = detached(py, || {
             input.read(&mut |buf: &mut [u8]| io.read_body(buf), size)
-        })
+        })?;
+        self.io_stats.read(clock, data.len());
+        Ok(data)
     }
 
     /// Reads into `dest` until it is full or the body ends.
@@ -174,10 +186,13 @@ impl RequestState {
         py: Python<'_>,
         dest: &mut UninitBuf<'_>,
     ) -> Result<(), String> {
+        let (clock, before) = (self.io_stats.clock(), dest.filled());
         let RequestState { io, input, .. } = self;
         detached(py, || {
             input.read_into(&mut |buf: &mut UninitBuf<'_>| io.read_body_into(buf), dest)
-        })
+        })?;
+        self.io_stats.read(clock, dest.filled() - before);
+        Ok(())
     }
 
     pub fn readline_input(
@@ -185,10 +200,13 @@ impl RequestState {
         py: Python<'_>,
         size: Option<usize>,
     ) -> Result<Vec<u8>, String> {
+        let clock = self.io_stats.clock();
         let RequestState { io, input, .. } = self;
-        detached(py, || {
+        let line = detached(py, || {
             input.readline(&mut |buf: &mut [u8]| io.read_body(buf), size)
-        })
+        })?;
+        self.io_stats.read(clock, line.len());
+        Ok(line)
     }
 
     /// `wsgi.input.read(0)`: lets a client waiting for `100 Continue` send its body.
