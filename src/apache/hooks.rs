@@ -267,7 +267,9 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
         );
         let settings = python_settings(conf);
         let mut info = server_info();
-        if conf.server_metrics == Some(true) {
+        // As C mod_wsgi 4.9.4: the flag starts unset (-1) and only an explicit Off turns the
+        // scoreboard off in Apache's children.
+        if conf.server_metrics != Some(false) {
             info.server_metrics = Some(super::scoreboard::read);
         }
         let prepare =
@@ -621,6 +623,7 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
         let script = String::from_utf8_lossy(&filename).into_owned();
         let group = settings.application_group.clone();
         let ran = python::attached_to(&group, |py| {
+            let _active = crate::wsgi::process_metrics::ActiveRequest::begin();
             // SAFETY: `current` ends inside this handler, so r outlives every use of the logger.
             let current = CurrentRequest::enter(request_logger(r));
             let report_reload_check = |py: pyo3::Python<'_>, err: &pyo3::PyErr| {

@@ -43,7 +43,8 @@ pub struct ServerConfig {
     /// names, so each restart makes new sockets; None/Off keeps one path across restarts.
     pub socket_rotation: Option<bool>,
     /// `WSGIServerMetrics` (main server only): whether `mod_wsgi.server_metrics()` reports the
-    /// scoreboard in Apache's own children (daemon groups have `server-metrics=`).
+    /// scoreboard in Apache's own children (daemon groups have `server-metrics=`); unset means
+    /// On, as in C mod_wsgi 4.9.4, so only `Off` turns it off.
     pub server_metrics: Option<bool>,
 }
 

@@ -170,6 +170,7 @@ fn run_request(
     };
     let pid = std::process::id();
     let ran = python::attached_to(&head.application_group, |py| {
+        let _active = crate::wsgi::process_metrics::ActiveRequest::begin();
         let log_for_python = log.clone();
         let current =
             CurrentRequest::enter(Box::new(move |level, line| log_for_python(level, line)));

@@ -37,6 +37,7 @@ pub fn run_app(
         let call = Call { py, slot, script };
         call.run(app, vars)
     });
+    super::process_metrics::application_finished(vars);
     events::end(py);
     outcome
 }
@@ -300,40 +301,29 @@ pub fn subinterpreter_hint(group: &str, traceback: &[String]) -> Option<String> 
     })
 }
 
-/// Microseconds since the Unix epoch, as Apache's request times are given.
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 /// The request counters C mod_wsgi reports: requests this process has served before this one,
 /// a small number naming the thread, and the requests this thread has served before this one.
 struct RequestCounts {
     total: u64,
     thread_id: u64,
     thread_requests: u64,
+    /// When the application is called (microseconds since the epoch).
+    start: i64,
 }
 
 impl RequestCounts {
     fn next() -> RequestCounts {
-        use std::cell::Cell;
         use std::sync::atomic::{AtomicU64, Ordering};
         static TOTAL: AtomicU64 = AtomicU64::new(0);
-        static THREADS: AtomicU64 = AtomicU64::new(0);
-        thread_local! {
-            static THREAD: (u64, Cell<u64>) = (THREADS.fetch_add(1, Ordering::Relaxed) + 1, Cell::new(0));
-        }
         let total = TOTAL.fetch_add(1, Ordering::Relaxed);
-        THREAD.with(|(id, served)| {
-            let before = served.get();
-            served.set(before + 1);
-            RequestCounts {
-                total,
-                thread_id: *id,
-                thread_requests: before,
-            }
-        })
+        // The thread numbering and counts `mod_wsgi.process_metrics()` reports.
+        let call = super::process_metrics::application_called();
+        RequestCounts {
+            total,
+            thread_id: call.thread_id,
+            thread_requests: call.thread_requests,
+            start: call.start,
+        }
     }
 }
 
@@ -349,7 +339,7 @@ fn build_environ<'py>(
         environ.set_item(latin1_str(py, key)?, latin1_str(py, value)?)?;
     }
     let counts = RequestCounts::next();
-    environ.set_item("mod_wsgi.script_start", now_micros().to_string())?;
+    environ.set_item("mod_wsgi.script_start", counts.start.to_string())?;
     environ.set_item("mod_wsgi.total_requests", counts.total)?;
     environ.set_item("mod_wsgi.thread_id", counts.thread_id)?;
     environ.set_item("mod_wsgi.thread_requests", counts.thread_requests)?;

@@ -29,7 +29,8 @@ pub struct ServerInfo {
     pub mpm_name: String,
     pub build_date: String,
     /// How `mod_wsgi.server_metrics()` reads Apache's scoreboard; None (metrics off for this
-    /// process: `WSGIServerMetrics`, or the group's `server-metrics=`) makes it return None.
+    /// process: `WSGIServerMetrics Off`, or a group without `server-metrics=On`) makes it
+    /// return None.
     pub server_metrics: Option<super::metrics::ScoreboardReader>,
 }
 
@@ -168,6 +169,12 @@ fn add_modules(
     mod_wsgi.setattr(
         "server_metrics",
         super::metrics::server_metrics_function(py, info.server_metrics)?,
+    )?;
+    super::process_metrics_py::add_functions(
+        py,
+        &mod_wsgi,
+        !info.process_group.is_empty(),
+        info.threads_per_process,
     )?;
     modules.set_item("mod_wsgi", mod_wsgi)?;
     modules.set_item("apache", apache)?;

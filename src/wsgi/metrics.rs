@@ -1,6 +1,7 @@
 //! `mod_wsgi.server_metrics()`: a copy of Apache's scoreboard as C mod_wsgi 4.9.4 returns it (a
 //! dict of the global record with a list of processes, each with a list of workers), or None
-//! when metrics are off (`WSGIServerMetrics`, `server-metrics=`) or there is no scoreboard.
+//! when metrics are off (`WSGIServerMetrics Off` in Apache's children, where they are on by
+//! default as in C; a daemon group without `server-metrics=On`) or there is no scoreboard.
 //! The scoreboard is read by the server layer into a [`ServerMetrics`] snapshot; this module
 //! only turns that into Python objects.
 

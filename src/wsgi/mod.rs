@@ -11,6 +11,8 @@ pub mod interp;
 pub mod io;
 pub mod metrics;
 pub mod process_log;
+pub mod process_metrics;
+mod process_metrics_py;
 pub mod state;
 
 pub use adapter::{run_app, Outcome};
