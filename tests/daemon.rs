@@ -151,6 +151,36 @@ fn two_processes_of_four_threads_serve_eight_requests_at_once_and_not_nine() {
     assert_eq!(pids.len(), 2, "{results:?}");
 }
 
+/// The serving thread's identity.
+const THREAD: &str = r#"
+import threading
+def application(environ, start_response):
+    body = str(threading.get_ident()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+#[test]
+fn one_request_after_another_stays_on_the_same_threads() {
+    // The thread freed last waits for the next connection, so requests one after another do
+    // not visit every thread in turn (each thread would keep its own memory touched).
+    let mut apache = Apache::start_with(
+        "daemon_thread_reuse",
+        &[("thread.wsgi", THREAD)],
+        "WSGIDaemonProcess site processes=1 threads=6\n\
+         WSGIScriptAlias /thread {dir}/thread.wsgi process-group=site",
+        Options::default(),
+    );
+    let mut threads = std::collections::HashSet::new();
+    for _ in 0..18 {
+        let r = apache.get("/thread");
+        assert_eq!(r.status, 200, "{}", apache.error_log());
+        threads.insert(r.text());
+    }
+    assert!(threads.len() <= 2, "{} threads served: {threads:?}", threads.len());
+    apache.stop();
+}
+
 #[test]
 fn a_process_that_dies_mid_request_is_a_502_and_is_replaced() {
     let apache = Apache::start(

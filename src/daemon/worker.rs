@@ -8,6 +8,7 @@ use super::plan::GroupPlan;
 use super::process::{self, CONTROL_SIGNALS};
 use super::scoreboard::Scoreboard;
 use super::timers::{self, Activity, Slot};
+use super::turns::Turns;
 use super::unix;
 use crate::python;
 use crate::wsgi::Level;
@@ -39,8 +40,9 @@ pub struct State {
     /// Written once when stopping; polled by the accepting thread so it wakes at once.
     wake_read: OwnedFd,
     wake_write: OwnedFd,
-    /// One thread at a time waits for a connection, and only a thread that is free to serve it.
-    accept_lock: Mutex<()>,
+    /// One thread at a time waits for a connection, and only a thread that is free to serve it;
+    /// the most recently freed thread waits next.
+    accept_turn: Turns,
     stopped: (Mutex<bool>, Condvar),
     /// The connections queued when Apache stopped the group have all been taken.
     drained: AtomicBool,
@@ -63,7 +65,7 @@ impl State {
             evicted: AtomicBool::new(false),
             wake_read: r,
             wake_write: w,
-            accept_lock: Mutex::new(()),
+            accept_turn: Turns::default(),
             stopped: (Mutex::new(false), Condvar::new()),
             drained: AtomicBool::new(false),
             requests: AtomicU64::new(0),
@@ -274,7 +276,7 @@ fn accept_loop(plan: &GroupPlan, state: &State, board: Option<Arc<Scoreboard>>, 
     let listener = unsafe { BorrowedFd::borrow_raw(plan.listener) };
     loop {
         let conn = {
-            let _turn = state.accept_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _turn = state.accept_turn.take();
             match state.reason() {
                 StopReason::Running => match next_connection(listener, state) {
                     Some(conn) => conn,
