@@ -112,7 +112,7 @@ pub unsafe fn table_get<'a>(table: *const ap::apr_table_t, key: &CStr) -> Option
 ///
 /// # Safety
 /// `table` must be a live APR table.
-pub unsafe fn table_entries(table: *const ap::apr_table_t) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub unsafe fn table_entries(table: *const ap::apr_table_t) -> CgiVars {
     // SAFETY: an apr_table_t begins with its apr_array_header_t of apr_table_entry_t (the
     // apr_table_elts macro); nelts entries are initialised.
     unsafe {
@@ -121,11 +121,16 @@ pub unsafe fn table_entries(table: *const ap::apr_table_t) -> Vec<(Vec<u8>, Vec<
             header.elts as *const ap::apr_table_entry_t,
             header.nelts as usize,
         );
-        entries
+        let pairs = entries
             .iter()
             .filter(|e| !e.key.is_null())
-            .map(|e| (c_bytes(e.key).to_vec(), c_bytes(e.val).to_vec()))
-            .collect()
+            .map(|e| (c_bytes(e.key), c_bytes(e.val)));
+        let size = pairs.clone().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let mut vars = CgiVars::with_capacity(entries.len(), size);
+        for (k, v) in pairs {
+            vars.push(k, v);
+        }
+        vars
     }
 }
 
@@ -137,7 +142,7 @@ impl Request {
         unsafe {
             ap::ap_add_cgi_vars(self.r);
             ap::ap_add_common_vars(self.r);
-            CgiVars(table_entries(self.rec().subprocess_env))
+            table_entries(self.rec().subprocess_env)
         }
     }
 

@@ -142,7 +142,7 @@ impl std::fmt::Debug for RequestHead {
             .field("application_group", &self.application_group)
             .field("callable_object", &self.callable_object)
             .field("script_reloading", &self.script_reloading)
-            .field("vars", &self.vars.0.len())
+            .field("vars", &self.vars.len())
             .finish()
     }
 }
@@ -256,8 +256,8 @@ pub fn encode_request_head(h: &RequestHead, out: &mut Vec<u8>) {
     put_bytes(out, h.application_group.as_bytes());
     put_bytes(out, h.callable_object.as_bytes());
     out.push(h.script_reloading as u8);
-    out.extend_from_slice(&len_u32(h.vars.0.len()));
-    for (k, v) in &h.vars.0 {
+    out.extend_from_slice(&len_u32(h.vars.len()));
+    for (k, v) in h.vars.iter() {
         put_bytes(out, k);
         put_bytes(out, v);
     }
@@ -280,11 +280,11 @@ pub fn decode_request_head(payload: &[u8]) -> io::Result<RequestHead> {
     let script_reloading = d.bool()?;
     let count = d.u32()? as usize;
     // Each pair takes at least 8 bytes, so a lying count cannot make us allocate much.
-    let mut vars = Vec::with_capacity(count.min(d.rest.len() / 8));
+    let mut vars = CgiVars::with_capacity(count.min(d.rest.len() / 8), d.rest.len());
     for _ in 0..count {
-        let k = d.bytes()?.to_vec();
-        let v = d.bytes()?.to_vec();
-        vars.push((k, v));
+        let k = d.bytes()?;
+        let v = d.bytes()?;
+        vars.push(k, v);
     }
     d.finish()?;
     Ok(RequestHead {
@@ -293,7 +293,7 @@ pub fn decode_request_head(payload: &[u8]) -> io::Result<RequestHead> {
         application_group,
         callable_object,
         script_reloading,
-        vars: CgiVars(vars),
+        vars,
     })
 }
 
@@ -857,7 +857,7 @@ mod tests {
             application_group: "example.com|/app".into(),
             callable_object: "application".into(),
             script_reloading: true,
-            vars: CgiVars(vec![
+            vars: CgiVars::from_iter(vec![
                 (b"REQUEST_METHOD".to_vec(), b"GET".to_vec()),
                 (b"PATH_INFO".to_vec(), b"/caf\xe9/\x00\xff".to_vec()),
                 (b"\xc3\x28bad-key".to_vec(), Vec::new()),

@@ -335,7 +335,7 @@ fn build_environ<'py>(
     errors: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let environ = objects.new_environ(py)?;
-    for (key, value) in &vars.0 {
+    for (key, value) in vars.iter() {
         environ.set_item(latin1_str(py, key)?, latin1_str(py, value)?)?;
     }
     let counts = RequestCounts::next();

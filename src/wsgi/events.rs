@@ -162,11 +162,10 @@ fn ensure_data<'py>(
 /// The value of `mod_wsgi.request_id` (set near the end of the variables, so looked for from
 /// there); empty when there is none.
 fn request_id(vars: &CgiVars) -> &[u8] {
-    vars.0
-        .iter()
+    vars.iter()
         .rev()
-        .find(|(k, _)| k == b"mod_wsgi.request_id")
-        .map_or(&[][..], |(_, v)| v.as_slice())
+        .find(|(k, _)| *k == b"mod_wsgi.request_id")
+        .map_or(&[][..], |(_, v)| v)
 }
 
 /// Marks the thread as serving the request whose variables are `vars`. True when events are
@@ -704,7 +703,7 @@ mod tests {
 
     #[test]
     fn request_id_is_found_from_the_end() {
-        let vars = CgiVars(vec![
+        let vars = CgiVars::from_iter(vec![
             (b"REQUEST_METHOD".to_vec(), b"GET".to_vec()),
             (b"mod_wsgi.request_id".to_vec(), b"abc".to_vec()),
             (b"mod_wsgi.connection_id".to_vec(), b"def".to_vec()),
