@@ -177,7 +177,11 @@ fn one_request_after_another_stays_on_the_same_threads() {
         assert_eq!(r.status, 200, "{}", apache.error_log());
         threads.insert(r.text());
     }
-    assert!(threads.len() <= 2, "{} threads served: {threads:?}", threads.len());
+    assert!(
+        threads.len() <= 2,
+        "{} threads served: {threads:?}",
+        threads.len()
+    );
     apache.stop();
 }
 
