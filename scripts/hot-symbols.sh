@@ -114,6 +114,9 @@ def ran_in(mode):
 symbols = set(subprocess.run(["nm", "--defined-only", module], capture_output=True, text=True,
                              check=True).stdout.split())
 embedded, daemon = ran_in("embedded") & symbols, ran_in("daemon") & symbols
+# Symbol names carry hashes that depend on the compiler: say which one (LLD skips "#" lines).
+rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+print(f"# {rustc}")
 # Which of these run depends on the request and the configuration more than two short runs show:
 # the request I/O of both ends and the directive handlers are kept whole.
 either = {s for s in symbols if re.search(r"RequestIo|6config10directives", s)}
