@@ -34,8 +34,15 @@ fn executed_functions_are_linked_together() {
     let listed = include_str!("../src/hot-symbols.txt");
     // The names carry hashes that change with the compiler: made by another Rust, the list
     // cannot match, and only needs making again (the module works, with more memory).
-    let made_by = listed.lines().next().unwrap_or_default().trim_start_matches("# ");
-    let rustc = Command::new("rustc").arg("--version").output().expect("rustc runs");
+    let made_by = listed
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("# ");
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .expect("rustc runs");
     let rustc = String::from_utf8_lossy(&rustc.stdout);
     if rustc.trim() != made_by {
         eprintln!(

@@ -533,3 +533,40 @@ fn request_metrics_in_a_daemon_process() {
     );
     check_request_metrics(&apache, "/d", true, 3);
 }
+
+const COUNT_APP: &str = r#"
+import time
+def application(environ, start_response):
+    if environ.get("PATH_INFO") == "/slow":
+        time.sleep(1.5)
+    body = str(environ["mod_wsgi.total_requests"]).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"#;
+
+#[test]
+fn total_requests_counts_the_requests_completed() {
+    // As in C: a request still running is not counted, though it started earlier.
+    let mut apache = Apache::start_with(
+        "metrics_total_requests",
+        &[("count.wsgi", COUNT_APP)],
+        "WSGIDaemonProcess counting processes=1 threads=4\n\
+         WSGIScriptAlias /count {dir}/count.wsgi process-group=counting",
+        common::Options::default(),
+    );
+    let count = |apache: &Apache| {
+        let r = apache.get("/count");
+        assert_eq!(r.status, 200, "{}", apache.error_log());
+        r.text().parse::<u64>().unwrap()
+    };
+    assert_eq!(count(&apache), 0);
+    let port = apache.port;
+    let slow =
+        std::thread::spawn(move || common::http_request(port, "GET", "/count/slow", &[], b""));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(count(&apache), 1, "the slow request still runs");
+    assert_eq!(slow.join().unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(count(&apache), 3);
+    apache.stop();
+}

@@ -301,8 +301,8 @@ pub fn subinterpreter_hint(group: &str, traceback: &[String]) -> Option<String> 
     })
 }
 
-/// The request counters C mod_wsgi reports: requests this process has served before this one,
-/// a small number naming the thread, and the requests this thread has served before this one.
+/// The request counters C mod_wsgi reports: requests this process has completed, a small
+/// number naming the thread, and the requests this thread has served before this one.
 struct RequestCounts {
     total: u64,
     thread_id: u64,
@@ -313,9 +313,7 @@ struct RequestCounts {
 
 impl RequestCounts {
     fn next() -> RequestCounts {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static TOTAL: AtomicU64 = AtomicU64::new(0);
-        let total = TOTAL.fetch_add(1, Ordering::Relaxed);
+        let total = super::process_metrics::requests_completed();
         // The thread numbering and counts `mod_wsgi.process_metrics()` reports.
         let call = super::process_metrics::application_called();
         RequestCounts {

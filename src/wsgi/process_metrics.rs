@@ -76,6 +76,10 @@ impl Utilisation {
         self.completed += 1;
     }
 
+    pub fn completed(&self) -> u64 {
+        self.completed
+    }
+
     /// The busy time (seconds) and requests completed up to `now`.
     pub fn read(&mut self, now: i64) -> (f64, u64) {
         self.advance(now);
@@ -366,6 +370,11 @@ impl Drop for ActiveRequest {
             s.sample.thread_finished(self.thread.id);
         }
     }
+}
+
+/// The requests this process has completed (`mod_wsgi.total_requests`, as C counts them).
+pub fn requests_completed() -> u64 {
+    monitor().utilisation.completed()
 }
 
 /// An application call, for the environ: this thread's id, the applications it called before
