@@ -8,6 +8,7 @@
 # the copies scripts/test.sh makes under /tmp/mod_wsgi_rs_pythons/). One child with 16 threads;
 # wrk loads /a and /b (one group each) at the same time. Needs wrk; benchmarks only.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 module=$(realpath "$1")
 home=$(realpath "$2")
@@ -29,17 +30,9 @@ EOF
 
 run() {
     local gil=$1
-    cat >"$work/httpd.conf" <<EOF
-ServerRoot /etc/apache2
-Listen 127.0.0.1:$port
-ServerName 127.0.0.1
-PidFile $work/httpd.pid
-ErrorLog $work/error.log
-User www-data
-Group www-data
-LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
-LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule wsgi_module $module
+    {
+        measuring_conf_head "$work" "$port" "$module"
+        cat <<EOF
 StartServers 1
 ServerLimit 1
 ThreadLimit 16
@@ -55,6 +48,7 @@ WSGIScriptAlias /b $work/cpu.wsgi application-group=B
     Require all granted
 </Directory>
 EOF
+    } >"$work/httpd.conf"
     apache2 -f "$work/httpd.conf" -k start
     for _ in $(seq 1 50); do curl -sf -o /dev/null "http://127.0.0.1:$port/a" && break; sleep 0.1; done
     curl -sf -o /dev/null "http://127.0.0.1:$port/b"

@@ -12,6 +12,7 @@
 # or upgrading Rust (symbol names carry hashes; names no longer found are ignored, and
 # tests/code_layout.rs says when too many are missing). Needs valgrind and curl.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 module=$(realpath "${1:-$here/target/release/libmod_wsgi.so}")
@@ -26,17 +27,9 @@ head -c 1048576 /dev/zero | tr '\0' a >"$work/body"
 # every app a few times, stops Apache by its pid and leaves one profile per process in $work.
 profile() {
     local mode=$1 directives=$2
-    cat >"$work/httpd.conf" <<EOF
-ServerRoot /etc/apache2
-Listen 127.0.0.1:$port
-ServerName 127.0.0.1
-PidFile $work/httpd.pid
-ErrorLog $work/error.log
-User www-data
-Group www-data
-LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
-LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule wsgi_module $module
+    {
+        measuring_conf_head "$work" "$port" "$module"
+        cat <<EOF
 KeepAlive On
 WSGIApplicationGroup %{GLOBAL}
 $directives
@@ -49,6 +42,7 @@ WSGIScriptAlias /environ $apps/environ.wsgi
     Require all granted
 </Directory>
 EOF
+    } >"$work/httpd.conf"
     rm -f "$work/httpd.pid"
     valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/callgrind.$mode.%p" \
         apache2 -DFOREGROUND -f "$work/httpd.conf" >"$work/valgrind.$mode.log" 2>&1 &

@@ -10,6 +10,7 @@
 # the extra requests is the cost of one request, start-up excluded. Kernel time (socket copies,
 # sendfile) is not counted. Needs valgrind and curl; benchmarks only, not part of the test suite.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 module=$(realpath "$1")
 test=$2
@@ -30,17 +31,9 @@ echo)
 *) echo "unknown test $test (hello, echo, big, file)" >&2; exit 2 ;;
 esac
 
-cat >"$work/httpd.conf" <<EOF
-ServerRoot /etc/apache2
-Listen 127.0.0.1:$port
-ServerName 127.0.0.1
-PidFile $work/httpd.pid
-ErrorLog $work/error.log
-User www-data
-Group www-data
-LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
-LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule wsgi_module $module
+{
+    measuring_conf_head "$work" "$port" "$module"
+    cat <<EOF
 KeepAlive On
 WSGIApplicationGroup %{GLOBAL}
 WSGIScriptAlias /$test $apps/$test.wsgi
@@ -48,6 +41,7 @@ WSGIScriptAlias /$test $apps/$test.wsgi
     Require all granted
 </Directory>
 EOF
+} >"$work/httpd.conf"
 
 # Total instructions of a run that serves $1 requests.
 run() {

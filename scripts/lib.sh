@@ -49,3 +49,21 @@ build_module() {
     log "building target/release/libmod_wsgi.so"
     cargo build --release --locked "$@"
 }
+
+# The start of the throw-away httpd.conf of the measuring scripts (instructions-per-request,
+# hot-symbols, bench-per-interpreter-gil): Apache on 127.0.0.1:$2 with its pid and log in $1,
+# the event MPM, as www-data, and the module $3.
+measuring_conf_head() {
+    cat <<EOF
+ServerRoot /etc/apache2
+Listen 127.0.0.1:$2
+ServerName 127.0.0.1
+PidFile $1/httpd.pid
+ErrorLog $1/error.log
+User www-data
+Group www-data
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule wsgi_module $3
+EOF
+}
