@@ -3,10 +3,10 @@
 //! modification time changes. The same script in two groups is two modules, loaded separately.
 
 use crate::python::detached;
-use crate::python::objects::sys_modules;
+use crate::python::objects::{compile_module_source, sys_modules};
 use crate::wsgi::interp::Names;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyModule};
+use pyo3::types::PyModule;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
@@ -99,11 +99,8 @@ fn load_module<'py>(
     mtime: i64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let source = std::fs::read(path)?;
+    let code = compile_module_source(py, &source, path)?;
     let builtins = py.import("builtins")?;
-    let code =
-        builtins
-            .getattr("compile")?
-            .call1((PyBytes::new(py, &source), path, "exec", 0, true))?;
     let module = PyModule::new(py, name)?;
     module.setattr("__file__", path)?;
     let modules = sys_modules(py)?;

@@ -220,3 +220,47 @@ def application(environ, start_response):
     }
     assert_eq!(imports(&apache).len(), 1, "{:?}", imports(&apache));
 }
+
+#[test]
+fn scripts_compile_as_python_compiles_source_files() {
+    // The count of the `ast` module's types in the interpreter: the builtin compile() builds all
+    // of them (about 300 KiB per interpreter), compiling a script needs none.
+    let counts_ast_types = r#"
+import gc
+def application(environ, start_response):
+    n = sum(1 for t in gc.get_objects() if isinstance(t, type) and t.__module__ == "ast")
+    start_response("200 OK", [])
+    return [str(n).encode()]
+"#;
+    let apache = Apache::start(
+        "compile",
+        &[("ast.wsgi", counts_ast_types)],
+        "WSGIScriptAlias /ast {dir}/ast.wsgi\n\
+         WSGIScriptAlias /latin1 {dir}/latin1.wsgi\n\
+         WSGIScriptAlias /bom {dir}/bom.wsgi\n\
+         WSGIScriptAlias /nul {dir}/nul.wsgi",
+    );
+    // A coding declaration and a UTF-8 byte-order mark are honoured, as for any source file.
+    let latin1: &[u8] = b"# -*- coding: latin-1 -*-\n\
+        def application(environ, start_response):\n    \
+            start_response('200 OK', [])\n    return ['caf\xe9'.encode('utf-8')]\n";
+    std::fs::write(apache.path("latin1.wsgi"), latin1).unwrap();
+    let bom: &[u8] = b"\xef\xbb\xbfdef application(environ, start_response):\n    \
+        start_response('200 OK', [])\n    return ['\xc3\xa9t\xc3\xa9'.encode('utf-8')]\n";
+    std::fs::write(apache.path("bom.wsgi"), bom).unwrap();
+    std::fs::write(apache.path("nul.wsgi"), b"x = 1\0\n").unwrap();
+
+    let r = apache.get("/ast");
+    assert_eq!((r.status, r.text()), (200, "0".to_string()));
+    let r = apache.get("/latin1");
+    assert_eq!((r.status, r.text()), (200, "café".to_string()));
+    let r = apache.get("/bom");
+    assert_eq!((r.status, r.text()), (200, "été".to_string()));
+    // A NUL byte is a clear error, not a script silently cut short at it.
+    assert_eq!(apache.get("/nul").status, 500);
+    let log = apache.wait_for_log("null bytes");
+    assert!(
+        log.contains("source code string cannot contain null bytes") && log.contains("nul.wsgi"),
+        "{log}"
+    );
+}
