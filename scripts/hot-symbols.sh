@@ -22,6 +22,10 @@ work=$(mktemp -d /tmp/mod_wsgi_rs_hot.XXXXXX)
 chmod 0777 "$work"
 trap 'rm -rf "$work"' EXIT
 head -c 1048576 /dev/zero | tr '\0' a >"$work/body"
+# Failing apps too: an exception's traceback reaching the error log is common enough in service.
+printf 'raise ImportError("profiled import failure")\n' >"$work/fails.wsgi"
+printf 'def application(environ, start_response):\n    raise RuntimeError("profiled")\n' \
+    >"$work/raises.wsgi"
 
 # $1: the mode's directives. Runs Apache under callgrind (every process, forks included), serves
 # every app a few times, stops Apache by its pid and leaves one profile per process in $work.
@@ -38,7 +42,12 @@ WSGIScriptAlias /echo $apps/echo.wsgi
 WSGIScriptAlias /big $apps/big.wsgi
 WSGIScriptAlias /file $apps/file.wsgi
 WSGIScriptAlias /environ $apps/environ.wsgi
+WSGIScriptAlias /fails $work/fails.wsgi
+WSGIScriptAlias /raises $work/raises.wsgi
 <Directory $apps>
+    Require all granted
+</Directory>
+<Directory $work>
     Require all granted
 </Directory>
 EOF
@@ -54,7 +63,7 @@ EOF
         sleep 0.3
     done
     for _ in 1 2 3 4; do
-        for app in hello big file environ/sub; do
+        for app in hello big file environ/sub fails raises; do
             curl -s -o /dev/null --max-time 20 "http://127.0.0.1:$port/$app"
         done
         curl -s -o /dev/null --max-time 20 --data-binary "@$work/body" "http://127.0.0.1:$port/echo"
@@ -112,8 +121,9 @@ embedded, daemon = ran_in("embedded") & symbols, ran_in("daemon") & symbols
 rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
 print(f"# {rustc}")
 # Which of these run depends on the request and the configuration more than two short runs show:
-# the request I/O of both ends and the directive handlers are kept whole.
-either = {s for s in symbols if re.search(r"RequestIo|6config10directives", s)}
+# the request I/O of both ends, the directive handlers and the C shims (src/apache/shim.c) are
+# kept whole.
+either = {s for s in symbols if re.search(r"RequestIo|6config10directives|^mod_wsgi_rs_", s)}
 embedded |= either
 daemon |= either
 for group in (embedded & daemon, embedded - daemon, daemon - embedded):
