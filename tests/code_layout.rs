@@ -84,3 +84,42 @@ fn executed_functions_are_linked_together() {
         end - start
     );
 }
+
+#[test]
+fn relative_relocations_are_packed() {
+    // build.rs asks for DT_RELR where the C library can load it (glibc 2.36+); the table of
+    // 24-byte entries it replaces is read by the loader into every Apache process.
+    let glibc = Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .expect("getconf runs");
+    let glibc = String::from_utf8_lossy(&glibc.stdout);
+    let version: Vec<u32> = glibc
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0.0")
+        .split('.')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    if version < vec![2, 36] {
+        eprintln!("glibc {glibc:?} cannot load DT_RELR: not checked");
+        return;
+    }
+    let out = Command::new("readelf")
+        .args(["--dynamic", "--section-headers", "--wide"])
+        .arg(common::module_path())
+        .output()
+        .expect("readelf (binutils) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(RELR)"), "no DT_RELR entry:\n{text}");
+    let rela_size = text
+        .lines()
+        .find(|l| l.contains(".rela.dyn"))
+        .and_then(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == ".rela.dyn")?;
+            u64::from_str_radix(words.get(at + 4)?, 16).ok()
+        })
+        .expect(".rela.dyn listed");
+    assert!(rela_size < 16 * 1024, ".rela.dyn still {rela_size} bytes");
+}
