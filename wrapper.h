@@ -24,4 +24,6 @@ apr_status_t mod_wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const cha
 apr_status_t mod_wsgi_rs_flush(request_rec *r, apr_bucket_brigade *bb);
 apr_status_t mod_wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb);
 apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb);
-long mod_wsgi_rs_read_available(request_rec *r, char *buffer, apr_size_t bufsiz);
+long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_brigade *tmp,
+                           apr_size_t max);
+int mod_wsgi_rs_brigade_iovec(apr_bucket_brigade *bb, struct iovec *iov, int cap);

@@ -7,7 +7,7 @@ use super::log::{level_of, request_log};
 use super::pool::{c_bytes, pstrdup};
 use crate::buf::UninitBuf;
 use crate::wsgi::environ::CgiVars;
-use crate::wsgi::{Level, RequestIo, ResponseHead};
+use crate::wsgi::{Level, PieceTaker, Pulled, RequestIo, ResponseHead};
 use std::ffi::{c_void, CStr};
 use std::os::raw::c_char;
 use std::ptr;
@@ -41,6 +41,8 @@ pub struct Request {
     sendfile: bool,
     /// The client socket's timeout before `set_send_timeout` changed it, put back on drop.
     saved_timeout: Option<ap::apr_interval_time_t>,
+    /// Brigades for `pull_body` (the bytes pulled, and each read), made at the first pull.
+    pull_brigades: Option<(*mut ap::apr_bucket_brigade, *mut ap::apr_bucket_brigade)>,
 }
 
 // SAFETY: a Request is used by the thread running its handler (blocking calls are made with the
@@ -62,6 +64,7 @@ impl Request {
             body_present: false,
             sendfile: false,
             saved_timeout: None,
+            pull_brigades: None,
         }
     }
 
@@ -188,18 +191,65 @@ impl RequestIo for Request {
         Ok(n as usize)
     }
 
-    fn read_body_available(&mut self, buf: &mut [u8]) -> Result<usize, String> {
-        if !self.start_body()? || buf.is_empty() {
-            return Ok(0);
+    fn pull_body(&mut self, max: usize, take: &mut PieceTaker<'_>) -> Result<Pulled, String> {
+        if !self.start_body()? || max == 0 {
+            return Ok(Pulled {
+                bytes: 0,
+                taken: Ok(()),
+            });
         }
-        // SAFETY: r is live and its body set up; buf is writable for buf.len() bytes.
-        let n = unsafe {
-            ap::mod_wsgi_rs_read_available(self.r, buf.as_mut_ptr() as *mut c_char, buf.len())
+        let r = self.r;
+        // SAFETY: r is live; the brigades live in the request pool, like the request.
+        let (pulled, tmp) = *self.pull_brigades.get_or_insert_with(|| unsafe {
+            let (pool, alloc) = ((*r).pool, (*(*r).connection).bucket_alloc);
+            (
+                ap::apr_brigade_create(pool, alloc),
+                ap::apr_brigade_create(pool, alloc),
+            )
+        });
+        // SAFETY: r is live and its body set up; both brigades are empty (cleaned up below after
+        // every pull).
+        let n = unsafe { ap::mod_wsgi_rs_pull_body(r, pulled, tmp, max) };
+        if n <= 0 {
+            // SAFETY: the brigade is ours and live.
+            unsafe { ap::apr_brigade_cleanup(pulled as *mut c_void) };
+            return if n < 0 {
+                Err(BODY_READ_ERROR.to_string())
+            } else {
+                Ok(Pulled {
+                    bytes: 0,
+                    taken: Ok(()),
+                })
+            };
+        }
+        let mut iov: Vec<ap::iovec> = Vec::new();
+        // SAFETY: the pulled buckets have all been read (mod_wsgi_rs_pull_body reads them), so
+        // their bytes stay where iov points until the brigade is cleaned up, after `take`; iov
+        // has room for `cap` entries each time.
+        let taken = unsafe {
+            let mut cap = 0;
+            loop {
+                let needed = ap::mod_wsgi_rs_brigade_iovec(pulled, iov.as_mut_ptr(), cap);
+                if needed <= cap {
+                    iov.set_len(needed.max(0) as usize);
+                    break;
+                }
+                iov.reserve_exact(needed as usize);
+                cap = needed;
+            }
+            let pieces: Vec<&[u8]> = iov
+                .iter()
+                .map(|v| std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len))
+                .collect();
+            let taken = take(&pieces);
+            drop(pieces);
+            ap::apr_brigade_cleanup(pulled as *mut c_void);
+            taken
         };
-        if n < 0 {
-            return Err(BODY_READ_ERROR.to_string());
-        }
-        Ok(n as usize)
+        Ok(Pulled {
+            bytes: n as usize,
+            taken,
+        })
     }
 
     fn expect_continue(&mut self) {

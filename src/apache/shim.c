@@ -68,38 +68,85 @@ apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb)
 }
 
 /*
- * Read request body bytes that are already available, without waiting: what
- * ap_get_client_block does, with a non-blocking read. Returns the number of bytes read, 0 when
- * none is available now or the body has ended, -1 on a read error. The end of the body is
- * recorded as ap_get_client_block records it, so later reads see it.
+ * Reads up to `max` bytes of the request body into `bb` (empty on entry), without copying them:
+ * waits for some, then takes what has already arrived. `tmp` is an empty brigade to read into.
+ * Buckets a filter only lends for the call (mod_ssl's transient ones) are set aside into the
+ * request pool, since later reads reuse their memory. Returns the number of bytes, 0 at the end
+ * of the body, -1 on a read error; the end and the bytes read are recorded as
+ * ap_get_client_block records them.
  */
-long mod_wsgi_rs_read_available(request_rec *r, char *buffer, apr_size_t bufsiz)
+long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_brigade *tmp,
+                           apr_size_t max)
 {
-    apr_status_t rv;
-    apr_bucket_brigade *bb;
-    apr_size_t len = bufsiz;
+    apr_read_type_e block = APR_BLOCK_READ;
+    apr_size_t total = 0;
 
-    if (r->remaining < 0 || (!r->read_chunked && r->remaining == 0)) {
-        return 0;
+    while (total < max && !(r->remaining < 0 || (!r->read_chunked && r->remaining == 0))) {
+        apr_status_t rv = ap_get_brigade(r->input_filters, tmp, AP_MODE_READBYTES, block,
+                                         max - total);
+        if (block == APR_NONBLOCK_READ && APR_STATUS_IS_EAGAIN(rv)) {
+            apr_brigade_cleanup(tmp);
+            break;
+        }
+        if (rv != APR_SUCCESS) {
+            apr_brigade_cleanup(tmp);
+            r->connection->keepalive = AP_CONN_CLOSE;
+            return -1;
+        }
+        if (!APR_BRIGADE_EMPTY(tmp) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(tmp))) {
+            r->remaining = r->read_chunked ? -1 : 0;
+        }
+        while (!APR_BRIGADE_EMPTY(tmp)) {
+            apr_bucket *e = APR_BRIGADE_FIRST(tmp);
+            const char *data;
+            apr_size_t len;
+            if (APR_BUCKET_IS_METADATA(e)) {
+                apr_bucket_delete(e);
+                continue;
+            }
+            rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
+            if (rv == APR_SUCCESS) {
+                rv = apr_bucket_setaside(e, r->pool);
+            }
+            if (rv != APR_SUCCESS && rv != APR_ENOTIMPL) {
+                apr_brigade_cleanup(tmp);
+                r->connection->keepalive = AP_CONN_CLOSE;
+                return -1;
+            }
+            APR_BUCKET_REMOVE(e);
+            APR_BRIGADE_INSERT_TAIL(bb, e);
+            total += e->length;
+        }
+        if (total == 0) {
+            break; /* the end, or (as ap_get_client_block takes it) a filter that sent nothing */
+        }
+        block = APR_NONBLOCK_READ;
     }
-    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_NONBLOCK_READ, bufsiz);
-    if (APR_STATUS_IS_EAGAIN(rv)) {
-        apr_brigade_destroy(bb);
-        return 0;
+    r->read_length += total;
+    return (long)total;
+}
+
+/*
+ * Points iov[0..) at the data of bb's buckets, which must all have been read (as
+ * mod_wsgi_rs_pull_body leaves them). Returns how many entries the brigade needs, which may be
+ * more than `cap`: then only the first `cap` are filled.
+ */
+int mod_wsgi_rs_brigade_iovec(apr_bucket_brigade *bb, struct iovec *iov, int cap)
+{
+    int n = 0;
+    apr_bucket *e;
+
+    for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb); e = APR_BUCKET_NEXT(e)) {
+        const char *data;
+        apr_size_t len;
+        if (e->length == 0 || apr_bucket_read(e, &data, &len, APR_NONBLOCK_READ) != APR_SUCCESS) {
+            continue;
+        }
+        if (n < cap) {
+            iov[n].iov_base = (void *)data;
+            iov[n].iov_len = len;
+        }
+        n++;
     }
-    if (rv != APR_SUCCESS) {
-        apr_brigade_destroy(bb);
-        return -1;
-    }
-    if (!APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))) {
-        r->remaining = r->read_chunked ? -1 : 0;
-    }
-    rv = apr_brigade_flatten(bb, buffer, &len);
-    apr_brigade_destroy(bb);
-    if (rv != APR_SUCCESS) {
-        return -1;
-    }
-    r->read_length += len;
-    return (long)len;
+    return n;
 }

@@ -6,7 +6,7 @@
 use super::now_us;
 use super::unix::{self, RetryPolicy};
 use super::wire::{self, FrameReader, FrameWriter, Kind, RequestHead};
-use crate::wsgi::{Level, RequestIo};
+use crate::wsgi::{Level, Pulled, RequestIo};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
@@ -185,7 +185,6 @@ fn exchange(
     }
     let mut stage = Stage::Sent;
     let mut body_pulled = false;
-    let mut body = Vec::new();
     let mut body_sent = 0u64;
     let content_length = head
         .vars
@@ -310,15 +309,16 @@ fn exchange(
             Kind::Pull => {
                 body_pulled = true;
                 let want = wire::parse_u64(frame.payload).unwrap_or(0).min(1 << 20) as usize;
-                body.resize(pull_buffer_size(want, content_length, body_sent), 0);
-                let sent = match read_pull(io, &mut body) {
-                    Ok(0) => writer.frame(Kind::BodyEnd, &[]),
-                    Ok(n) => {
-                        body_sent += n as u64;
-                        writer.frame(Kind::Body, &body[..n])
-                    }
-                    Err(e) => writer.frame(Kind::BodyError, e.as_bytes()),
-                };
+                let max = pull_size(want, content_length, body_sent);
+                let sent =
+                    match io.pull_body(max, &mut |pieces| writer.frame_parts(Kind::Body, pieces)) {
+                        Ok(Pulled { bytes: 0, .. }) => writer.frame(Kind::BodyEnd, &[]),
+                        Ok(Pulled { bytes, taken }) => {
+                            body_sent += bytes as u64;
+                            taken
+                        }
+                        Err(e) => writer.frame(Kind::BodyError, e.as_bytes()),
+                    };
                 if sent.and_then(|()| writer.flush()).is_err() {
                     return fail(io, stage, "closed the connection");
                 }
@@ -375,26 +375,12 @@ fn client_failed(
     Attempt::Finished(Exchange::Done)
 }
 
-/// The buffer for answering a Pull of `want` bytes: no larger than what is left of a declared
-/// body (but at least 8 KiB, in case an input filter makes the body longer than declared), so a
-/// small upload does not cost a large zeroed buffer.
-fn pull_buffer_size(want: usize, content_length: Option<u64>, sent: u64) -> usize {
+/// How much of the body to read for a Pull of `want` bytes: no more than what is left of a
+/// declared body (but at least 8 KiB, in case an input filter makes the body longer than
+/// declared), so a small upload does not cost a large buffer where one is used.
+fn pull_size(want: usize, content_length: Option<u64>, sent: u64) -> usize {
     let left = content_length.map_or(want as u64, |len| len.saturating_sub(sent).max(8192));
     (want as u64).min(left).max(1) as usize
-}
-
-/// Answers a Pull: waits for some body, then adds what else has already arrived (up to the
-/// size asked), so a fast upload costs one round trip per Pull rather than one per network read,
-/// while a slow one is passed on as it comes.
-fn read_pull(io: &mut dyn RequestIo, buf: &mut [u8]) -> Result<usize, String> {
-    let mut n = io.read_body(buf)?;
-    while n > 0 && n < buf.len() {
-        match io.read_body_available(&mut buf[n..])? {
-            0 => break,
-            more => n += more,
-        }
-    }
-    Ok(n)
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -671,14 +657,14 @@ mod tests {
 
     #[test]
     fn pull_buffers_are_no_larger_than_the_declared_body_left() {
-        assert_eq!(pull_buffer_size(262_144, Some(1024), 0), 8192);
-        assert_eq!(pull_buffer_size(262_144, Some(1 << 20), 0), 262_144);
-        assert_eq!(pull_buffer_size(262_144, Some(300_000), 262_144), 37_856);
+        assert_eq!(pull_size(262_144, Some(1024), 0), 8192);
+        assert_eq!(pull_size(262_144, Some(1 << 20), 0), 262_144);
+        assert_eq!(pull_size(262_144, Some(300_000), 262_144), 37_856);
         // Past the declared length (an input filter made it longer): still room to read.
-        assert_eq!(pull_buffer_size(262_144, Some(100), 5000), 8192);
-        assert_eq!(pull_buffer_size(262_144, None, 0), 262_144);
-        assert_eq!(pull_buffer_size(4096, Some(1 << 20), 0), 4096);
-        assert_eq!(pull_buffer_size(0, None, 0), 1);
+        assert_eq!(pull_size(262_144, Some(100), 5000), 8192);
+        assert_eq!(pull_size(262_144, None, 0), 262_144);
+        assert_eq!(pull_size(4096, Some(1 << 20), 0), 4096);
+        assert_eq!(pull_size(0, None, 0), 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! headers and body give way to Apache's.
 
 use crate::buf::UninitBuf;
-use crate::wsgi::{Level, RequestIo, ResponseHead};
+use crate::wsgi::{Level, PieceTaker, Pulled, RequestIo, ResponseHead};
 
 /// The child's `RequestIo`, with error responses held back when the option is on.
 pub struct ErrorOverride<'a> {
@@ -49,6 +49,10 @@ impl RequestIo for ErrorOverride<'_> {
 
     fn read_body_available(&mut self, buf: &mut [u8]) -> Result<usize, String> {
         self.inner.read_body_available(buf)
+    }
+
+    fn pull_body(&mut self, max: usize, take: &mut PieceTaker<'_>) -> Result<Pulled, String> {
+        self.inner.pull_body(max, take)
     }
 
     fn expect_continue(&mut self) {

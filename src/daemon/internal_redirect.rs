@@ -8,7 +8,7 @@
 //! (`WWW-Authenticate`) into the redirected request, and nothing else of it.
 
 use crate::buf::UninitBuf;
-use crate::wsgi::{Level, RequestIo, ResponseHead};
+use crate::wsgi::{Level, PieceTaker, Pulled, RequestIo, ResponseHead};
 
 /// The local URL a daemon response asks Apache to serve in its place, if it does.
 ///
@@ -64,6 +64,10 @@ impl RequestIo for InternalRedirect<'_> {
 
     fn read_body_available(&mut self, buf: &mut [u8]) -> Result<usize, String> {
         self.inner.read_body_available(buf)
+    }
+
+    fn pull_body(&mut self, max: usize, take: &mut PieceTaker<'_>) -> Result<Pulled, String> {
+        self.inner.pull_body(max, take)
     }
 
     fn expect_continue(&mut self) {

@@ -578,6 +578,26 @@ impl<S: AsFd> FrameWriter<S> {
         Ok(())
     }
 
+    /// Sends one frame whose payload is `parts` one after the other, at once (after anything
+    /// buffered), without copying them.
+    pub fn frame_parts(&mut self, kind: Kind, parts: &[&[u8]]) -> io::Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > MAX_PAYLOAD {
+            self.check()?;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{kind:?} frame payload of {len} bytes exceeds the {MAX_PAYLOAD} byte limit"
+                ),
+            ));
+        }
+        let header = frame_header(kind, len);
+        let mut all: Vec<&[u8]> = Vec::with_capacity(1 + parts.len());
+        all.push(&header);
+        all.extend_from_slice(parts);
+        self.send_all(&all, None)
+    }
+
     /// Sends body bytes as `Data` frames (split at [`MAX_PAYLOAD`]). With `flush`, the last one is
     /// `DataFlush` (an empty one if `bytes` is empty) and the socket is flushed.
     pub fn data(&mut self, bytes: &[u8], flush: bool) -> io::Result<()> {

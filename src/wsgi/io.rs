@@ -21,6 +21,18 @@ pub struct ResponseHead {
     pub content_length: Option<u64>,
 }
 
+/// What [`RequestIo::pull_body`] hands the pieces of body it read to.
+pub type PieceTaker<'a> = dyn FnMut(&[&[u8]]) -> std::io::Result<()> + 'a;
+
+/// The outcome of [`RequestIo::pull_body`].
+#[derive(Debug)]
+pub struct Pulled {
+    /// Body bytes read: 0 at the end of the body.
+    pub bytes: usize,
+    /// What the taker returned (`Ok` when it was not called).
+    pub taken: std::io::Result<()>,
+}
+
 pub trait RequestIo: Send {
     /// Reads up to `buf.len()` bytes of the request body; `Ok(0)` at its end.
     fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String>;
@@ -36,6 +48,31 @@ pub trait RequestIo: Send {
     /// (or at the end). The default reads nothing.
     fn read_body_available(&mut self, _buf: &mut [u8]) -> Result<usize, String> {
         Ok(0)
+    }
+    /// Reads up to `max` bytes of the request body (waiting for some, then adding what has
+    /// already arrived, so a fast upload moves in few large pieces and a slow one as it comes)
+    /// and hands them to `take` as slices. Returns how many bytes there were (0 at the end, and
+    /// then `take` is not called) and what `take` returned. The default reads into a buffer;
+    /// Apache's implementation hands over its own buffers, uncopied.
+    fn pull_body(&mut self, max: usize, take: &mut PieceTaker<'_>) -> Result<Pulled, String> {
+        let mut buf = vec![0u8; max.max(1)];
+        let mut n = self.read_body(&mut buf)?;
+        while n > 0 && n < buf.len() {
+            match self.read_body_available(&mut buf[n..])? {
+                0 => break,
+                more => n += more,
+            }
+        }
+        if n == 0 {
+            return Ok(Pulled {
+                bytes: 0,
+                taken: Ok(()),
+            });
+        }
+        Ok(Pulled {
+            bytes: n,
+            taken: take(&[&buf[..n]]),
+        })
     }
     /// Answers a pending `Expect: 100-continue` now (`wsgi.input.read(0)`), so the client sends
     /// the body; nothing happens when none is pending.

@@ -17,4 +17,4 @@ pub mod state;
 
 pub use adapter::{run_app, Outcome};
 pub use interp::ServerInfo;
-pub use io::{Level, RequestIo, ResponseHead};
+pub use io::{Level, PieceTaker, Pulled, RequestIo, ResponseHead};
