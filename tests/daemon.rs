@@ -421,6 +421,98 @@ def application(environ, start_response):
 "#;
 
 #[test]
+fn large_uploads_do_not_fault_the_daemons_memory_in_again_each_time() {
+    // Reading an upload in 64 KiB pieces frees and allocates the same memory over and over;
+    // glibc's default thresholds gave it back to the kernel each time, to be faulted in again.
+    let faults = r#"
+import resource
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(resource.getrusage(resource.RUSAGE_SELF).ru_minflt).encode()]
+"#;
+    let apache = Apache::start(
+        "daemon_faults",
+        &[("hash.wsgi", HASH), ("faults.wsgi", faults)],
+        "WSGIDaemonProcess site threads=1\n\
+         WSGIProcessGroup site\n\
+         WSGIScriptAlias /hash {dir}/hash.wsgi\n\
+         WSGIScriptAlias /faults {dir}/faults.wsgi",
+    );
+    let body = vec![b'x'; 1 << 20];
+    let upload = |n: usize| {
+        for _ in 0..n {
+            let r = apache.request("POST", "/hash", &[], &body);
+            assert_eq!(r.status, 200, "{}", apache.error_log());
+        }
+    };
+    let faults_so_far = || -> u64 { apache.get("/faults").text().parse().unwrap() };
+    upload(5);
+    let before = faults_so_far();
+    upload(20);
+    let per_request = (faults_so_far() - before) as f64 / 20.0;
+    assert!(
+        per_request < 5.0,
+        "{per_request} page faults per 1 MiB upload"
+    );
+}
+
+#[test]
+fn uploads_over_tls_reach_the_daemon_intact() {
+    // mod_ssl lends its decrypted bytes in a buffer that its next read reuses, while a Pull
+    // gathers several reads' worth before sending them on: those must be copied aside first.
+    let keys = common::temp_dir("daemon_tls_keys");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(keys.join("key.pem"))
+        .arg("-out")
+        .arg(keys.join("cert.pem"))
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    let apache = Apache::start(
+        "daemon_tls",
+        &[("hash.wsgi", HASH)],
+        &format!(
+            "LoadModule ssl_module {}/mod_ssl.so\n\
+             SSLEngine on\n\
+             SSLCertificateFile {keys}/cert.pem\n\
+             SSLCertificateKeyFile {keys}/key.pem\n\
+             WSGIDaemonProcess site threads=2\n\
+             WSGIProcessGroup site\n\
+             WSGIScriptAlias /hash {{dir}}/hash.wsgi",
+            common::MODULES,
+            keys = keys.display()
+        ),
+    );
+    let body: Vec<u8> = (0..8 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let upload = apache.path("upload.bin");
+    std::fs::write(&upload, &body).unwrap();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sSk",
+            "--max-time",
+            "60",
+            "-H",
+            "Content-Type: application/octet-stream",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", upload.display()))
+        .arg(format!("https://127.0.0.1:{}/hash", apache.port))
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "{out:?}\n{}", apache.error_log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{} {}", body.len(), sha256_hex(&body))
+    );
+}
+
+#[test]
 fn file_wrapper_responses_pass_the_file_to_apache() {
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let apache = Apache::start(

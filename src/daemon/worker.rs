@@ -138,6 +138,7 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
         (plan.set_title)(title);
     }
     process::set_thread_name(&format!("wsgi:{name}"));
+    process::keep_freed_heap_memory();
     plan.log(
         Level::Info,
         &format!(
