@@ -20,6 +20,13 @@ impl<'a> UninitBuf<'a> {
         self.filled
     }
 
+    /// The bytes written so far.
+    pub fn written(&self) -> &[u8] {
+        // SAFETY: the first `filled` bytes have been written (extend_from_slice, or advance's
+        // contract), so they are initialised u8s.
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), self.filled) }
+    }
+
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.filled
     }

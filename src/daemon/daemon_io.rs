@@ -146,6 +146,14 @@ impl RequestIo for DaemonIo {
         if dest.remaining() == 0 {
             return Ok(0);
         }
+        if self.pending_at == self.pending.len() && self.body_rest > 0 {
+            // The rest of a large Body frame goes from the connection straight into dest.
+            let (n, rest) = self.reader.piece_into(dest).map_err(|e| {
+                format!("connection to Apache lost while reading the request body: {e}")
+            })?;
+            self.body_rest = rest;
+            return Ok(n);
+        }
         self.read_with(dest.remaining(), |bytes| dest.extend_from_slice(bytes))
     }
 

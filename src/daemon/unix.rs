@@ -5,6 +5,7 @@
 //! that arrive. Every `unsafe` block of daemon mode lives here, each a thin wrapper around one
 //! libc call.
 
+use crate::buf::UninitBuf;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::mem::{size_of, MaybeUninit};
@@ -419,6 +420,18 @@ pub fn recv_with_fds(
     buf: &mut [u8],
     fds: &mut VecDeque<OwnedFd>,
 ) -> io::Result<usize> {
+    // SAFETY: initialised bytes are valid MaybeUninit<u8>, and recv only writes bytes.
+    let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+    recv_uninit_with_fds(fd, buf, fds)
+}
+
+/// [`recv_with_fds`] into memory not yet initialised; the first `n` bytes (the result) are
+/// initialised when it returns.
+pub fn recv_uninit_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [MaybeUninit<u8>],
+    fds: &mut VecDeque<OwnedFd>,
+) -> io::Result<usize> {
     // Aligned for cmsghdr; room for MAX_FDS_PER_RECV descriptors.
     let mut control = [MaybeUninit::<u64>::uninit(); 2 + MAX_FDS_PER_RECV];
     let mut iov = libc::iovec {
@@ -458,6 +471,25 @@ pub fn recv_with_fds(
             "the peer sent more file descriptors than expected; some were dropped",
         ));
     }
+    Ok(n)
+}
+
+/// [`recv_with_fds`] of up to `max` bytes straight into the unfilled part of `dest`, which
+/// counts them as filled.
+pub fn recv_into(
+    fd: BorrowedFd<'_>,
+    dest: &mut UninitBuf<'_>,
+    max: usize,
+    fds: &mut VecDeque<OwnedFd>,
+) -> io::Result<usize> {
+    let want = max.min(dest.remaining());
+    // SAFETY: spare_ptr() points at remaining() >= want writable bytes of dest, which nothing
+    // else uses while this slice lives.
+    let spare =
+        unsafe { std::slice::from_raw_parts_mut(dest.spare_ptr().cast::<MaybeUninit<u8>>(), want) };
+    let n = recv_uninit_with_fds(fd, spare, fds)?;
+    // SAFETY: the kernel wrote the first n (<= want) bytes of spare.
+    unsafe { dest.advance(n) };
     Ok(n)
 }
 

@@ -15,7 +15,8 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::unix::{recv_with_fds, send_vectored};
+use super::unix::{recv_into, recv_with_fds, send_vectored};
+use crate::buf::UninitBuf;
 use crate::wsgi::environ::CgiVars;
 use crate::wsgi::{Level, ResponseHead};
 
@@ -787,10 +788,6 @@ impl<S: AsFd> FrameReader<S> {
             if kind.arrives_in_pieces() && HEADER_LEN + len > self.capacity {
                 self.start += HEADER_LEN;
                 self.reset_if_drained();
-                // Pieces as large as allowed: fewer reads, fewer writes to the client.
-                if self.buf.len() < self.capacity {
-                    self.buf.resize(self.capacity, 0);
-                }
                 self.piece_of = Some((kind, len));
             } else {
                 return self.whole_frame(kind, len).map(Some);
@@ -799,6 +796,10 @@ impl<S: AsFd> FrameReader<S> {
         let Some((kind, rest)) = self.piece_of else {
             unreachable!("set just above")
         };
+        if self.start == self.end && self.buf.len() < self.capacity {
+            // Pieces as large as allowed: fewer reads, fewer writes to the client.
+            self.buf.resize(self.capacity, 0);
+        }
         if self.start == self.end && !self.fill_to(1)? {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -815,6 +816,51 @@ impl<S: AsFd> FrameReader<S> {
             payload,
             rest,
         }))
+    }
+
+    /// Continues the frame being handed out in pieces (after [`next_frame`](Self::next_frame)
+    /// returned one with more to come), writing its next bytes into `dest`: those already
+    /// buffered, or else what one read from the connection brings, straight into `dest`, which
+    /// saves copying a large body through the buffer. Returns the bytes written (0 only when
+    /// `dest` is full) and how much of the frame is still to come.
+    pub fn piece_into(&mut self, dest: &mut UninitBuf<'_>) -> io::Result<(usize, usize)> {
+        self.start += std::mem::take(&mut self.returned);
+        self.reset_if_drained();
+        let Some((kind, rest)) = self.piece_of else {
+            return Err(invalid("no frame is arriving in pieces"));
+        };
+        let want = rest.min(dest.remaining());
+        if want == 0 {
+            return Ok((0, rest));
+        }
+        let n = if self.start < self.end {
+            let n = dest.extend_from_slice(&self.buf[self.start..self.end.min(self.start + want)]);
+            self.start += n;
+            self.reset_if_drained();
+            n
+        } else {
+            loop {
+                match recv_into(self.sock.as_fd(), dest, want, &mut self.fds) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("daemon connection closed inside a {:?} frame", kind),
+                        ))
+                    }
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if self.fds.len() > MAX_QUEUED_FDS {
+            return Err(invalid(
+                "the peer sent file descriptors without File frames",
+            ));
+        }
+        let rest = rest - n;
+        self.piece_of = (rest > 0).then_some((kind, rest));
+        Ok((n, rest))
     }
 
     /// Reads the rest of a frame whose header is buffered at `start`.
@@ -1217,6 +1263,45 @@ mod tests {
             ]
         );
         assert!(r.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn the_rest_of_a_body_frame_can_be_read_straight_into_a_buffer() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut w = FrameWriter::new(a);
+        let mut r = FrameReader::new(b);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let data2 = data.clone();
+        let t = std::thread::spawn(move || {
+            w.frame(Kind::Body, &data2).unwrap();
+            w.frame(Kind::BodyEnd, &[]).unwrap();
+            w.flush().unwrap();
+        });
+        let first = r.next_frame().unwrap().unwrap();
+        assert_eq!(first.kind, Kind::Body);
+        let mut got = first.payload.to_vec();
+        let mut rest = first.rest;
+        assert!(rest > 0);
+        while rest > 0 {
+            let mut storage = vec![std::mem::MaybeUninit::<u8>::uninit(); 10_000];
+            let mut dest = UninitBuf::new(&mut storage);
+            let (n, left) = r.piece_into(&mut dest).unwrap();
+            assert!(n > 0 && n == dest.filled() && left == rest - n);
+            got.extend_from_slice(dest.written());
+            rest = left;
+        }
+        assert_eq!(got, data);
+        // Read straight into the destination, not through the reader's own buffer.
+        assert!(
+            r.buf.len() <= INITIAL_BUFFER,
+            "buffer grew to {}",
+            r.buf.len()
+        );
+        assert_eq!(r.next_frame().unwrap().unwrap().kind, Kind::BodyEnd);
+        // With no frame arriving in pieces, there is nothing to continue.
+        let mut storage = [std::mem::MaybeUninit::<u8>::uninit(); 8];
+        assert!(r.piece_into(&mut UninitBuf::new(&mut storage)).is_err());
+        t.join().unwrap();
     }
 
     #[test]
