@@ -5,8 +5,7 @@
 //! - `supervisor`: the per-group process that starts and replaces the group's processes;
 //! - `worker`: one process of a group (Python, threads, stopping);
 //! - `timers`: inactivity-, request-, startup- and deadlock-timeout and restart-interval in a
-//!   process; `gil_probe`: what tells deadlock-timeout that the GIL is still free; `turns`: the
-//!   last-in-first-out turn the serving threads take to wait for a connection;
+//!   process; `gil_probe`: what tells deadlock-timeout that the GIL is still free;
 //! - `serve`: one connection in a daemon process;
 //! - `daemon_io`/`client`: the two ends of a proxied request (the daemon's `RequestIo` and the
 //!   Apache child that carries it out);
@@ -28,7 +27,6 @@ pub mod script_owner;
 pub mod serve;
 pub mod supervisor;
 pub mod timers;
-mod turns;
 pub mod unix;
 pub mod wire;
 pub mod worker;

@@ -271,6 +271,80 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     }
 }
 
+/// Where a daemon process's free serving threads wait for the next connection, all at once.
+///
+/// The listener is in an epoll set, one-shot: a connection wakes one waiting thread, and epoll
+/// wakes the thread that began waiting last (its waiters are last in, first out), so one request
+/// after another stays on the same few threads, whose stacks, arenas and caches are warm. The
+/// woken thread re-arms the listener after its accept, which wakes the next thread only if more
+/// connections wait. No thread is woken just to take over the waiting, as a turn passed from
+/// thread to thread needs. The stop pipe, level-triggered, wakes every thread in turn.
+pub struct ConnectionWaiter {
+    epoll: OwnedFd,
+    listener: RawFd,
+    /// The read end of the stop pipe, kept open while in the epoll set.
+    _stop: OwnedFd,
+}
+
+/// What woke a thread in [`ConnectionWaiter::next`].
+pub enum Woken {
+    Connection(OwnedFd),
+    /// The stop pipe is readable.
+    Stop,
+    /// Nothing to do (another process of the group took the connection, or a signal).
+    Nothing,
+}
+
+const LISTENER_TOKEN: u64 = 1;
+const STOP_TOKEN: u64 = 2;
+
+impl ConnectionWaiter {
+    /// `listener` must be non-blocking (other processes of the group accept from it too) and
+    /// stay open as long as the waiter; `stop` is the read end of a pipe written to stop.
+    pub fn new(listener: BorrowedFd<'_>, stop: OwnedFd) -> io::Result<ConnectionWaiter> {
+        // SAFETY: epoll_create1 has no preconditions; the descriptor is new and owned once.
+        let epoll = owned(cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?);
+        let waiter = ConnectionWaiter {
+            epoll,
+            listener: listener.as_raw_fd(),
+            _stop: stop,
+        };
+        waiter.control(libc::EPOLL_CTL_ADD, listener.as_raw_fd(), LISTENER_TOKEN, true)?;
+        waiter.control(libc::EPOLL_CTL_ADD, waiter._stop.as_raw_fd(), STOP_TOKEN, false)?;
+        Ok(waiter)
+    }
+
+    fn control(&self, op: libc::c_int, fd: RawFd, token: u64, one_shot: bool) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | if one_shot { libc::EPOLLONESHOT } else { 0 }) as u32,
+            u64: token,
+        };
+        // SAFETY: event is a valid epoll_event for the call; the descriptors are open.
+        cvt(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut event) }).map(drop)
+    }
+
+    /// Waits for a connection (accepted here) or the stop pipe.
+    pub fn next(&self) -> io::Result<Woken> {
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: room for the one event asked for.
+        let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), &mut event, 1, -1) };
+        match cvt(n) {
+            Ok(1) => {}
+            Ok(_) => return Ok(Woken::Nothing),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Woken::Nothing),
+            Err(e) => return Err(e),
+        }
+        if event.u64 == STOP_TOKEN {
+            return Ok(Woken::Stop);
+        }
+        // SAFETY: the listener stays open as long as the waiter (new's contract).
+        let accepted = accept(unsafe { BorrowedFd::borrow_raw(self.listener) });
+        // Armed again whatever the accept did, or no thread would ever be woken again.
+        self.control(libc::EPOLL_CTL_MOD, self.listener, LISTENER_TOKEN, true)?;
+        Ok(accepted.map_or(Woken::Nothing, Woken::Connection))
+    }
+}
+
 /// Sets or clears O_NONBLOCK.
 pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
     // SAFETY: plain fcntl on a borrowed, open descriptor.

@@ -8,7 +8,6 @@ use super::plan::GroupPlan;
 use super::process::{self, CONTROL_SIGNALS};
 use super::scoreboard::Scoreboard;
 use super::timers::{self, Activity, Slot};
-use super::turns::Turns;
 use super::unix;
 use crate::python;
 use crate::wsgi::Level;
@@ -37,12 +36,10 @@ pub struct State {
     reason: AtomicU8,
     /// The graceful stop came from SIGUSR1 (set with the reason, read after the wake-up).
     evicted: AtomicBool,
-    /// Written once when stopping; polled by the accepting thread so it wakes at once.
-    wake_read: OwnedFd,
+    /// Written once when stopping, which wakes every thread waiting for a connection.
     wake_write: OwnedFd,
-    /// One thread at a time waits for a connection, and only a thread that is free to serve it;
-    /// the most recently freed thread waits next.
-    accept_turn: Turns,
+    /// Where the free threads wait for a connection; the most recently freed is woken first.
+    waiter: unix::ConnectionWaiter,
     stopped: (Mutex<bool>, Condvar),
     /// The connections queued when Apache stopped the group have all been taken.
     drained: AtomicBool,
@@ -52,7 +49,7 @@ pub struct State {
 }
 
 impl State {
-    fn new(threads: usize) -> std::io::Result<State> {
+    fn new(threads: usize, listener: BorrowedFd<'_>) -> std::io::Result<State> {
         let mut fds = [0; 2];
         // SAFETY: fds has room for the two descriptors pipe2 writes.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
@@ -60,12 +57,12 @@ impl State {
         }
         // SAFETY: pipe2 just created both descriptors; each is owned once.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let waiter = unix::ConnectionWaiter::new(listener, r)?;
         Ok(State {
             reason: AtomicU8::new(StopReason::Running as u8),
             evicted: AtomicBool::new(false),
-            wake_read: r,
             wake_write: w,
-            accept_turn: Turns::default(),
+            waiter,
             stopped: (Mutex::new(false), Condvar::new()),
             drained: AtomicBool::new(false),
             requests: AtomicU64::new(0),
@@ -146,10 +143,15 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
             plan.identity.uid, plan.identity.gid, plan.options.threads
         ),
     );
-    let state = match State::new(plan.options.threads as usize) {
+    // SAFETY: the listener stays open for the life of the process.
+    let listener = unsafe { BorrowedFd::borrow_raw(plan.listener) };
+    let state = match State::new(plan.options.threads as usize, listener) {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            plan.log(Level::Error, &format!("{tag}: Cannot create a pipe: {e}"));
+            plan.log(
+                Level::Error,
+                &format!("{tag}: Cannot set up waiting for connections: {e}"),
+            );
             process::exit_now(1);
         }
     };
@@ -271,17 +273,25 @@ pub(super) fn spawn_reaper(plan: &GroupPlan, limit: Duration, why: &'static str)
         });
 }
 
-/// What thread `slot` does: take turns waiting for a connection, serve it, repeat.
+/// What thread `slot` does: wait for a connection, serve it, repeat.
 fn accept_loop(plan: &GroupPlan, state: &State, board: Option<Arc<Scoreboard>>, slot: usize) {
     // SAFETY: the listener stays open for the life of the process.
     let listener = unsafe { BorrowedFd::borrow_raw(plan.listener) };
     loop {
         let conn = {
-            let _turn = state.accept_turn.take();
             match state.reason() {
-                StopReason::Running => match next_connection(listener, state) {
-                    Some(conn) => conn,
-                    None => continue,
+                StopReason::Running => match state.waiter.next() {
+                    Ok(unix::Woken::Connection(conn)) => conn,
+                    Ok(unix::Woken::Stop | unix::Woken::Nothing) => continue,
+                    Err(e) => {
+                        // Nothing can wait for connections any more: let a new process do it.
+                        plan.log(
+                            Level::Error,
+                            &format!("{}: Cannot wait for connections: {e}", plan.tag()),
+                        );
+                        state.stop(StopReason::Graceful);
+                        continue;
+                    }
                 },
                 // Apache has removed the socket, so nothing new arrives: serve what was already
                 // queued instead of dropping it.
@@ -330,25 +340,3 @@ fn accept_loop(plan: &GroupPlan, state: &State, board: Option<Arc<Scoreboard>>, 
     }
 }
 
-/// Waits for a connection or a stop; None when woken without one.
-fn next_connection(listener: BorrowedFd<'_>, state: &State) -> Option<OwnedFd> {
-    let mut fds = [
-        libc::pollfd {
-            fd: listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: state.wake_read.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // SAFETY: fds is a valid array of two pollfd entries.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-    if n <= 0 || fds[1].revents != 0 || state.reason() != StopReason::Running {
-        return None;
-    }
-    // Another process of the group may have taken it: the listener is non-blocking.
-    unix::accept(listener).ok()
-}
