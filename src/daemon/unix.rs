@@ -309,8 +309,18 @@ impl ConnectionWaiter {
             listener: listener.as_raw_fd(),
             _stop: stop,
         };
-        waiter.control(libc::EPOLL_CTL_ADD, listener.as_raw_fd(), LISTENER_TOKEN, true)?;
-        waiter.control(libc::EPOLL_CTL_ADD, waiter._stop.as_raw_fd(), STOP_TOKEN, false)?;
+        waiter.control(
+            libc::EPOLL_CTL_ADD,
+            listener.as_raw_fd(),
+            LISTENER_TOKEN,
+            true,
+        )?;
+        waiter.control(
+            libc::EPOLL_CTL_ADD,
+            waiter._stop.as_raw_fd(),
+            STOP_TOKEN,
+            false,
+        )?;
         Ok(waiter)
     }
 
@@ -607,6 +617,48 @@ mod tests {
     use super::*;
     use crate::daemon::test_util::TempDir;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_connection_wakes_the_thread_that_began_waiting_last_and_a_stop_wakes_all() {
+        use std::os::unix::net::UnixListener;
+        use std::sync::{Arc, Mutex};
+        let dir = TempDir::new("waiter");
+        let path = dir.0.join("sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let (stop_read, stop_write) = std::io::pipe().unwrap();
+        let waiter =
+            Arc::new(ConnectionWaiter::new(listener.as_fd(), OwnedFd::from(stop_read)).unwrap());
+        let woken = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..3)
+            .map(|i| {
+                let (waiter, woken) = (waiter.clone(), woken.clone());
+                let t = std::thread::spawn(move || loop {
+                    match waiter.next().unwrap() {
+                        Woken::Connection(_) => woken.lock().unwrap().push(format!("{i} conn")),
+                        Woken::Stop => {
+                            woken.lock().unwrap().push(format!("{i} stop"));
+                            return;
+                        }
+                        Woken::Nothing => {}
+                    }
+                });
+                // Each in epoll_wait before the next starts.
+                std::thread::sleep(Duration::from_millis(100));
+                t
+            })
+            .collect();
+        let _client = UnixStream::connect(&path).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(*woken.lock().unwrap(), ["2 conn"]);
+        std::io::Write::write_all(&mut &stop_write, b"x").unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut all = woken.lock().unwrap().clone();
+        all.sort();
+        assert_eq!(all, ["0 stop", "1 stop", "2 conn", "2 stop"]);
+    }
 
     /// Our effective uid and gid (the owner of /proc/self).
     fn own_ids() -> (u32, u32) {

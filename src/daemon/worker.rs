@@ -339,4 +339,3 @@ fn accept_loop(plan: &GroupPlan, state: &State, board: Option<Arc<Scoreboard>>, 
         }
     }
 }
-
