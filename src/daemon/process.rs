@@ -271,8 +271,7 @@ pub fn set_umask(mask: u32) {
 /// 1 MiB request). Setting the thresholds fixes them where glibc's own adjustment would have put
 /// them after seeing a 512 KiB block freed.
 pub fn keep_freed_heap_memory() {
-    // SAFETY: mallopt only sets allocator parameters; it is called before the process starts
-    // its threads.
+    // SAFETY: mallopt only sets allocator parameters (under the allocator's own lock).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 10);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);

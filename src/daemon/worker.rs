@@ -135,7 +135,6 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
         (plan.set_title)(title);
     }
     process::set_thread_name(&format!("wsgi:{name}"));
-    process::keep_freed_heap_memory();
     plan.log(
         Level::Info,
         &format!(
@@ -169,6 +168,8 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
     for import in &plan.imports {
         super::serve::import_at_start(&plan, import);
     }
+    // Only now: what start-up allocated and freed has been given back already.
+    process::keep_freed_heap_memory();
     let threads: Vec<_> = (0..plan.options.threads)
         .map(|i| {
             let (plan, state, board) = (plan.clone(), state.clone(), board.clone());
