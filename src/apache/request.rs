@@ -191,7 +191,12 @@ impl RequestIo for Request {
         Ok(n as usize)
     }
 
-    fn pull_body(&mut self, max: usize, take: &mut PieceTaker<'_>) -> Result<Pulled, String> {
+    fn pull_body(
+        &mut self,
+        max: usize,
+        chunk: usize,
+        take: &mut PieceTaker<'_>,
+    ) -> Result<Pulled, String> {
         if !self.start_body()? || max == 0 {
             return Ok(Pulled {
                 bytes: 0,
@@ -207,49 +212,48 @@ impl RequestIo for Request {
                 ap::apr_brigade_create(pool, alloc),
             )
         });
-        // SAFETY: r is live and its body set up; both brigades are empty (cleaned up below after
-        // every pull).
-        let n = unsafe { ap::mod_wsgi_rs_pull_body(r, pulled, tmp, max) };
-        if n <= 0 {
-            // SAFETY: the brigade is ours and live.
-            unsafe { ap::apr_brigade_cleanup(pulled as *mut c_void) };
-            return if n < 0 {
-                Err(BODY_READ_ERROR.to_string())
-            } else {
-                Ok(Pulled {
-                    bytes: 0,
-                    taken: Ok(()),
-                })
-            };
-        }
+        let (mut bytes, mut taken) = (0, Ok(()));
         let mut iov: Vec<ap::iovec> = Vec::new();
-        // SAFETY: the pulled buckets have all been read (mod_wsgi_rs_pull_body reads them), so
-        // their bytes stay where iov points until the brigade is cleaned up, after `take`; iov
-        // has room for `cap` entries each time.
-        let taken = unsafe {
-            let mut cap = 0;
-            loop {
-                let needed = ap::mod_wsgi_rs_brigade_iovec(pulled, iov.as_mut_ptr(), cap);
-                if needed <= cap {
-                    iov.set_len(needed.max(0) as usize);
-                    break;
+        while bytes < max && taken.is_ok() {
+            let want = (max - bytes).min(chunk.max(1));
+            // SAFETY: r is live and its body set up; both brigades are empty (cleaned up after
+            // every round).
+            let n = unsafe { ap::mod_wsgi_rs_pull_body(r, pulled, tmp, want, (bytes == 0) as i32) };
+            if n <= 0 {
+                // SAFETY: the brigade is ours and live.
+                unsafe { ap::apr_brigade_cleanup(pulled as *mut c_void) };
+                if n < 0 {
+                    return Err(BODY_READ_ERROR.to_string());
                 }
-                iov.reserve_exact(needed as usize);
-                cap = needed;
+                break;
             }
-            let pieces: Vec<&[u8]> = iov
-                .iter()
-                .map(|v| std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len))
-                .collect();
-            let taken = take(&pieces);
-            drop(pieces);
-            ap::apr_brigade_cleanup(pulled as *mut c_void);
-            taken
-        };
-        Ok(Pulled {
-            bytes: n as usize,
-            taken,
-        })
+            // SAFETY: the pulled buckets have all been read (mod_wsgi_rs_pull_body reads them),
+            // so their bytes stay where iov points until the brigade is cleaned up, after `take`;
+            // iov has room for `cap` entries each time.
+            taken = unsafe {
+                let mut cap = iov.capacity() as i32;
+                loop {
+                    let needed = ap::mod_wsgi_rs_brigade_iovec(pulled, iov.as_mut_ptr(), cap);
+                    if needed <= cap {
+                        iov.set_len(needed.max(0) as usize);
+                        break;
+                    }
+                    iov.reserve_exact(needed as usize);
+                    cap = iov.capacity() as i32;
+                }
+                let pieces: Vec<&[u8]> = iov
+                    .iter()
+                    .map(|v| std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len))
+                    .collect();
+                let taken = take(&pieces);
+                drop(pieces);
+                iov.set_len(0);
+                ap::apr_brigade_cleanup(pulled as *mut c_void);
+                taken
+            };
+            bytes += n as usize;
+        }
+        Ok(Pulled { bytes, taken })
     }
 
     fn expect_continue(&mut self) {

@@ -68,59 +68,56 @@ apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb)
 }
 
 /*
- * Reads up to `max` bytes of the request body into `bb` (empty on entry), without copying them:
- * waits for some, then takes what has already arrived. `tmp` is an empty brigade to read into.
+ * Reads up to `max` bytes of the request body into `bb` (empty on entry) with one
+ * ap_get_brigade into `tmp` (empty too), waiting for some when `block`, without copying them.
  * Buckets a filter only lends for the call (mod_ssl's transient ones) are set aside into the
- * request pool, since later reads reuse their memory. Returns the number of bytes, 0 at the end
- * of the body, -1 on a read error; the end and the bytes read are recorded as
+ * request pool. Returns the number of bytes: 0 at the end of the body, or when not `block` and
+ * none has arrived; -1 on a read error. The end and the bytes read are recorded as
  * ap_get_client_block records them.
  */
 long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_brigade *tmp,
-                           apr_size_t max)
+                           apr_size_t max, int block)
 {
-    apr_read_type_e block = APR_BLOCK_READ;
     apr_size_t total = 0;
+    apr_status_t rv;
 
-    while (total < max && !(r->remaining < 0 || (!r->read_chunked && r->remaining == 0))) {
-        apr_status_t rv = ap_get_brigade(r->input_filters, tmp, AP_MODE_READBYTES, block,
-                                         max - total);
-        if (block == APR_NONBLOCK_READ && APR_STATUS_IS_EAGAIN(rv)) {
-            apr_brigade_cleanup(tmp);
-            break;
+    if (r->remaining < 0 || (!r->read_chunked && r->remaining == 0) || max == 0) {
+        return 0;
+    }
+    rv = ap_get_brigade(r->input_filters, tmp, AP_MODE_READBYTES,
+                        block ? APR_BLOCK_READ : APR_NONBLOCK_READ, max);
+    if (!block && APR_STATUS_IS_EAGAIN(rv)) {
+        apr_brigade_cleanup(tmp);
+        return 0;
+    }
+    if (rv != APR_SUCCESS) {
+        apr_brigade_cleanup(tmp);
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return -1;
+    }
+    if (!APR_BRIGADE_EMPTY(tmp) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(tmp))) {
+        r->remaining = r->read_chunked ? -1 : 0;
+    }
+    while (!APR_BRIGADE_EMPTY(tmp)) {
+        apr_bucket *e = APR_BRIGADE_FIRST(tmp);
+        const char *data;
+        apr_size_t len;
+        if (APR_BUCKET_IS_METADATA(e)) {
+            apr_bucket_delete(e);
+            continue;
         }
-        if (rv != APR_SUCCESS) {
+        rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
+        if (rv == APR_SUCCESS) {
+            rv = apr_bucket_setaside(e, r->pool);
+        }
+        if (rv != APR_SUCCESS && rv != APR_ENOTIMPL) {
             apr_brigade_cleanup(tmp);
             r->connection->keepalive = AP_CONN_CLOSE;
             return -1;
         }
-        if (!APR_BRIGADE_EMPTY(tmp) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(tmp))) {
-            r->remaining = r->read_chunked ? -1 : 0;
-        }
-        while (!APR_BRIGADE_EMPTY(tmp)) {
-            apr_bucket *e = APR_BRIGADE_FIRST(tmp);
-            const char *data;
-            apr_size_t len;
-            if (APR_BUCKET_IS_METADATA(e)) {
-                apr_bucket_delete(e);
-                continue;
-            }
-            rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ);
-            if (rv == APR_SUCCESS) {
-                rv = apr_bucket_setaside(e, r->pool);
-            }
-            if (rv != APR_SUCCESS && rv != APR_ENOTIMPL) {
-                apr_brigade_cleanup(tmp);
-                r->connection->keepalive = AP_CONN_CLOSE;
-                return -1;
-            }
-            APR_BUCKET_REMOVE(e);
-            APR_BRIGADE_INSERT_TAIL(bb, e);
-            total += e->length;
-        }
-        if (total == 0) {
-            break; /* the end, or (as ap_get_client_block takes it) a filter that sent nothing */
-        }
-        block = APR_NONBLOCK_READ;
+        APR_BUCKET_REMOVE(e);
+        APR_BRIGADE_INSERT_TAIL(bb, e);
+        total += e->length;
     }
     r->read_length += total;
     return (long)total;

@@ -310,15 +310,15 @@ fn exchange(
                 body_pulled = true;
                 let want = wire::parse_u64(frame.payload).unwrap_or(0).min(1 << 20) as usize;
                 let max = pull_size(want, content_length, body_sent);
-                let sent =
-                    match io.pull_body(max, &mut |pieces| writer.frame_parts(Kind::Body, pieces)) {
-                        Ok(Pulled { bytes: 0, .. }) => writer.frame(Kind::BodyEnd, &[]),
-                        Ok(Pulled { bytes, taken }) => {
-                            body_sent += bytes as u64;
-                            taken
-                        }
-                        Err(e) => writer.frame(Kind::BodyError, e.as_bytes()),
-                    };
+                let mut send_piece = |pieces: &[&[u8]]| writer.frame_parts(Kind::Body, pieces);
+                let sent = match io.pull_body(max, wire::PULL_CHUNK, &mut send_piece) {
+                    Ok(Pulled { bytes: 0, .. }) => writer.frame(Kind::BodyEnd, &[]),
+                    Ok(Pulled { bytes, taken }) => {
+                        body_sent += bytes as u64;
+                        taken.and_then(|()| writer.frame(Kind::PullDone, &[]))
+                    }
+                    Err(e) => writer.frame(Kind::BodyError, e.as_bytes()),
+                };
                 if sent.and_then(|()| writer.flush()).is_err() {
                     return fail(io, stage, "closed the connection");
                 }
@@ -599,6 +599,63 @@ mod tests {
             ["continue", "log a line", "headers 200 OK", "flush", "end"]
         );
         assert_eq!(h.vars.get("mod_wsgi.daemon_connects"), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn a_pull_is_answered_in_body_frames_of_at_most_pull_chunk_then_pull_done() {
+        let dir = TempDir::new("client-pull-chunks");
+        let path = dir.0.join("s.sock");
+        let listener = unix::bind_listener(&path, 8, None, 0, 0).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let daemon = std::thread::spawn(move || {
+            let conn = Arc::new(unix::accept(listener.as_fd()).unwrap());
+            let mut w = FrameWriter::new(conn.clone());
+            let mut r = FrameReader::new(conn);
+            assert_eq!(r.next_frame().unwrap().unwrap().kind, Kind::Request);
+            w.frame(Kind::Pull, &(1u64 << 20).to_le_bytes()).unwrap();
+            w.flush().unwrap();
+            loop {
+                let (kind, len, mut rest) = {
+                    let f = r.next_frame().unwrap().unwrap();
+                    (f.kind, f.payload.len() + f.rest, f.rest)
+                };
+                seen2.lock().unwrap().push((kind, len));
+                // The frame's other pieces, if it came in pieces.
+                while rest > 0 {
+                    rest = r.next_frame().unwrap().unwrap().rest;
+                }
+                if kind != Kind::Body {
+                    break;
+                }
+            }
+            let mut head = Vec::new();
+            wire::encode_response_head(&response("200 OK", &[]), &mut head);
+            w.frame(Kind::Headers, &head).unwrap();
+            w.frame(Kind::End, &wire::end_payload(wire::EndStatus::Complete))
+                .unwrap();
+            w.flush().unwrap();
+        });
+        let mut io = Recorder {
+            body: vec![7u8; 200_000],
+            ..Default::default()
+        };
+        assert_eq!(
+            forward(&target(&path), &mut head(), &mut io),
+            Exchange::Done
+        );
+        daemon.join().unwrap();
+        let seen = seen.lock().unwrap();
+        let (last, bodies) = seen.split_last().unwrap();
+        assert_eq!(*last, (Kind::PullDone, 0), "{seen:?}");
+        assert!(bodies.len() > 1, "{seen:?}");
+        assert!(
+            bodies
+                .iter()
+                .all(|(k, n)| *k == Kind::Body && (1..=wire::PULL_CHUNK).contains(n)),
+            "{seen:?}"
+        );
+        assert_eq!(bodies.iter().map(|(_, n)| n).sum::<usize>(), 200_000);
     }
 
     /// A daemon that answers with one 100 000-byte block, flushed.

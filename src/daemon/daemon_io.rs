@@ -37,6 +37,8 @@ pub struct DaemonIo {
     /// Bytes of the current `Body` frame still to come as further pieces: read them before
     /// asking for more.
     body_rest: usize,
+    /// A `Pull` has been sent and its `PullDone` (or end) has not arrived yet.
+    pulling: bool,
     /// Where the request is recorded as being served: cleared as the response ends, before the
     /// Apache child can send its next request.
     serving: Option<(Arc<Scoreboard>, usize)>,
@@ -51,6 +53,7 @@ impl DaemonIo {
             pending_at: 0,
             body_done: false,
             body_rest: 0,
+            pulling: false,
             serving: None,
         }
     }
@@ -91,19 +94,23 @@ impl DaemonIo {
         if self.body_done {
             return Ok(0);
         }
-        if self.body_rest == 0 {
-            let ask = wanted.max(MIN_PULL) as u64;
-            self.send(Kind::Pull, &ask.to_le_bytes(), true)?;
-        }
-        let frame = match self.reader.next_frame() {
-            Ok(Some(frame)) => frame,
-            Ok(None) => {
-                return Err("connection to Apache closed while reading the request body".into())
+        let frame = loop {
+            if !self.pulling {
+                let ask = wanted.max(MIN_PULL) as u64;
+                self.send(Kind::Pull, &ask.to_le_bytes(), true)?;
+                self.pulling = true;
             }
-            Err(e) => {
-                return Err(format!(
-                    "connection to Apache lost while reading the request body: {e}"
-                ))
+            match self.reader.next_frame() {
+                Ok(Some(frame)) if frame.kind == Kind::PullDone => self.pulling = false,
+                Ok(Some(frame)) => break frame,
+                Ok(None) => {
+                    return Err("connection to Apache closed while reading the request body".into())
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "connection to Apache lost while reading the request body: {e}"
+                    ))
+                }
             }
         };
         self.body_rest = frame.rest;
@@ -117,9 +124,13 @@ impl DaemonIo {
             }
             Kind::BodyEnd => {
                 self.body_done = true;
+                self.pulling = false;
                 Ok(0)
             }
-            Kind::BodyError => Err(String::from_utf8_lossy(frame.payload).into_owned()),
+            Kind::BodyError => {
+                self.pulling = false;
+                Err(String::from_utf8_lossy(frame.payload).into_owned())
+            }
             other => Err(format!(
                 "unexpected {other:?} frame from Apache while reading the request body"
             )),

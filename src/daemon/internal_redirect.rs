@@ -66,8 +66,13 @@ impl RequestIo for InternalRedirect<'_> {
         self.inner.read_body_available(buf)
     }
 
-    fn pull_body(&mut self, max: usize, take: &mut PieceTaker<'_>) -> Result<Pulled, String> {
-        self.inner.pull_body(max, take)
+    fn pull_body(
+        &mut self,
+        max: usize,
+        chunk: usize,
+        take: &mut PieceTaker<'_>,
+    ) -> Result<Pulled, String> {
+        self.inner.pull_body(max, chunk, take)
     }
 
     fn expect_continue(&mut self) {

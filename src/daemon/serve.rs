@@ -16,6 +16,9 @@ use crate::wsgi::{run_app, Level, Outcome};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
+/// The most of a request body frame the daemon's reader buffers (see `connection`).
+const REQUEST_READ_BUFFER: usize = 16 << 10;
+
 /// What serving a connection asks of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Served {
@@ -74,7 +77,9 @@ pub fn connection(
     let timeout = (!plan.io_timeout.is_zero()).then_some(plan.io_timeout);
     let _ = unix::set_timeouts(conn.as_fd(), timeout, timeout);
     let conn = Arc::new(conn);
-    let mut reader = FrameReader::new(conn.clone());
+    // Small: a large Body frame then arrives in pieces, most of it read by wsgi.input straight
+    // into the bytes it returns (DaemonIo::read_body_into) rather than through this buffer.
+    let mut reader = FrameReader::with_buffer_size(conn.clone(), REQUEST_READ_BUFFER);
     let writer: SharedWriter = Arc::new(Mutex::new(FrameWriter::new(conn)));
     let head = match reader.next_frame() {
         Ok(Some(frame)) if frame.kind == Kind::Request => wire::decode_request_head(frame.payload),

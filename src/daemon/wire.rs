@@ -4,8 +4,9 @@
 //! A frame is one kind byte, the payload length as u32 little-endian, and the payload (at most
 //! [`MAX_PAYLOAD`] bytes). The Apache child sends a `Request` frame; the daemon answers with
 //! `Accepted` and then drives the request: every `RequestIo` call becomes a frame that the Apache
-//! child executes against Apache's own `RequestIo`. Only `Pull` expects an answer (exactly one
-//! `Body`, `BodyEnd` or `BodyError` frame).
+//! child executes against Apache's own `RequestIo`. Only `Pull` expects an answer: `Body` frames
+//! (as the bytes come from Apache, so that no more than [`PULL_CHUNK`] of them are held at a time)
+//! closed by `PullDone`, or else `BodyEnd` or `BodyError`.
 //!
 //! [`FrameWriter`] and [`FrameReader`] work on anything that lends a socket descriptor (`AsFd`):
 //! an `OwnedFd`, a `&OwnedFd`, a `BorrowedFd`, a `UnixStream`, an `Arc<OwnedFd>`, … so one socket
@@ -24,6 +25,10 @@ use crate::wsgi::{Level, ResponseHead};
 pub const PROTOCOL_VERSION: u8 = 1;
 /// Largest payload of one frame.
 pub const MAX_PAYLOAD: usize = 16 << 20;
+
+/// The most request body the Apache child reads from Apache before sending it on: Apache's
+/// buffers for it stay with the connection for reuse, so more would be memory kept idle.
+pub const PULL_CHUNK: usize = 64 << 10;
 /// Kind byte plus u32 length.
 pub const HEADER_LEN: usize = 5;
 
@@ -58,6 +63,8 @@ pub enum Kind {
     BodyEnd = b'E',
     /// Answer to `Pull`: reading from the client failed; UTF-8 message.
     BodyError = b'X',
+    /// Answer to `Pull`: the `Body` frames sent for it are all there is for now.
+    PullDone = b'K',
     // daemon -> Apache child
     /// First frame of every answer: u32 LE pid of the daemon process.
     Accepted = b'A',
@@ -73,7 +80,8 @@ pub enum Kind {
     DataFlush = b'F',
     /// u64 LE offset + u64 LE length; exactly one descriptor attached (SCM_RIGHTS).
     File = b'S',
-    /// u64 LE: up to this many body bytes wanted; exactly one answer frame.
+    /// u64 LE: up to this many body bytes wanted; answered by `Body` frames and `PullDone`, or
+    /// by `BodyEnd` or `BodyError`.
     Pull = b'P',
     /// Answer a pending `Expect: 100-continue` now (no reply).
     Continue = b'C',
@@ -86,11 +94,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Request,
         Kind::Body,
         Kind::BodyEnd,
         Kind::BodyError,
+        Kind::PullDone,
         Kind::Accepted,
         Kind::Restart,
         Kind::Reject,

@@ -50,11 +50,17 @@ pub trait RequestIo: Send {
         Ok(0)
     }
     /// Reads up to `max` bytes of the request body (waiting for some, then adding what has
-    /// already arrived, so a fast upload moves in few large pieces and a slow one as it comes)
-    /// and hands them to `take` as slices. Returns how many bytes there were (0 at the end, and
-    /// then `take` is not called) and what `take` returned. The default reads into a buffer;
-    /// Apache's implementation hands over its own buffers, uncopied.
-    fn pull_body(&mut self, max: usize, take: &mut PieceTaker<'_>) -> Result<Pulled, String> {
+    /// already arrived, so a fast upload moves in few large pulls and a slow one as it comes)
+    /// and hands them to `take` as slices, in one or more calls of at most `chunk` bytes each
+    /// (no call at the end of the body), stopping at the first error `take` returns. Returns how
+    /// many bytes there were (0 at the end) and what `take` returned. The default reads into a
+    /// buffer; Apache's implementation hands over its own buffers, uncopied.
+    fn pull_body(
+        &mut self,
+        max: usize,
+        chunk: usize,
+        take: &mut PieceTaker<'_>,
+    ) -> Result<Pulled, String> {
         let mut buf = vec![0u8; max.max(1)];
         let mut n = self.read_body(&mut buf)?;
         while n > 0 && n < buf.len() {
@@ -63,16 +69,10 @@ pub trait RequestIo: Send {
                 more => n += more,
             }
         }
-        if n == 0 {
-            return Ok(Pulled {
-                bytes: 0,
-                taken: Ok(()),
-            });
-        }
-        Ok(Pulled {
-            bytes: n,
-            taken: take(&[&buf[..n]]),
-        })
+        let taken = buf[..n]
+            .chunks(chunk.max(1))
+            .try_for_each(|piece| take(&[piece]));
+        Ok(Pulled { bytes: n, taken })
     }
     /// Answers a pending `Expect: 100-continue` now (`wsgi.input.read(0)`), so the client sends
     /// the body; nothing happens when none is pending.
