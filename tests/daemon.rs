@@ -457,6 +457,43 @@ def application(environ, start_response):
 }
 
 #[test]
+fn an_application_that_reads_just_content_length_is_answered() {
+    // It stops reading at the declared length, answers and is done while the Apache child may
+    // still be finishing its answer to the last Pull: that must not cost the response.
+    let exact = r#"
+def application(environ, start_response):
+    inp, left, n = environ["wsgi.input"], int(environ["CONTENT_LENGTH"]), 0
+    while left > 0:
+        data = inp.read(min(65536, left))
+        if not data:
+            break
+        n += len(data)
+        left -= len(data)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(n).encode()]
+"#;
+    let apache = Apache::start(
+        "daemon_exact",
+        &[("exact.wsgi", exact)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIProcessGroup site\n\
+         WSGIScriptAlias /exact {dir}/exact.wsgi",
+    );
+    for size in [1 << 20, 300_000, 65536, 10] {
+        let body = vec![b'a'; size];
+        for _ in 0..5 {
+            let r = apache.request("POST", "/exact", &[], &body);
+            assert_eq!(
+                (r.status, r.text()),
+                (200, size.to_string()),
+                "{}",
+                apache.error_log()
+            );
+        }
+    }
+}
+
+#[test]
 fn uploads_over_tls_reach_the_daemon_intact() {
     // mod_ssl lends its decrypted bytes in a buffer that its next read reuses, while a Pull
     // gathers several reads' worth before sending them on: those must be copied aside first.

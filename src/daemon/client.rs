@@ -319,9 +319,11 @@ fn exchange(
                     }
                     Err(e) => writer.frame(Kind::BodyError, e.as_bytes()),
                 };
-                if sent.and_then(|()| writer.flush()).is_err() {
-                    return fail(io, stage, "closed the connection");
-                }
+                // Not a failure yet: an application that has read all the body it wanted may
+                // answer, and its process close the connection, before this answer (its
+                // PullDone, say) is all sent. The response is then still here to read; a
+                // process that died shows as the end of the stream, read next.
+                let _ = sent.and_then(|()| writer.flush());
             }
             Kind::Continue => io.expect_continue(),
             Kind::Log => {
@@ -421,7 +423,7 @@ mod tests {
     use crate::daemon::daemon_io::{DaemonIo, SharedWriter};
     use crate::daemon::test_util::TempDir;
     use crate::wsgi::environ::CgiVars;
-    use crate::wsgi::ResponseHead;
+    use crate::wsgi::{PieceTaker, ResponseHead};
     use std::os::fd::AsFd;
     use std::sync::{Arc, Mutex};
 
@@ -656,6 +658,69 @@ mod tests {
             "{seen:?}"
         );
         assert_eq!(bodies.iter().map(|(_, n)| n).sum::<usize>(), 200_000);
+    }
+
+    /// A Recorder whose pull answer ends slowly (as Apache's does when it looks for more body).
+    struct SlowPullEnd(Recorder);
+
+    impl RequestIo for SlowPullEnd {
+        fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+            self.0.read_body(buf)
+        }
+        fn pull_body(
+            &mut self,
+            max: usize,
+            chunk: usize,
+            take: &mut PieceTaker<'_>,
+        ) -> Result<Pulled, String> {
+            let pulled = self.0.pull_body(max, chunk, take);
+            std::thread::sleep(Duration::from_millis(300));
+            pulled
+        }
+        fn expect_continue(&mut self) {}
+        fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String> {
+            self.0.send_headers(head)
+        }
+        fn set_send_timeout(&mut self, _timeout: Duration) {}
+        fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String> {
+            self.0.write_body(data, flush)
+        }
+        fn send_file(&mut self, _fd: i32, _offset: u64, _len: u64) -> Result<(), String> {
+            Err("no files".into())
+        }
+        fn end_response(&mut self) -> Result<(), String> {
+            self.0.end_response()
+        }
+        fn abort_response(&mut self) {}
+        fn log(&mut self, _level: Level, _line: &str) {}
+    }
+
+    #[test]
+    fn a_daemon_that_answers_before_reading_the_end_of_a_pull_answer_is_not_an_error() {
+        let dir = TempDir::new("client-early-answer");
+        let path = daemon(&dir, false, |_, _, mut io| {
+            // Exactly the declared body, as an application that trusts CONTENT_LENGTH reads it.
+            let mut got = 0;
+            let mut buf = vec![0u8; 65536];
+            while got < 100_000 {
+                got += io
+                    .read_body(&mut buf[..(100_000 - got).min(65536)])
+                    .unwrap();
+            }
+            io.send_headers(&response("200 OK", &[])).unwrap();
+            io.write_body(got.to_string().as_bytes(), false).unwrap();
+            io.end_response().unwrap();
+            // Dropping io closes the connection with the PullDone still unread.
+        });
+        let mut io = SlowPullEnd(Recorder {
+            body: vec![1u8; 100_000],
+            ..Default::default()
+        });
+        assert_eq!(
+            forward(&target(&path), &mut head(), &mut io),
+            Exchange::Done
+        );
+        assert_eq!(io.0.sent, b"100000");
     }
 
     /// A daemon that answers with one 100 000-byte block, flushed.
