@@ -265,16 +265,18 @@ pub fn set_umask(mask: u32) {
 }
 
 /// Lets the malloc arenas of the serving threads keep memory freed at the end of a request for
-/// the next one. By default glibc hands the free top of a thread's arena back to the kernel once
-/// it passes 128 KiB, which the churn of `wsgi.input.read(65536)` buffers does on every large
-/// upload: the next request then faults the same pages in again (about 20 page faults per
-/// 1 MiB request). Setting the thresholds fixes them where glibc's own adjustment would have put
-/// them after seeing a 512 KiB block freed.
+/// the next one. glibc hands the free top of an arena back to the kernel once it passes its trim
+/// threshold, 128 KiB until the process has freed a block large enough to have had its own
+/// mapping; the churn of `wsgi.input.read(65536)` buffers passes that on every large upload, and
+/// the next request faults the same pages in again (about 20 page faults per 1 MiB request).
+/// Freeing one such block now raises the thresholds (mapping 512 KiB, trimming 1 MiB) the way
+/// glibc's own adjustment does, and leaves that adjustment working for larger blocks later.
 pub fn keep_freed_heap_memory() {
-    // SAFETY: mallopt only sets allocator parameters (under the allocator's own lock).
+    // SAFETY: a block from malloc, freed once; black_box keeps the pair from being optimised
+    // away.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 10);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
+        let block = std::hint::black_box(libc::malloc(512 << 10));
+        libc::free(block);
     }
 }
 
