@@ -47,10 +47,6 @@ impl RequestIo for ErrorOverride<'_> {
         self.inner.read_body_into(dest)
     }
 
-    fn read_body_available(&mut self, buf: &mut [u8]) -> Result<usize, String> {
-        self.inner.read_body_available(buf)
-    }
-
     fn pull_body(
         &mut self,
         max: usize,

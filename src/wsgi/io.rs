@@ -45,7 +45,7 @@ pub trait RequestIo: Send {
         Ok(dest.extend_from_slice(&chunk[..n]))
     }
     /// Reads request body bytes that have already arrived, without waiting: 0 when none has
-    /// (or at the end). The default reads nothing.
+    /// (or at the end). Used only by the default `pull_body`; the default reads nothing.
     fn read_body_available(&mut self, _buf: &mut [u8]) -> Result<usize, String> {
         Ok(0)
     }
