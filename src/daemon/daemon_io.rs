@@ -106,11 +106,7 @@ impl DaemonIo {
                 Ok(None) => {
                     return Err("connection to Apache closed while reading the request body".into())
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "connection to Apache lost while reading the request body: {e}"
-                    ))
-                }
+                Err(e) => return Err(body_lost(e)),
             }
         };
         self.body_rest = frame.rest;
@@ -159,9 +155,7 @@ impl RequestIo for DaemonIo {
         }
         if self.pending_at == self.pending.len() && self.body_rest > 0 {
             // The rest of a large Body frame goes from the connection straight into dest.
-            let (n, rest) = self.reader.piece_into(dest).map_err(|e| {
-                format!("connection to Apache lost while reading the request body: {e}")
-            })?;
+            let (n, rest) = self.reader.piece_into(dest).map_err(body_lost)?;
             self.body_rest = rest;
             return Ok(n);
         }
@@ -212,4 +206,9 @@ impl RequestIo for DaemonIo {
         wire::encode_log(level, msg, &mut payload);
         let _ = self.send(Kind::Log, &payload, true);
     }
+}
+
+/// The error `wsgi.input` raises when the connection to Apache fails mid-body.
+fn body_lost(e: std::io::Error) -> String {
+    format!("connection to Apache lost while reading the request body: {e}")
 }

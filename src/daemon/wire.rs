@@ -128,6 +128,14 @@ fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// The connection ended before the rest of a `kind` frame.
+fn closed_inside(kind: Kind) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("daemon connection closed inside a {:?} frame", kind),
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Payloads
 
@@ -810,10 +818,7 @@ impl<S: AsFd> FrameReader<S> {
             self.buf.resize(self.capacity, 0);
         }
         if self.start == self.end && !self.fill_to(1)? {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("daemon connection closed inside a {:?} frame", kind),
-            ));
+            return Err(closed_inside(kind));
         }
         let n = (self.end - self.start).min(rest);
         let rest = rest - n;
@@ -850,12 +855,7 @@ impl<S: AsFd> FrameReader<S> {
         } else {
             loop {
                 match recv_into(self.sock.as_fd(), dest, want, &mut self.fds) {
-                    Ok(0) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("daemon connection closed inside a {:?} frame", kind),
-                        ))
-                    }
+                    Ok(0) => return Err(closed_inside(kind)),
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
@@ -875,10 +875,7 @@ impl<S: AsFd> FrameReader<S> {
     /// Reads the rest of a frame whose header is buffered at `start`.
     fn whole_frame(&mut self, kind: Kind, len: usize) -> io::Result<Frame<'_>> {
         if !self.fill_to(HEADER_LEN + len)? {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("daemon connection closed inside a {:?} frame", kind),
-            ));
+            return Err(closed_inside(kind));
         }
         // The descriptor travels with the first byte of the send that carries the frame, so it
         // has arrived by now.
