@@ -31,7 +31,14 @@ fn module_name(path: &str) -> String {
     if let Some(name) = module_names().get_or_insert_with(HashMap::new).get(path) {
         return name.clone();
     }
-    let name = format!("_mod_wsgi_{}", crate::md5::hex_digest(path.as_bytes()));
+    // On a file system that ignores case, `/srv/App.wsgi` and `/srv/app.wsgi` are one script
+    // and must be one module.
+    let digest = if crate::python::runtime::case_sensitive_paths() {
+        crate::md5::hex_digest(path.as_bytes())
+    } else {
+        crate::md5::hex_digest(path.to_ascii_lowercase().as_bytes())
+    };
+    let name = format!("_mod_wsgi_{digest}");
     module_names()
         .get_or_insert_with(HashMap::new)
         .insert(path.to_string(), name.clone());

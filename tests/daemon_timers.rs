@@ -387,3 +387,40 @@ fn a_shutdown_during_a_graceful_stop_gets_shutdown_timeout_not_the_rest_of_grace
         "{log}"
     );
 }
+
+#[test]
+fn requests_under_wsgi_ignore_activity_do_not_keep_a_process_from_going_idle() {
+    let apache = Apache::start(
+        "timers_ignore_activity",
+        &[("pid.wsgi", PID)],
+        "WSGIDaemonProcess site threads=2 inactivity-timeout=2\n\
+         WSGIScriptAlias /pid {dir}/pid.wsgi process-group=site\n\
+         WSGIScriptAlias /health {dir}/pid.wsgi process-group=site\n\
+         <Location /health>\n\
+         WSGIIgnoreActivity On\n\
+         </Location>",
+    );
+    let first = pid(&apache);
+    // A health check every 200 ms: each would push the deadline out if it counted.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut replaced = None;
+    while Instant::now() < deadline && replaced.is_none() {
+        let r = apache.get("/health");
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
+        let served_by: i32 = r.text().parse().unwrap();
+        if served_by != first {
+            replaced = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        replaced.is_some(),
+        "the health checks kept pid {first} alive:\n{}",
+        apache.error_log()
+    );
+    let log = apache.error_log();
+    assert!(
+        log.contains("Daemon process idle inactivity timer expired, stopping process 'site'."),
+        "{log}"
+    );
+}

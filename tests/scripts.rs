@@ -264,3 +264,31 @@ def application(environ, start_response):
         "{log}"
     );
 }
+
+#[test]
+fn wsgi_case_sensitivity_off_names_modules_after_the_lower_cased_path() {
+    // Which path the script's module name (`_mod_wsgi_` + MD5) was made from.
+    let names_its_module = r#"
+import hashlib
+def application(environ, start_response):
+    path = environ["SCRIPT_FILENAME"]
+    md5 = lambda p: "_mod_wsgi_" + hashlib.md5(p.encode()).hexdigest()
+    which = {md5(path): "as written", md5(path.lower()): "lower-cased"}.get(__name__, __name__)
+    start_response("200 OK", [])
+    return [which.encode()]
+"#;
+    for (setting, want) in [
+        ("", "as written"),
+        ("WSGICaseSensitivity On\n", "as written"),
+        ("WSGICaseSensitivity Off\n", "lower-cased"),
+    ] {
+        let mut apache = Apache::start(
+            "case_sensitivity",
+            &[("Name.wsgi", names_its_module)],
+            &format!("{setting}WSGIScriptAlias /name {{dir}}/Name.wsgi\n"),
+        );
+        let r = apache.get("/name");
+        assert_eq!((r.status, r.text()), (200, want.to_string()), "{setting:?}");
+        apache.stop();
+    }
+}

@@ -228,6 +228,7 @@ pub(super) fn python_settings(conf: &ServerConfig) -> PythonSettings {
         restrict_stdout: p.restrict_stdout.unwrap_or(DEFAULT_RESTRICT_STDOUT),
         restrict_signal: p.restrict_signal.unwrap_or(DEFAULT_RESTRICT_SIGNAL),
         per_interpreter_gil: p.per_interpreter_gil == Some(true),
+        case_sensitive: p.case_sensitive != Some(false),
         log_warning: Some(server_warning),
         log_info: Some(server_info_log),
     }

@@ -10,9 +10,11 @@ use super::python::{
 };
 use super::python_home::check_python_home;
 use super::script_alias::ScriptAlias;
+use super::trusted_proxies::{header_environ_name, IpSubnet};
 use super::words::{parse_on_off, split_words};
 use super::{DirConfig, MapHeadToGet, ServerConfig};
 use std::ffi::CStr;
+use std::sync::Arc;
 
 /// Where a directive may appear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +57,6 @@ pub struct Directive {
 }
 
 const DAEMON: &str = "this part of daemon mode has not landed yet";
-const ADAPTER: &str = "this part of the WSGI adapter has not landed yet";
 const HOOKS: &str = "authentication, access and dispatch scripts are not implemented yet";
 const NEVER: &str = "mod_wsgi-rs does not implement it";
 
@@ -237,10 +238,29 @@ pub const DIRECTIVES: &[Directive] = &[
         set_server_metrics,
         c"On|Off: let mod_wsgi.server_metrics() in Apache's children report the scoreboard",
     ),
-    not_yet(c"WSGICaseSensitivity", Scope::Global, ADAPTER),
-    not_yet(c"WSGIIgnoreActivity", Scope::Directory, ADAPTER),
-    not_yet(c"WSGITrustedProxyHeaders", Scope::Directory, ADAPTER),
-    not_yet(c"WSGITrustedProxies", Scope::Directory, ADAPTER),
+    global(
+        c"WSGICaseSensitivity",
+        set_case_sensitivity,
+        c"On|Off: whether script paths differing only in case are different scripts (default On)",
+    ),
+    Directive {
+        name: c"WSGIIgnoreActivity",
+        scope: Scope::Directory,
+        action: Action::Dir(set_ignore_activity),
+        help: c"On|Off: requests here do not count as activity for a daemon's inactivity-timeout",
+    },
+    Directive {
+        name: c"WSGITrustedProxyHeaders",
+        scope: Scope::Directory,
+        action: Action::Dir(add_trusted_proxy_headers),
+        help: c"request headers set by a front-end proxy to trust (X-Forwarded-For, …)",
+    },
+    Directive {
+        name: c"WSGITrustedProxies",
+        scope: Scope::Directory,
+        action: Action::Dir(add_trusted_proxies),
+        help: c"addresses or subnets of the front-end proxies whose headers are trusted",
+    },
     not_yet(c"WSGIPassApacheRequest", Scope::Section, NEVER),
     not_yet(c"WSGIHandlerScript", Scope::Section, HOOKS),
     not_yet(c"WSGIDispatchScript", Scope::Section, HOOKS),
@@ -502,6 +522,36 @@ fn set_script_reloading(c: &mut DirConfig, name: &str, args: &str) -> Result<(),
 
 fn set_chunked_request(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
     c.chunked_request = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_case_sensitivity(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    c.python.case_sensitive = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+fn set_ignore_activity(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.ignore_activity = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+/// Each use adds its headers to the context's list (C mod_wsgi does the same).
+fn add_trusted_proxy_headers(c: &mut DirConfig, _name: &str, args: &str) -> Result<(), String> {
+    let list = Arc::make_mut(c.trusted_proxy_headers.get_or_insert_with(Default::default));
+    list.extend(split_words(args).iter().map(|h| header_environ_name(h)));
+    Ok(())
+}
+
+/// Each use adds its subnets to the context's list.
+fn add_trusted_proxies(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    let mut subnets = Vec::new();
+    for word in split_words(args) {
+        let subnet = IpSubnet::parse(&word).map_err(|why| {
+            format!("{name}: cannot use '{word}' as a trusted proxy address or subnet: {why}")
+        })?;
+        subnets.push(subnet);
+    }
+    Arc::make_mut(c.trusted_proxies.get_or_insert_with(Default::default)).extend(subnets);
     Ok(())
 }
 

@@ -9,11 +9,15 @@ pub mod import_script;
 pub mod python;
 pub mod python_home;
 pub mod script_alias;
+pub mod trusted_proxies;
 pub mod words;
 
 pub use import_script::ImportScript;
 pub use python::{HashSeed, PythonOptions};
 pub use script_alias::{AliasOptions, AliasPattern, RegexHandle, ScriptAlias};
+pub use trusted_proxies::IpSubnet;
+
+use std::sync::Arc;
 
 /// A setting merged from Apache's nested contexts: the inner (`add`) value if set, else the outer.
 fn pick<T: Clone>(add: &Option<T>, base: &Option<T>) -> Option<T> {
@@ -87,6 +91,14 @@ pub struct DirConfig {
     /// `WSGIRestrictProcess`: the process groups requests here may run in ('' is Apache's own
     /// children, `%{GLOBAL}`); None: any. A set given in an inner context replaces the outer one.
     pub restrict_process: Option<Vec<String>>,
+    /// `WSGITrustedProxyHeaders`, as environ names (`HTTP_X_FORWARDED_FOR`). The directive
+    /// repeated in one context adds to the list; an inner context's list replaces the outer.
+    pub trusted_proxy_headers: Option<Arc<Vec<String>>>,
+    /// `WSGITrustedProxies`: None trusts the headers from any client.
+    pub trusted_proxies: Option<Arc<Vec<IpSubnet>>>,
+    /// `WSGIIgnoreActivity`: requests here do not count as activity for a daemon process's
+    /// inactivity-timeout.
+    pub ignore_activity: Option<bool>,
 }
 
 /// `WSGIMapHEADToGET`: whether a HEAD request is shown to the application as GET, so that
@@ -112,6 +124,9 @@ impl DirConfig {
             enable_sendfile: pick(&add.enable_sendfile, &base.enable_sendfile),
             error_override: pick(&add.error_override, &base.error_override),
             restrict_process: pick(&add.restrict_process, &base.restrict_process),
+            trusted_proxy_headers: pick(&add.trusted_proxy_headers, &base.trusted_proxy_headers),
+            trusted_proxies: pick(&add.trusted_proxies, &base.trusted_proxies),
+            ignore_activity: pick(&add.ignore_activity, &base.ignore_activity),
         }
     }
 }
@@ -130,6 +145,12 @@ pub struct RequestSettings {
     pub error_override: bool,
     /// `WSGIRestrictProcess`: the process groups allowed here; None: any.
     pub restrict_process: Option<Vec<String>>,
+    /// `WSGITrustedProxyHeaders` (environ names); None: no forwarding header is trusted.
+    pub trusted_proxy_headers: Option<Arc<Vec<String>>>,
+    /// `WSGITrustedProxies`; None: any client may be the proxy.
+    pub trusted_proxies: Option<Arc<Vec<IpSubnet>>>,
+    /// `WSGIIgnoreActivity`.
+    pub ignore_activity: bool,
     /// The configured process group: the alias's `process-group=`, else `WSGIProcessGroup`;
     /// None is the default, Apache's own child (embedded mode).
     pub configured_process_group: Option<String>,
@@ -167,6 +188,9 @@ impl RequestSettings {
             enable_sendfile: dir.enable_sendfile.unwrap_or(false),
             error_override: dir.error_override.unwrap_or(false),
             restrict_process: dir.restrict_process.clone(),
+            trusted_proxy_headers: dir.trusted_proxy_headers.clone(),
+            trusted_proxies: dir.trusted_proxies.clone(),
+            ignore_activity: dir.ignore_activity.unwrap_or(false),
             configured_process_group,
             process_group: String::new(),
             configured_application_group,
@@ -272,6 +296,9 @@ mod tests {
         assert_eq!(s.configured_application_group, None);
         assert!(!s.error_override);
         assert!(s.process_group_allowed());
+        assert_eq!(s.trusted_proxy_headers, None);
+        assert_eq!(s.trusted_proxies, None);
+        assert!(!s.ignore_activity);
     }
 
     #[test]

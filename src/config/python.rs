@@ -29,6 +29,9 @@ pub struct PythonOptions {
     pub verbose_debugging: Option<bool>,
     pub destroy_interpreter: Option<bool>,
     pub per_interpreter_gil: Option<bool>,
+    /// `WSGICaseSensitivity`: Off names a script's module after its path in lower case, so
+    /// that paths differing only in case load one module (a case-insensitive file system).
+    pub case_sensitive: Option<bool>,
 }
 
 /// Defaults when the directive is absent: what C mod_wsgi 4.9.4 does, which for stdin and
@@ -55,6 +58,7 @@ impl PythonOptions {
             restrict_signal: pick(&add.restrict_signal, &base.restrict_signal),
             restrict_embedded: pick(&add.restrict_embedded, &base.restrict_embedded),
             verbose_debugging: pick(&add.verbose_debugging, &base.verbose_debugging),
+            case_sensitive: pick(&add.case_sensitive, &base.case_sensitive),
             destroy_interpreter: pick(&add.destroy_interpreter, &base.destroy_interpreter),
             per_interpreter_gil: pick(&add.per_interpreter_gil, &base.per_interpreter_gil),
         }

@@ -137,9 +137,10 @@ pub fn connection(
     }
     head.vars
         .set("mod_wsgi.daemon_start", daemon_start.to_string());
-    timers.started(&String::from_utf8_lossy(
-        head.vars.get("mod_wsgi.request_id").unwrap_or_default(),
-    ));
+    timers.started(
+        &String::from_utf8_lossy(head.vars.get("mod_wsgi.request_id").unwrap_or_default()),
+        head.vars.get("mod_wsgi.ignore_activity") == Some(b"1"),
+    );
     run_request(head, reader, writer, board, timers)
 }
 

@@ -27,7 +27,7 @@ use super::plan::GroupPlan;
 use super::worker::{State, StopReason};
 use crate::config::daemon::DaemonOptions;
 use crate::wsgi::Level;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -135,6 +135,8 @@ pub fn check(limits: &Limits, s: &Snapshot) -> Verdict {
         |limit: Duration, since: Option<Duration>| set(limit).zip(since).map(|(l, t)| t + l);
     let restart = set(limits.restart_interval);
     // A running request is activity, however long it runs.
+    // So is a request under WSGIIgnoreActivity On, as in C: it only does not push the
+    // deadline out.
     let idle = match s.oldest_request {
         None => after(limits.inactivity, s.last_activity),
         Some(_) => None,
@@ -179,6 +181,8 @@ pub struct Activity {
     origin: Instant,
     last: AtomicI64,
     started: Vec<AtomicI64>,
+    /// Whether each slot's request is one that does not count as activity.
+    quiet: Vec<AtomicBool>,
     /// `mod_wsgi.request_id` of each slot's request, for the log.
     ids: Vec<Mutex<String>>,
     /// NONE until the first request arms it, then its time, DISARMED once a script loaded.
@@ -192,6 +196,7 @@ impl Activity {
             origin: Instant::now(),
             last: AtomicI64::new(NONE),
             started: (0..threads).map(|_| AtomicI64::new(NONE)).collect(),
+            quiet: (0..threads).map(|_| AtomicBool::new(false)).collect(),
             ids: (0..threads).map(|_| Mutex::new(String::new())).collect(),
             startup: AtomicI64::new(NONE),
             gil_seen: AtomicI64::new(NONE),
@@ -202,18 +207,24 @@ impl Activity {
         self.origin.elapsed().as_micros() as i64
     }
 
-    /// Thread `slot` has started request `id`.
-    pub fn begin(&self, slot: usize, id: &str) {
+    /// Thread `slot` has started request `id`; a `quiet` one (`WSGIIgnoreActivity On`) does not
+    /// move the time of the last activity, neither as it starts nor as it ends.
+    pub fn begin(&self, slot: usize, id: &str, quiet: bool) {
         if let Some(m) = self.ids.get(slot) {
             let mut held = m.lock().unwrap_or_else(|p| p.into_inner());
             held.clear();
             held.push_str(id);
         }
         let now = self.now();
+        if let Some(q) = self.quiet.get(slot) {
+            q.store(quiet, Ordering::Release);
+        }
         if let Some(s) = self.started.get(slot) {
             s.store(now, Ordering::Release);
         }
-        self.last.store(now, Ordering::Release);
+        if !quiet {
+            self.last.store(now, Ordering::Release);
+        }
         // The first request of the process arms the startup timer (only the first: a failed
         // load does not push it out).
         if self.startup.load(Ordering::Acquire) == NONE {
@@ -226,7 +237,11 @@ impl Activity {
     /// Thread `slot` is done with its connection (whether or not a request started).
     pub fn end(&self, slot: usize) {
         if let Some(s) = self.started.get(slot) {
-            if s.swap(NONE, Ordering::AcqRel) != NONE {
+            let quiet = self
+                .quiet
+                .get(slot)
+                .is_some_and(|q| q.load(Ordering::Acquire));
+            if s.swap(NONE, Ordering::AcqRel) != NONE && !quiet {
                 self.last.store(self.now(), Ordering::Release);
             }
         }
@@ -286,9 +301,9 @@ pub struct Slot<'a> {
 }
 
 impl Slot<'_> {
-    /// The request `id` is accepted and about to run.
-    pub fn started(&self, id: &str) {
-        self.activity.begin(self.index, id)
+    /// The request `id` is accepted and about to run; `quiet`: under `WSGIIgnoreActivity On`.
+    pub fn started(&self, id: &str, quiet: bool) {
+        self.activity.begin(self.index, id, quiet)
     }
 
     /// The request's WSGI script module is loaded.
@@ -574,20 +589,43 @@ mod tests {
         assert_eq!(s0.startup_armed, None);
         assert!(s0.gil_seen.is_some());
         assert!(!a.busy());
-        a.begin(0, "one");
+        a.begin(0, "one", false);
         assert!(a.busy());
         let armed = a.snapshot().0.startup_armed;
         assert!(armed.is_some());
         std::thread::sleep(Duration::from_millis(2));
         // A second request (the first failed to load the script) does not push it out.
         a.end(0);
-        a.begin(1, "two");
+        a.begin(1, "two", false);
         assert_eq!(a.snapshot().0.startup_armed, armed);
         a.script_loaded();
         assert_eq!(a.snapshot().0.startup_armed, None);
         a.end(1);
-        a.begin(0, "three");
+        a.begin(0, "three", false);
         assert_eq!(a.snapshot().0.startup_armed, None);
+    }
+
+    #[test]
+    fn a_quiet_request_does_not_move_the_last_activity() {
+        let a = Activity::new(2);
+        a.begin(0, "health", true);
+        let (s0, oldest) = a.snapshot();
+        assert_eq!(
+            s0.last_activity, None,
+            "a quiet request does not arm the timer"
+        );
+        assert_eq!(oldest, Some(0), "request-timeout still sees it");
+        a.end(0);
+        assert_eq!(a.snapshot().0.last_activity, None);
+        a.begin(1, "real", false);
+        assert!(a.snapshot().0.last_activity.is_some());
+        a.end(1);
+        let last = a.snapshot().0.last_activity;
+        std::thread::sleep(Duration::from_millis(2));
+        a.begin(1, "health", true);
+        std::thread::sleep(Duration::from_millis(2));
+        a.end(1);
+        assert_eq!(a.snapshot().0.last_activity, last);
     }
 
     #[test]
@@ -598,9 +636,9 @@ mod tests {
             (s0.last_activity, s0.oldest_request, oldest),
             (None, None, None)
         );
-        a.begin(2, "first");
+        a.begin(2, "first", false);
         std::thread::sleep(Duration::from_millis(2));
-        a.begin(0, "second");
+        a.begin(0, "second", false);
         let (s1, oldest) = a.snapshot();
         assert_eq!(oldest, Some(2));
         assert_eq!(a.request_id(2), "first");

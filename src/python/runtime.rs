@@ -92,12 +92,20 @@ pub struct PythonSettings {
     /// `WSGIPerInterpreterGIL On` (Python 3.12+): each application group's sub-interpreter gets a
     /// GIL of its own instead of sharing the main interpreter's.
     pub per_interpreter_gil: bool,
+    /// `WSGICaseSensitivity` (default On): Off names script modules after lower-cased paths.
+    pub case_sensitive: bool,
     /// Writes one warning line to the server's error log (for the signal interceptor). Called
     /// with the GIL released.
     pub log_warning: Option<fn(&str)>,
     /// Writes one informational line to the server's error log (interpreters created and
     /// destroyed). Called with the GIL released.
     pub log_info: Option<fn(&str)>,
+}
+
+/// Whether script paths are taken as written (`WSGICaseSensitivity On`, the default) when a
+/// script's module is named.
+pub fn case_sensitive_paths() -> bool {
+    SETTINGS.get().is_none_or(|s| s.case_sensitive)
 }
 
 /// Why a PyStatus failed, as text.

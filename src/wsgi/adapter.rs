@@ -334,6 +334,11 @@ fn build_environ<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let environ = objects.new_environ(py)?;
     for (key, value) in vars.iter() {
+        // As in C mod_wsgi: `HTTPS` (from mod_ssl, a proxy's headers or SetEnv) becomes
+        // `wsgi.url_scheme`, which is what a WSGI application should look at, and goes.
+        if key == b"HTTPS" {
+            continue;
+        }
         environ.set_item(latin1_str(py, key)?, latin1_str(py, value)?)?;
     }
     let counts = RequestCounts::next();

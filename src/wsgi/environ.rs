@@ -179,6 +179,14 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
     vars.set("PATH_INFO", path_info.clone());
     vars.set("mod_wsgi.script_name", script_name);
     vars.set("mod_wsgi.path_info", path_info);
+    if let Some(headers) = &settings.trusted_proxy_headers {
+        super::proxy_headers::apply(
+            vars,
+            headers,
+            settings.trusted_proxies.as_deref().map(|p| &p[..]),
+        );
+    }
+    // After the proxy's headers: a TLS connection to Apache itself is HTTPS whatever they say.
     if facts.is_https {
         vars.set("HTTPS", "1");
     }
@@ -204,7 +212,10 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
         "mod_wsgi.enable_sendfile",
         if settings.enable_sendfile { "1" } else { "0" },
     );
-    vars.set("mod_wsgi.ignore_activity", "0");
+    vars.set(
+        "mod_wsgi.ignore_activity",
+        if settings.ignore_activity { "1" } else { "0" },
+    );
     vars.set("mod_wsgi.request_start", facts.request_start_us.to_string());
     if let Some(id) = &facts.request_id {
         vars.set("mod_wsgi.request_id", id.as_str());

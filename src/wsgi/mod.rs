@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod process_log;
 pub mod process_metrics;
 mod process_metrics_py;
+pub mod proxy_headers;
 pub mod state;
 
 pub use adapter::{run_app, Outcome};
