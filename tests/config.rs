@@ -360,3 +360,29 @@ fn htaccess_refuses_what_c_keeps_to_the_server_configuration() {
         }
     }
 }
+
+#[test]
+fn wsgi_accept_mutex_is_accepted_with_a_notice_and_checks_its_value() {
+    let mut apache = common::Apache::start(
+        "accept_mutex",
+        &[],
+        "WSGIAcceptMutex fcntl\nWSGIDaemonProcess site threads=1",
+    );
+    let log = apache.wait_for_log("WSGIAcceptMutex");
+    let notices = log
+        .lines()
+        .filter(|l| {
+            l.contains("[wsgi:notice]")
+                && l.contains("WSGIAcceptMutex fcntl is accepted but not needed")
+        })
+        .count();
+    assert_eq!(notices, 1, "one notice per start: {log}");
+    apache.stop();
+    refused(
+        "accept_mutex_bad",
+        "WSGIAcceptMutex spinlock",
+        &["WSGIAcceptMutex 'spinlock' is not a lock mechanism; valid ones are: default, flock, fcntl, sysvsem, posixsem, pthread"],
+    );
+    let (ok, out) = config_test("accept_mutex_default", "WSGIAcceptMutex Default");
+    assert!(ok, "{out}");
+}

@@ -71,7 +71,10 @@ fn only_a_trusted_proxy_is_believed_and_its_list_is_walked_back() {
     let v = |k| environ_value(&env, k);
     assert_eq!(v("REMOTE_ADDR"), Some("127.0.0.1"));
     assert_eq!(v("wsgi.url_scheme"), Some("http"));
-    assert_eq!(v("HTTP_HOST").map(|h| h.starts_with("127.0.0.1")), Some(true));
+    assert_eq!(
+        v("HTTP_HOST").map(|h| h.starts_with("127.0.0.1")),
+        Some(true)
+    );
     for gone in [
         "HTTP_X_FORWARDED_FOR",
         "HTTP_X_REAL_IP",

@@ -139,6 +139,17 @@ unsafe extern "C" fn post_config(
                  logging from mod_wsgi-rs use `LogLevel wsgi:debug`",
             );
         }
+        // SAFETY: as above.
+        if let (true, Some(mechanism)) = (serving, &unsafe { server_config(s) }.accept_mutex) {
+            server_log(
+                s,
+                APLOG_NOTICE,
+                &format!(
+                    "mod_wsgi-rs: WSGIAcceptMutex {mechanism} is accepted but not needed: the \
+                     processes of a daemon group take connections without an accept lock"
+                ),
+            );
+        }
         OK
     })
 }

@@ -56,7 +56,6 @@ pub struct Directive {
     pub help: &'static CStr,
 }
 
-const DAEMON: &str = "this part of daemon mode has not landed yet";
 const HOOKS: &str = "authentication, access and dispatch scripts are not implemented yet";
 const NEVER: &str = "mod_wsgi-rs does not implement it";
 
@@ -232,7 +231,11 @@ pub const DIRECTIVES: &[Directive] = &[
         set_socket_rotation,
         c"On|Off: a new socket path for each Apache generation (default Off in mod_wsgi-rs)",
     ),
-    not_yet(c"WSGIAcceptMutex", Scope::Global, DAEMON),
+    global(
+        c"WSGIAcceptMutex",
+        set_accept_mutex,
+        c"default|flock|fcntl|sysvsem|posixsem|pthread: accepted; daemon processes need no accept mutex",
+    ),
     global(
         c"WSGIServerMetrics",
         set_server_metrics,
@@ -457,6 +460,29 @@ fn set_socket_prefix(c: &mut ServerConfig, name: &str, args: &str) -> Result<(),
 
 fn set_socket_rotation(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
     c.socket_rotation = Some(parse_on_off(name, &one_word(name, args)?)?);
+    Ok(())
+}
+
+/// The lock mechanisms APR offers on Linux, which C mod_wsgi accepts here.
+const ACCEPT_MUTEX_MECHANISMS: [&str; 6] = [
+    "default", "flock", "fcntl", "sysvsem", "posixsem", "pthread",
+];
+
+/// Accepted so that existing configurations start: it chooses how C mod_wsgi's daemon processes
+/// take turns to accept, and ours need no such lock (each waits in epoll; see daemon/unix.rs).
+/// A start-up notice says so.
+fn set_accept_mutex(c: &mut ServerConfig, name: &str, args: &str) -> Result<(), String> {
+    let value = one_word(name, args)?;
+    if !ACCEPT_MUTEX_MECHANISMS
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(&value))
+    {
+        return Err(format!(
+            "{name} '{value}' is not a lock mechanism; valid ones are: {}",
+            ACCEPT_MUTEX_MECHANISMS.join(", ")
+        ));
+    }
+    c.accept_mutex = Some(value);
     Ok(())
 }
 

@@ -50,6 +50,9 @@ pub struct ServerConfig {
     /// scoreboard in Apache's own children (daemon groups have `server-metrics=`); unset means
     /// On, as in C mod_wsgi 4.9.4, so only `Off` turns it off.
     pub server_metrics: Option<bool>,
+    /// `WSGIAcceptMutex` (main server only): accepted for existing configurations, with a
+    /// notice; mod_wsgi-rs's daemon processes take connections without an accept lock.
+    pub accept_mutex: Option<String>,
 }
 
 impl ServerConfig {
@@ -70,6 +73,7 @@ impl ServerConfig {
             socket_prefix: pick(&add.socket_prefix, &base.socket_prefix),
             socket_rotation: pick(&add.socket_rotation, &base.socket_rotation),
             server_metrics: pick(&add.server_metrics, &base.server_metrics),
+            accept_mutex: pick(&add.accept_mutex, &base.accept_mutex),
         }
     }
 }

@@ -273,15 +273,23 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 /// Where a daemon process's free serving threads wait for the next connection, all at once.
 ///
-/// The listener is in an epoll set, one-shot: a connection wakes one waiting thread, and epoll
-/// wakes the thread that began waiting last (its waiters are last in, first out), so one request
-/// after another stays on the same few threads, whose stacks, arenas and caches are warm. The
-/// woken thread re-arms the listener after its accept, which wakes the next thread only if more
-/// connections wait. No thread is woken just to take over the waiting, as a turn passed from
-/// thread to thread needs. The stop pipe, level-triggered, wakes every thread in turn.
+/// The listener is in an epoll set, edge-triggered and exclusive. A connection reaches one
+/// process of the group: the kernel offers it to each process's set in turn and stops at the
+/// first one with a thread waiting, so the other processes sleep on (C mod_wsgi has them take
+/// turns with an accept mutex for the same end). In that process it wakes one thread, the one
+/// that began waiting last (epoll's waiters are last in, first out), so one request after
+/// another stays on the same few threads, whose stacks, arenas and caches are warm. No thread
+/// is woken just to take over the waiting, as a turn passed from thread to thread needs.
+///
+/// An edge is one arrival, not "connections are queued": two arrivals close together can
+/// leave one waiting with no thread told of it. So a thread that accepted looks whether more
+/// are queued and, if so, wakes one more thread of its process through an eventfd. The stop
+/// pipe, level-triggered, wakes every thread in turn.
 pub struct ConnectionWaiter {
     epoll: OwnedFd,
     listener: RawFd,
+    /// The eventfd that wakes one more waiting thread (edge-triggered too).
+    more: OwnedFd,
     /// The read end of the stop pipe, kept open while in the epoll set.
     _stop: OwnedFd,
 }
@@ -291,46 +299,50 @@ pub enum Woken {
     Connection(OwnedFd),
     /// The stop pipe is readable.
     Stop,
-    /// Nothing to do (another process of the group took the connection, or a signal).
+    /// Nothing to do (another thread or process took the connection, or a signal).
     Nothing,
 }
 
 const LISTENER_TOKEN: u64 = 1;
 const STOP_TOKEN: u64 = 2;
+const MORE_TOKEN: u64 = 3;
 
 impl ConnectionWaiter {
-    /// `listener` must be non-blocking (other processes of the group accept from it too) and
-    /// stay open as long as the waiter; `stop` is the read end of a pipe written to stop.
+    /// `listener` must be non-blocking (other threads and processes of the group accept from
+    /// it too) and stay open as long as the waiter; `stop` is the read end of a pipe written to
+    /// stop.
     pub fn new(listener: BorrowedFd<'_>, stop: OwnedFd) -> io::Result<ConnectionWaiter> {
         // SAFETY: epoll_create1 has no preconditions; the descriptor is new and owned once.
         let epoll = owned(cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?);
+        // SAFETY: eventfd has no preconditions; the descriptor is new and owned once.
+        let more = owned(cvt(unsafe {
+            libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
+        })?);
         let waiter = ConnectionWaiter {
             epoll,
             listener: listener.as_raw_fd(),
+            more,
             _stop: stop,
         };
-        waiter.control(
-            libc::EPOLL_CTL_ADD,
+        let edge = libc::EPOLLIN | libc::EPOLLET;
+        waiter.add(
             listener.as_raw_fd(),
             LISTENER_TOKEN,
-            true,
+            edge | libc::EPOLLEXCLUSIVE,
         )?;
-        waiter.control(
-            libc::EPOLL_CTL_ADD,
-            waiter._stop.as_raw_fd(),
-            STOP_TOKEN,
-            false,
-        )?;
+        waiter.add(waiter.more.as_raw_fd(), MORE_TOKEN, edge)?;
+        waiter.add(waiter._stop.as_raw_fd(), STOP_TOKEN, libc::EPOLLIN)?;
         Ok(waiter)
     }
 
-    fn control(&self, op: libc::c_int, fd: RawFd, token: u64, one_shot: bool) -> io::Result<()> {
+    fn add(&self, fd: RawFd, token: u64, events: libc::c_int) -> io::Result<()> {
         let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | if one_shot { libc::EPOLLONESHOT } else { 0 }) as u32,
+            events: events as u32,
             u64: token,
         };
         // SAFETY: event is a valid epoll_event for the call; the descriptors are open.
-        cvt(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut event) }).map(drop)
+        cvt(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) })
+            .map(drop)
     }
 
     /// Waits for a connection (accepted here) or the stop pipe.
@@ -344,15 +356,40 @@ impl ConnectionWaiter {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Woken::Nothing),
             Err(e) => return Err(e),
         }
-        if event.u64 == STOP_TOKEN {
-            return Ok(Woken::Stop);
+        match event.u64 {
+            STOP_TOKEN => return Ok(Woken::Stop),
+            MORE_TOKEN => {
+                let mut count = [0u8; 8];
+                // SAFETY: reads the eventfd's 8-byte counter into a buffer of that size; a
+                // failure (another thread reset it first) changes nothing.
+                unsafe { libc::read(self.more.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+            }
+            _ => {}
         }
         // SAFETY: the listener stays open as long as the waiter (new's contract).
-        let accepted = accept(unsafe { BorrowedFd::borrow_raw(self.listener) });
-        // Armed again whatever the accept did, or no thread would ever be woken again.
-        self.control(libc::EPOLL_CTL_MOD, self.listener, LISTENER_TOKEN, true)?;
-        Ok(accepted.map_or(Woken::Nothing, Woken::Connection))
+        let listener = unsafe { BorrowedFd::borrow_raw(self.listener) };
+        let Ok(conn) = accept(listener) else {
+            return Ok(Woken::Nothing);
+        };
+        if readable_now(listener) {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: writes 8 bytes from a buffer of that size to the eventfd; if its counter
+            // were full, a wake is already pending.
+            unsafe { libc::write(self.more.as_raw_fd(), one.as_ptr().cast(), 8) };
+        }
+        Ok(Woken::Connection(conn))
     }
+}
+
+/// Whether `fd` has input waiting (for a listener: a connection), without waiting.
+fn readable_now(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no timeout.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLIN != 0 }
 }
 
 /// Sets or clears O_NONBLOCK.
@@ -658,6 +695,104 @@ mod tests {
         let mut all = woken.lock().unwrap().clone();
         all.sort();
         assert_eq!(all, ["0 stop", "1 stop", "2 conn", "2 stop"]);
+    }
+
+    /// Threads, each with its own waiter on the listener at `path` (one waiter per thread
+    /// stands for one process each), that record what woke them: `"W conn"` or `"W nothing"`.
+    /// Each holds a connection for `hold` before waiting again.
+    fn waiting_threads(
+        listener: &std::os::unix::net::UnixListener,
+        waiters: usize,
+        threads_each: usize,
+        hold: Duration,
+    ) -> (
+        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        Vec<std::io::PipeWriter>,
+    ) {
+        use std::sync::{Arc, Mutex};
+        let woken = Arc::new(Mutex::new(Vec::new()));
+        let mut stops = Vec::new();
+        for w in 0..waiters {
+            let (stop_read, stop_write) = std::io::pipe().unwrap();
+            stops.push(stop_write);
+            let waiter = Arc::new(
+                ConnectionWaiter::new(listener.as_fd(), OwnedFd::from(stop_read)).unwrap(),
+            );
+            for _ in 0..threads_each {
+                let (waiter, woken) = (waiter.clone(), woken.clone());
+                std::thread::spawn(move || loop {
+                    match waiter.next().unwrap() {
+                        Woken::Connection(_) => {
+                            woken.lock().unwrap().push(format!("{w} conn"));
+                            std::thread::sleep(hold);
+                        }
+                        Woken::Nothing => woken.lock().unwrap().push(format!("{w} nothing")),
+                        Woken::Stop => return,
+                    }
+                });
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        (woken, stops)
+    }
+
+    #[test]
+    fn a_connection_wakes_one_process_of_the_group_not_each() {
+        use std::os::unix::net::UnixListener;
+        let dir = TempDir::new("waiter_exclusive");
+        let path = dir.0.join("sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let (woken, stops) = waiting_threads(&listener, 3, 2, Duration::ZERO);
+        let _clients: Vec<_> = (0..3)
+            .map(|_| {
+                let c = UnixStream::connect(&path).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                c
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let seen = woken.lock().unwrap().clone();
+        assert_eq!(
+            seen.len(),
+            3,
+            "one wake per connection, no thread of another process woken for nothing: {seen:?}"
+        );
+        assert!(seen.iter().all(|e| e.ends_with("conn")), "{seen:?}");
+        for mut s in stops {
+            std::io::Write::write_all(&mut s, b"x").unwrap();
+        }
+    }
+
+    #[test]
+    fn connections_that_arrive_together_are_all_taken() {
+        use std::os::unix::net::UnixListener;
+        let dir = TempDir::new("waiter_burst");
+        let path = dir.0.join("sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        // Two processes of three threads, each thread busy a while with what it took: a burst
+        // of twenty connections, more than there are free threads at any time.
+        let (woken, stops) = waiting_threads(&listener, 2, 3, Duration::from_millis(30));
+        let _clients: Vec<_> = (0..20)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let taken = || {
+            woken
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.ends_with("conn"))
+                .count()
+        };
+        while taken() < 20 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(taken(), 20, "{:?}", woken.lock().unwrap());
+        for mut s in stops {
+            std::io::Write::write_all(&mut s, b"x").unwrap();
+        }
     }
 
     /// Our effective uid and gid (the owner of /proc/self).
