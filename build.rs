@@ -64,10 +64,10 @@ fn main() {
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .allowlist_function("ap_.*|apr_.*|mod_wsgi_rs_.*")
         .allowlist_type("request_rec|server_rec|conn_rec|module|command_rec|cmd_parms|process_rec")
-        .allowlist_type("ap_.*|apr_.*")
+        .allowlist_type("ap_.*|apr_.*|authn_provider|authz_provider|authn_status|authz_status")
         .allowlist_var("MODULE_MAGIC_.*|OK|DECLINED|DONE|HTTP_.*|M_.*|APLOG_.*|OR_.*|ACCESS_CONF")
         .allowlist_var(
-            "RSRC_CONF|EXEC_ON_READ|GLOBAL_ONLY|NOT_IN_.*|OPT_.*|AP_.*|APR_.*|REQUEST_.*",
+            "RSRC_CONF|EXEC_ON_READ|GLOBAL_ONLY|NOT_IN_.*|OPT_.*|AP_.*|APR_.*|REQUEST_.*|SATISFY_.*|REMOTE_.*",
         )
         .allowlist_var(
             "ap_server_.*|ap_top_module|ap_prelinked_modules|unixd_config|ap_unixd_config",

@@ -17,6 +17,7 @@
 #include <http_connection.h>
 #include <unixd.h>
 #include <ap_listen.h>
+#include <mod_auth.h>
 
 /* Exported by src/apache/shim.c: the macro-only parts of the brigade API. */
 apr_status_t mod_wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const char *data,

@@ -271,11 +271,8 @@ fn directive_contexts_follow_c_mod_wsgi() {
             &vhost(&line),
             &[&format!("{name} not allowed in <VirtualHost> context")],
         );
-        refused(
-            "context_auth",
-            &location(&line),
-            &[&format!("{name} is not supported yet")],
-        );
+        let (ok, out) = config_test("context_auth", &location(&line));
+        assert!(ok, "{line} in <Location>: {out}");
     }
     refused(
         "context_auth",
@@ -300,7 +297,7 @@ fn htaccess_refuses_what_c_keeps_to_the_server_configuration() {
                def other(environ, start_response):\n    \
                start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
                return [b'other']\n";
-    let cases: [(&str, &str, &str, Option<&str>); 6] = [
+    let cases: [(&str, &str, &str, Option<&str>); 5] = [
         ("callable", "FileInfo", "WSGICallableObject other", None),
         (
             "appgroup",
@@ -326,12 +323,6 @@ fn htaccess_refuses_what_c_keeps_to_the_server_configuration() {
             "WSGIPassApacheRequest On",
             Some("WSGIPassApacheRequest not allowed here"),
         ),
-        (
-            "access",
-            "AuthConfig",
-            "WSGIAccessScript {dir}/a.py",
-            Some("WSGIAccessScript is not supported yet"),
-        ),
     ];
     let mut files = Vec::new();
     let mut conf = String::new();
@@ -343,11 +334,26 @@ fn htaccess_refuses_what_c_keeps_to_the_server_configuration() {
              <Directory {{dir}}/{name}>\n  AllowOverride {overrides}\n</Directory>\n"
         ));
     }
+    // An access script, AuthConfig: it runs (and here refuses everyone).
+    files.push(("access/app.wsgi".into(), app.to_string()));
+    files.push((
+        "access/.htaccess".into(),
+        "WSGIAccessScript {dir}/access/deny.py\n".into(),
+    ));
+    files.push((
+        "access/deny.py".into(),
+        "def allow_access(environ, host):\n    return False\n".into(),
+    ));
+    conf.push_str(
+        "WSGIScriptAlias /access {dir}/access/app.wsgi\n\
+         <Directory {dir}/access>\n  AllowOverride AuthConfig\n</Directory>\n",
+    );
     let files: Vec<(&str, &str)> = files
         .iter()
         .map(|(n, c)| (n.as_str(), c.as_str()))
         .collect();
     let apache = common::Apache::start("htaccess_contexts", &files, &conf);
+    assert_eq!(apache.get("/access").status, 403, "{}", apache.error_log());
     for (name, _, line, refusal) in cases {
         let r = apache.get(&format!("/{name}"));
         match refusal {

@@ -44,7 +44,7 @@ type SslIsHttps = unsafe extern "C" fn(*mut ap::conn_rec) -> c_int;
 /// mod_ssl's `ssl_is_https`, when mod_ssl is loaded.
 static SSL_IS_HTTPS: OnceLock<Option<SslIsHttps>> = OnceLock::new();
 
-pub(crate) unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
+pub(crate) unsafe extern "C" fn register_hooks(p: *mut ap::apr_pool_t) {
     ffi_boundary("register_hooks", (), || {
         // mod_alias's Alias/Redirect take precedence, as with C mod_wsgi; ours runs before
         // mod_userdir and mod_vhost_alias.
@@ -76,12 +76,13 @@ pub(crate) unsafe extern "C" fn register_hooks(_p: *mut ap::apr_pool_t) {
                 middle,
             );
             ap::ap_hook_handler(Some(handler), ptr::null(), ptr::null(), middle);
+            super::auth::register(p);
         }
     })
 }
 
 /// A null-terminated list of module names for hook ordering; httpd keeps the pointer.
-struct ModuleNames<const N: usize>([*const c_char; N]);
+pub(super) struct ModuleNames<const N: usize>(pub(super) [*const c_char; N]);
 
 // SAFETY: pointers to static C strings, never written.
 unsafe impl<const N: usize> Sync for ModuleNames<N> {}
@@ -746,7 +747,10 @@ pub(super) unsafe fn prepare_request(
 ///
 /// # Safety
 /// `r` must be a live request.
-unsafe fn application_group(r: *mut ap::request_rec, configured: Option<&str>) -> String {
+pub(super) unsafe fn application_group(
+    r: *mut ap::request_rec,
+    configured: Option<&str>,
+) -> String {
     // SAFETY: live request (caller's contract).
     unsafe { resolve_group(r, configured, resolve_application_group) }
 }

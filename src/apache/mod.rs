@@ -1,5 +1,6 @@
 //! The only place that touches Apache httpd and APR pointers.
 
+mod auth;
 pub mod bindings;
 pub mod boundary;
 pub mod config;

@@ -12,7 +12,7 @@ use super::python_home::check_python_home;
 use super::script_alias::ScriptAlias;
 use super::trusted_proxies::{header_environ_name, IpSubnet};
 use super::words::{parse_on_off, split_words};
-use super::{DirConfig, MapHeadToGet, ServerConfig};
+use super::{DirConfig, HookScript, MapHeadToGet, ServerConfig};
 use std::ffi::CStr;
 use std::sync::Arc;
 
@@ -56,7 +56,7 @@ pub struct Directive {
     pub help: &'static CStr,
 }
 
-const HOOKS: &str = "authentication, access and dispatch scripts are not implemented yet";
+const HOOKS: &str = "handler and dispatch scripts are not implemented yet";
 const NEVER: &str = "mod_wsgi-rs does not implement it";
 
 pub const DIRECTIVES: &[Directive] = &[
@@ -267,12 +267,32 @@ pub const DIRECTIVES: &[Directive] = &[
     not_yet(c"WSGIPassApacheRequest", Scope::Section, NEVER),
     not_yet(c"WSGIHandlerScript", Scope::Section, HOOKS),
     not_yet(c"WSGIDispatchScript", Scope::Section, HOOKS),
-    not_yet(c"WSGIAccessScript", Scope::AuthConfig, HOOKS),
-    not_yet(c"WSGIAuthUserScript", Scope::AuthConfig, HOOKS),
-    not_yet(c"WSGIAuthGroupScript", Scope::AuthConfig, HOOKS),
+    Directive {
+        name: c"WSGIAccessScript",
+        scope: Scope::AuthConfig,
+        action: Action::Dir(set_access_script),
+        help: c"script whose allow_access(environ, host) decides access; application-group=",
+    },
+    Directive {
+        name: c"WSGIAuthUserScript",
+        scope: Scope::AuthConfig,
+        action: Action::Dir(set_auth_user_script),
+        help: c"script of the 'wsgi' auth provider (check_password, get_realm_hash); application-group=",
+    },
+    Directive {
+        name: c"WSGIAuthGroupScript",
+        scope: Scope::AuthConfig,
+        action: Action::Dir(set_auth_group_script),
+        help: c"script whose groups_for_user(environ, user) serves Require wsgi-group; application-group=",
+    },
     // No WSGIUserAuthoritative: C defines it only for Apache before 2.2 (2.4 has authn
     // providers), so with Apache 2.4 it is an unknown directive there as here.
-    not_yet(c"WSGIGroupAuthoritative", Scope::AuthConfig, HOOKS),
+    Directive {
+        name: c"WSGIGroupAuthoritative",
+        scope: Scope::AuthConfig,
+        action: Action::Dir(set_group_authoritative),
+        help: c"On|Off: accepted; Apache 2.4's Require lines decide what a failed group check means",
+    },
     not_yet(c"WSGINewRelicConfigFile", Scope::Global, NEVER),
     not_yet(c"WSGINewRelicEnvironment", Scope::Global, NEVER),
 ];
@@ -578,6 +598,26 @@ fn add_trusted_proxies(c: &mut DirConfig, name: &str, args: &str) -> Result<(), 
         subnets.push(subnet);
     }
     Arc::make_mut(c.trusted_proxies.get_or_insert_with(Default::default)).extend(subnets);
+    Ok(())
+}
+
+fn set_access_script(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.access_script = Some(HookScript::parse(name, args)?);
+    Ok(())
+}
+
+fn set_auth_user_script(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.auth_user_script = Some(HookScript::parse(name, args)?);
+    Ok(())
+}
+
+fn set_auth_group_script(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.auth_group_script = Some(HookScript::parse(name, args)?);
+    Ok(())
+}
+
+fn set_group_authoritative(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.group_authoritative = Some(parse_on_off(name, &one_word(name, args)?)?);
     Ok(())
 }
 

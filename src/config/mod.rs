@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod daemon;
 pub mod directives;
 pub mod groups;
+pub mod hook_script;
 pub mod import_script;
 pub mod python;
 pub mod python_home;
@@ -12,6 +13,7 @@ pub mod script_alias;
 pub mod trusted_proxies;
 pub mod words;
 
+pub use hook_script::HookScript;
 pub use import_script::ImportScript;
 pub use python::{HashSeed, PythonOptions};
 pub use script_alias::{AliasOptions, AliasPattern, RegexHandle, ScriptAlias};
@@ -103,6 +105,15 @@ pub struct DirConfig {
     /// `WSGIIgnoreActivity`: requests here do not count as activity for a daemon process's
     /// inactivity-timeout.
     pub ignore_activity: Option<bool>,
+    /// `WSGIAccessScript`: its `allow_access(environ, host)` decides who may access.
+    pub access_script: Option<HookScript>,
+    /// `WSGIAuthUserScript`: the `wsgi` authentication provider's `check_password` (Basic) and
+    /// `get_realm_hash` (Digest).
+    pub auth_user_script: Option<HookScript>,
+    /// `WSGIAuthGroupScript`: `groups_for_user` for `Require wsgi-group`.
+    pub auth_group_script: Option<HookScript>,
+    /// `WSGIGroupAuthoritative`: accepted; it has no effect with Apache 2.4's providers.
+    pub group_authoritative: Option<bool>,
 }
 
 /// `WSGIMapHEADToGET`: whether a HEAD request is shown to the application as GET, so that
@@ -131,6 +142,10 @@ impl DirConfig {
             trusted_proxy_headers: pick(&add.trusted_proxy_headers, &base.trusted_proxy_headers),
             trusted_proxies: pick(&add.trusted_proxies, &base.trusted_proxies),
             ignore_activity: pick(&add.ignore_activity, &base.ignore_activity),
+            access_script: pick(&add.access_script, &base.access_script),
+            auth_user_script: pick(&add.auth_user_script, &base.auth_user_script),
+            auth_group_script: pick(&add.auth_group_script, &base.auth_group_script),
+            group_authoritative: pick(&add.group_authoritative, &base.group_authoritative),
         }
     }
 }

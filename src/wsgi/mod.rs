@@ -2,6 +2,7 @@
 //! trait, the Python side pyo3's `Bound` API.
 
 pub mod adapter;
+pub mod auth;
 pub mod callbacks;
 pub mod environ;
 pub mod events;

@@ -1,0 +1,87 @@
+//! `WSGIAccessScript`, `WSGIAuthUserScript` and `WSGIAuthGroupScript`: a script whose functions
+//! Apache calls to decide access and authentication, and the interpreter it runs in.
+
+use super::groups::check_application_group;
+use super::words::{split_option, split_words};
+
+/// A script named by one of the hook directives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookScript {
+    pub path: String,
+    /// `application-group=`; None is the main interpreter (`%{GLOBAL}`), as in C mod_wsgi.
+    pub application_group: Option<String>,
+}
+
+impl HookScript {
+    /// `path [application-group=NAME]`, the arguments of `directive`.
+    pub fn parse(directive: &str, args: &str) -> Result<HookScript, String> {
+        let mut words = split_words(args).into_iter();
+        let path = words
+            .next()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| format!("{directive} needs the path of a script"))?;
+        let mut application_group = None;
+        for word in words {
+            match split_option(directive, &word)? {
+                ("application-group", "") => {
+                    return Err(format!("{directive}: application-group= needs a name"))
+                }
+                ("application-group", group) => {
+                    check_application_group(directive, group)?;
+                    application_group = Some(group.to_string());
+                }
+                (option, _) => return Err(format!(
+                    "{directive}: unknown option '{option}' (the only one is application-group=)"
+                )),
+            }
+        }
+        Ok(HookScript {
+            path,
+            application_group,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_and_an_optional_application_group() {
+        let s = HookScript::parse("WSGIAuthUserScript", "/srv/auth.wsgi").unwrap();
+        assert_eq!(
+            (s.path.as_str(), s.application_group),
+            ("/srv/auth.wsgi", None)
+        );
+        let s = HookScript::parse(
+            "WSGIAccessScript",
+            "'/srv/my access.wsgi' application-group=%{GLOBAL}",
+        )
+        .unwrap();
+        assert_eq!(s.path, "/srv/my access.wsgi");
+        assert_eq!(s.application_group.as_deref(), Some("%{GLOBAL}"));
+    }
+
+    #[test]
+    fn a_missing_path_or_a_bad_option_is_refused_by_name() {
+        for (args, error) in [
+            ("", "WSGIAuthGroupScript needs the path of a script"),
+            (
+                "/a.wsgi process-group=x",
+                "WSGIAuthGroupScript: unknown option 'process-group'",
+            ),
+            (
+                "/a.wsgi application-group=",
+                "WSGIAuthGroupScript: application-group= needs a name",
+            ),
+            ("/a.wsgi application-group=%{GLOBL}", "WSGIAuthGroupScript"),
+            (
+                "/a.wsgi stray",
+                "WSGIAuthGroupScript: invalid option 'stray'",
+            ),
+        ] {
+            let e = HookScript::parse("WSGIAuthGroupScript", args).unwrap_err();
+            assert!(e.starts_with(error), "{args:?}: {e}");
+        }
+    }
+}
