@@ -63,10 +63,13 @@ EOF
         sleep 0.3
     done
     for _ in 1 2 3 4; do
-        for app in hello big file environ/sub fails raises; do
+        for app in hello big file environ/sub fails raises options/hello; do
             curl -s -o /dev/null --max-time 20 "http://127.0.0.1:$port/$app"
         done
-        curl -s -o /dev/null --max-time 20 --data-binary "@$work/body" "http://127.0.0.1:$port/echo"
+        for app in echo options/echo; do
+            curl -s -o /dev/null --max-time 20 --data-binary "@$work/body" \
+                "http://127.0.0.1:$port/$app"
+        done
     done
     kill "$(cat "$work/httpd.pid")"
     wait "$vg" || true
@@ -78,11 +81,16 @@ EOF
     done
 }
 
-profile embedded ""
+# /options/…: the groups named by WSGIScriptAlias options, as the usual daemon-mode configuration
+# (`WSGIScriptAlias / site.wsgi process-group=site application-group=%{GLOBAL}`) names them.
+profile embedded "WSGIScriptAlias /options/hello $apps/hello.wsgi application-group=%{GLOBAL}
+WSGIScriptAlias /options/echo $apps/echo.wsgi application-group=%{GLOBAL}"
 profile daemon "WSGIRestrictEmbedded On
 WSGISocketPrefix $work/wsgi
 WSGIDaemonProcess hot processes=1 threads=4 display-name=%{GROUP}
-WSGIProcessGroup hot"
+WSGIProcessGroup hot
+WSGIScriptAlias /options/hello $apps/hello.wsgi process-group=hot application-group=%{GLOBAL}
+WSGIScriptAlias /options/echo $apps/echo.wsgi process-group=hot application-group=%{GLOBAL}"
 
 # The functions of our module that ran, by their symbol names, kept only if the module has them:
 # first those both modes ran, then those only embedded mode ran, then daemon mode's own, so a

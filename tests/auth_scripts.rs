@@ -950,6 +950,21 @@ fn hooks_run_in_the_apache_child_even_for_a_daemon_mode_application() {
 }
 
 #[test]
+fn hooks_run_even_where_embedded_mode_is_restricted() {
+    // The usual daemon-mode setup refuses embedded mode; the hooks still need Python in
+    // Apache's children, which C starts for them too.
+    let apache = all_hooks_server(
+        "restricted",
+        "WSGIRestrictEmbedded On\nWSGIDaemonProcess authd threads=2\n\
+         <Location /all>\nWSGIProcessGroup authd\n</Location>\n",
+    );
+    let r = get_as(&apache, "/all/x", "good", "secret");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
+    let r = get_as(&apache, "/all/x", "good", "wrong");
+    assert_eq!(r.status, 401, "{}", apache.error_log());
+}
+
+#[test]
 fn the_application_group_option_picks_the_interpreter_of_each_hook() {
     // Sub-interpreters: this test takes ~10 s against C (see the header).
     let apache = Apache::start(

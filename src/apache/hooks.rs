@@ -264,8 +264,11 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
             .collect();
         let pid = std::process::id();
         // As in C mod_wsgi: with embedded mode refused, Python starts in Apache's children only
-        // for scripts to import at process start.
-        if conf.python.restrict_embedded == Some(true) && imports.is_empty() {
+        // for scripts to import at process start, or for access and authentication scripts.
+        if conf.python.restrict_embedded == Some(true)
+            && imports.is_empty()
+            && !crate::config::hook_script::configured()
+        {
             server_log(
                 s,
                 APLOG_INFO,

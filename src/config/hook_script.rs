@@ -3,6 +3,17 @@
 
 use super::groups::check_application_group;
 use super::words::{split_option, split_words};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once the configuration has named a hook script: Apache's children then start Python
+/// even under `WSGIRestrictEmbedded On`, since these scripts always run there (C mod_wsgi does
+/// the same). A script named only in a `.htaccess` file is seen too late for that.
+static CONFIGURED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the configuration read so far names an access or authentication script.
+pub fn configured() -> bool {
+    CONFIGURED.load(Ordering::Relaxed)
+}
 
 /// A script named by one of the hook directives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +41,14 @@ impl HookScript {
                     check_application_group(directive, group)?;
                     application_group = Some(group.to_string());
                 }
-                (option, _) => return Err(format!(
+                (option, _) => {
+                    return Err(format!(
                     "{directive}: unknown option '{option}' (the only one is application-group=)"
-                )),
+                ))
+                }
             }
         }
+        CONFIGURED.store(true, Ordering::Relaxed);
         Ok(HookScript {
             path,
             application_group,
