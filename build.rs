@@ -151,6 +151,21 @@ fn order_hot_code() {
     // Names the build no longer has (after an edit or a Rust upgrade) are skipped quietly;
     // tests/code_layout.rs tells when the list needs making again.
     println!("cargo:rustc-cdylib-link-arg=-Wl,--no-warn-symbol-ordering");
+    // The kernel maps a library's pages into a process in 64 KiB blocks around each page touched
+    // (fault-around), aligned on the address. Segments aligned to 64 KiB make the loader put the
+    // module on such a boundary (glibc 2.35+), so the blocks fall the same way in every load,
+    // with the listed code starting one. The exception tables, which only a panic reads, go
+    // after `.rodata` and `.eh_frame` instead of before `.rodata`, so a constant read does not
+    // map them. tests/code_layout.rs checks both.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,max-page-size=65536");
+    let script = PathBuf::from(env::var("OUT_DIR").unwrap()).join("exception-tables-last.ld");
+    std::fs::write(
+        &script,
+        "SECTIONS { .gcc_except_table : { *(.gcc_except_table .gcc_except_table.*) } } \
+         INSERT AFTER .eh_frame;\n",
+    )
+    .expect("cannot write the linker script");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{}", script.display());
     pack_relative_relocations();
 }
 

@@ -123,3 +123,54 @@ fn relative_relocations_are_packed() {
         .expect(".rela.dyn listed");
     assert!(rela_size < 16 * 1024, ".rela.dyn still {rela_size} bytes");
 }
+
+/// The kernel maps a shared library's pages in 64 KiB blocks around each page a process
+/// touches, aligned on the address. build.rs links with 64 KiB segment alignment, so the loader
+/// puts the module on a 64 KiB boundary and the blocks fall the same way in every process and
+/// every load (the code the list puts first starts a block), and it puts the exception tables,
+/// which only a panic reads, after `.rodata` instead of before it, so touching constants does
+/// not map them. Measured (scripts/memory-by-mapping.sh): 64 KiB less code and 64 KiB less
+/// read-only data mapped by the tree.
+#[test]
+fn the_module_loads_on_64_kib_blocks_with_its_exception_tables_last() {
+    let readelf = |flags: &[&str]| {
+        let out = Command::new("readelf")
+            .args(flags)
+            .arg(common::module_path())
+            .output()
+            .expect("readelf (binutils) runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let segments = readelf(&["--segments", "--wide"]);
+    let loads: Vec<&str> = segments
+        .lines()
+        .filter(|l| l.trim_start().starts_with("LOAD"))
+        .collect();
+    assert!(!loads.is_empty(), "{segments}");
+    for load in &loads {
+        assert!(
+            load.trim_end().ends_with("0x10000"),
+            "not 64 KiB aligned: {load}"
+        );
+    }
+    let sections = readelf(&["--section-headers", "--wide"]);
+    let address = |name: &str| {
+        sections
+            .lines()
+            .find_map(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                let at = words.iter().position(|w| *w == name)?;
+                u64::from_str_radix(words.get(at + 2)?, 16).ok()
+            })
+            .unwrap_or_else(|| panic!("no {name} in:\n{sections}"))
+    };
+    let (rodata, eh_frame, except) = (
+        address(".rodata"),
+        address(".eh_frame"),
+        address(".gcc_except_table"),
+    );
+    assert!(
+        rodata < eh_frame && eh_frame < except,
+        ".rodata {rodata:#x}, .eh_frame {eh_frame:#x}, .gcc_except_table {except:#x}"
+    );
+}

@@ -576,6 +576,9 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
         if handler != HANDLER.to_bytes() && handler != b"application/x-httpd-wsgi" {
             return DECLINED;
         }
+        if super::boundary::panic_requested_for(c_bytes((*r).uri)) {
+            panic!("deliberate panic (MOD_WSGI_RS_PANIC_URI)");
+        }
         let filename = c_bytes((*r).filename).to_vec();
         let alias = alias_options((*r).notes);
         if alias.is_none() && ap::ap_allow_options(r) & ap::OPT_EXECCGI as c_int == 0 {
