@@ -965,6 +965,39 @@ fn hooks_run_even_where_embedded_mode_is_restricted() {
 }
 
 #[test]
+fn a_restart_without_hook_scripts_stops_starting_python_for_them() {
+    let apache = all_hooks_server(
+        "restricted-restart",
+        "WSGIRestrictEmbedded On\nWSGIDaemonProcess authd threads=2\n\
+         <Location /all>\nWSGIProcessGroup authd\n</Location>\n",
+    );
+    let log = apache.wait_for_log("Initializing Python.");
+    assert!(!log.contains("Python not started"), "{log}");
+    // The next generation's configuration names no hook script. (httpd loads the module
+    // afresh on a restart, so what the last configuration named is forgotten with it.)
+    let conf = std::fs::read_to_string(apache.path("httpd.conf")).unwrap();
+    let without: String = conf
+        .lines()
+        .filter(|l| !l.starts_with("WSGIAccessScript") && !l.starts_with("WSGIAuth"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(conf.len(), without.len());
+    std::fs::write(apache.path("httpd.conf"), without).unwrap();
+    let parent: i32 = std::fs::read_to_string(apache.path("httpd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signalling (graceful restart) the Apache parent this test started.
+    unsafe { libc::kill(parent, libc::SIGUSR1) };
+    let log = apache.wait_for_log("Python not started: WSGIRestrictEmbedded On.");
+    assert!(
+        log.contains("Python not started: WSGIRestrictEmbedded On."),
+        "the new children still start Python: {log}"
+    );
+}
+
+#[test]
 fn the_application_group_option_picks_the_interpreter_of_each_hook() {
     // Sub-interpreters: this test takes ~10 s against C (see the header).
     let apache = Apache::start(
