@@ -19,8 +19,6 @@ test=$3
 seconds=${4:-5}
 connections=${5:-50}
 threads=$((connections < 2 ? 1 : 2))
-here=$(cd "$(dirname "$0")/.." && pwd)
-bench=$(realpath "${BENCH_DIR:-$here/../shared/bench}")
 port=${PORT:-18298}
 work=$(mktemp -d /tmp/mod_wsgi_rs_cost.XXXXXX)
 chmod 0755 "$work"
@@ -34,18 +32,7 @@ stop() {
 }
 trap stop EXIT
 
-BENCH_NO_SETUP=1 "$bench/run.sh" --config-only --module "$module" --servers "apache-$mode" \
-    --out "$work/cfg" >/dev/null 2>&1
-mkdir "$work/run"
-chmod 0755 "$work/run"
-sed -e "s|^Define BENCH_RUNDIR .*|Define BENCH_RUNDIR \"$work/run\"|" \
-    -e "s|^Define BENCH_PORT .*|Define BENCH_PORT \"$port\"|" \
-    "$work/cfg/apache-$mode.pass1.httpd.conf" >"$work/httpd.conf"
-apache2 -d "$work/run" -f "$work/httpd.conf" -k start
-for _ in $(seq 1 100); do
-    curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/hello" && break
-    sleep 0.1
-done
+start_bench_apache "$module" "$mode" "$work" "$port"
 parent=$(cat "$work/run/httpd.pid")
 url="http://127.0.0.1:$port/hello"
 script=()

@@ -67,3 +67,25 @@ LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
 LoadModule wsgi_module $3
 EOF
 }
+
+# Starts Apache with the benchmark harness's own configuration for mode $2 (embedded|daemon)
+# and module $1, on 127.0.0.1:$4, with its run directory under $3 (../shared/bench, or
+# $BENCH_DIR); returns once /hello answers. Apache's pid is then in $3/run/httpd.pid. Used by
+# memory-by-mapping.sh and cost-per-side.sh.
+start_bench_apache() {
+    local module=$1 mode=$2 work=$3 port=$4
+    local bench
+    bench=$(realpath "${BENCH_DIR:-$(dirname "${BASH_SOURCE[0]}")/../../shared/bench}")
+    BENCH_NO_SETUP=1 "$bench/run.sh" --config-only --module "$module" --servers "apache-$mode" \
+        --out "$work/cfg" >/dev/null 2>&1
+    mkdir "$work/run"
+    chmod 0755 "$work/run"
+    sed -e "s|^Define BENCH_RUNDIR .*|Define BENCH_RUNDIR \"$work/run\"|" \
+        -e "s|^Define BENCH_PORT .*|Define BENCH_PORT \"$port\"|" \
+        "$work/cfg/apache-$mode.pass1.httpd.conf" >"$work/httpd.conf"
+    apache2 -d "$work/run" -f "$work/httpd.conf" -k start
+    for _ in $(seq 1 100); do
+        curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/hello" && break
+        sleep 0.1
+    done
+}

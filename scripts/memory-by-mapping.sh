@@ -16,27 +16,13 @@ set -euo pipefail
 
 module=$(realpath "$1")
 mode=$2
-here=$(cd "$(dirname "$0")/.." && pwd)
-bench=$(realpath "${BENCH_DIR:-$here/../shared/bench}")
 port=${PORT:-18297}
 work=$(mktemp -d /tmp/mod_wsgi_rs_mem.XXXXXX)
 chmod 0755 "$work"
 trap 'rm -rf "$work"' EXIT
 
-BENCH_NO_SETUP=1 "$bench/run.sh" --config-only --module "$module" --servers "apache-$mode" \
-    --out "$work/cfg" >/dev/null 2>&1
-mkdir "$work/run"
-chmod 0755 "$work/run"
-sed -e "s|^Define BENCH_RUNDIR .*|Define BENCH_RUNDIR \"$work/run\"|" \
-    -e "s|^Define BENCH_PORT .*|Define BENCH_PORT \"$port\"|" \
-    "$work/cfg/apache-$mode.pass1.httpd.conf" >"$work/httpd.conf"
 head -c 1048576 /dev/zero | tr '\0' a >"$work/body"
-
-apache2 -d "$work/run" -f "$work/httpd.conf" -k start
-for _ in $(seq 1 100); do
-    curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/hello" && break
-    sleep 0.1
-done
+start_bench_apache "$module" "$mode" "$work" "$port"
 for app in environ/sub big file; do
     curl -s -o /dev/null --max-time 20 "http://127.0.0.1:$port/$app"
 done
