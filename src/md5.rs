@@ -9,18 +9,22 @@ const SHIFTS: [u32; 64] = [
     21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
 ];
 
-/// floor(abs(sin(i + 1)) * 2^32), computed once rather than written out.
-fn constants() -> [u32; 64] {
-    let mut k = [0u32; 64];
-    for (i, v) in k.iter_mut().enumerate() {
-        *v = ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32;
-    }
-    k
-}
+/// floor(abs(sin(i + 1)) * 2^32), RFC 1321's table T. Written out rather than computed: `sin`
+/// is the module's only call into libm, and a process's first call into libm maps about 150 KiB
+/// of libm's code and tables into it (kernel fault-around), in every process that loads a script.
+const SINES: [u32; 64] = [
+    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
+    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
+    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
+    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
+    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
+    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
+    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
+];
 
 /// The MD5 digest of `data`.
 pub fn digest(data: &[u8]) -> [u8; 16] {
-    let k = constants();
     let mut state: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
     let mut message = data.to_vec();
     message.push(0x80);
@@ -43,7 +47,7 @@ pub fn digest(data: &[u8]) -> [u8; 16] {
             };
             let rotated = a
                 .wrapping_add(f)
-                .wrapping_add(k[i])
+                .wrapping_add(SINES[i])
                 .wrapping_add(words[g])
                 .rotate_left(SHIFTS[i]);
             (a, d, c) = (d, c, b);
@@ -67,7 +71,19 @@ pub fn hex_digest(data: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::hex_digest;
+    use super::{hex_digest, SINES};
+
+    #[test]
+    fn the_table_is_floor_of_abs_sin_times_2_to_the_32() {
+        for (i, &v) in SINES.iter().enumerate() {
+            assert_eq!(
+                v,
+                ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32,
+                "T[{}]",
+                i + 1
+            );
+        }
+    }
 
     #[test]
     fn rfc_1321_test_suite() {

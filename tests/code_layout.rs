@@ -174,3 +174,61 @@ fn the_module_loads_on_64_kib_blocks_with_its_exception_tables_last() {
         ".rodata {rodata:#x}, .eh_frame {eh_frame:#x}, .gcc_except_table {except:#x}"
     );
 }
+
+/// The dynamic symbols of an ELF file: those it defines (`defined`) or those it imports.
+fn dynamic_symbols(path: &str, defined: bool) -> Vec<String> {
+    let out = Command::new("nm")
+        .arg("-D")
+        .arg(if defined {
+            "--defined-only"
+        } else {
+            "--undefined-only"
+        })
+        .arg(path)
+        .output()
+        .expect("nm (binutils) runs");
+    assert!(out.status.success(), "nm -D {path} failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().last())
+        .map(|name| name.split('@').next().unwrap_or(name).to_string())
+        .collect()
+}
+
+/// Where the dynamic loader finds `library` for the built module (`ldd`).
+fn resolved_library(library: &str) -> String {
+    let out = Command::new("ldd")
+        .arg(common::module_path())
+        .output()
+        .expect("ldd runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let (name, rest) = line.trim().split_once(" => ")?;
+            (name == library).then(|| rest.split_whitespace().next().unwrap_or("").to_string())
+        })
+        .unwrap_or_else(|| panic!("ldd does not list {library} for the module: {out:?}"))
+}
+
+#[test]
+fn the_module_calls_nothing_in_libm() {
+    // A process's first call into libm resolves the symbol and runs code beside large tables:
+    // the kernel maps about 150 KiB of libm into that process, in each daemon process and each
+    // child that loads a script (MD5's sine table was computed with `sin` until it was written
+    // out). libc's own exports are left out: those resolve to libc.
+    let libc: std::collections::HashSet<String> =
+        dynamic_symbols(&resolved_library("libc.so.6"), true)
+            .into_iter()
+            .collect();
+    let libm: std::collections::HashSet<String> =
+        dynamic_symbols(&resolved_library("libm.so.6"), true)
+            .into_iter()
+            .filter(|name| !libc.contains(name))
+            .collect();
+    let module = common::module_path();
+    let calls: Vec<String> = dynamic_symbols(module.to_str().unwrap(), false)
+        .into_iter()
+        .filter(|name| libm.contains(name))
+        .collect();
+    assert!(calls.is_empty(), "the module imports {calls:?} from libm");
+}
