@@ -60,8 +60,19 @@ impl GroupPlan {
     }
 
     /// The prefix of the group's log lines, naming the process as C mod_wsgi's do.
-    pub fn tag(&self) -> String {
-        format!("mod_wsgi (pid={})", std::process::id())
+    pub fn tag(&self) -> Tag {
+        Tag
+    }
+}
+
+/// "mod_wsgi (pid=N)" for the process that writes it out: made only when a line is logged,
+/// since each request takes one for its error messages (a `getpid` and a `String` otherwise).
+#[derive(Clone, Copy, Debug)]
+pub struct Tag;
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "mod_wsgi (pid={})", std::process::id())
     }
 }
 
@@ -85,6 +96,14 @@ pub fn socket_path(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_tag_names_the_process_that_writes_it() {
+        assert_eq!(
+            format!("{}: x", Tag),
+            format!("mod_wsgi (pid={}): x", std::process::id())
+        );
+    }
 
     #[test]
     fn socket_paths_carry_the_generation_only_when_rotating() {

@@ -4,7 +4,7 @@
 
 use super::daemon_io::{lock, Conn, DaemonIo, SharedWriter};
 use super::now_us;
-use super::plan::{GroupPlan, StartupImport};
+use super::plan::{GroupPlan, StartupImport, Tag};
 use super::scoreboard::Scoreboard;
 use super::timers::Slot;
 use super::unix;
@@ -174,14 +174,14 @@ fn run_request(
         wire::encode_log(level, line, &mut payload);
         let _ = w.frame(Kind::Log, &payload).and_then(|()| w.flush());
     };
-    let pid = std::process::id();
+    let tag = Tag;
     let ran = python::attached_to(&head.application_group, |py| {
         let _active = crate::wsgi::process_metrics::ActiveRequest::begin();
         let log_for_python = log.clone();
         let current =
             CurrentRequest::enter(Box::new(move |level, line| log_for_python(level, line)));
         let report = |py: pyo3::Python<'_>, err: &pyo3::PyErr| {
-            log(Level::Error, &format!("mod_wsgi (pid={pid}): Exception occurred in reload_required() of WSGI script '{script}'; the script is not reloaded."));
+            log(Level::Error, &format!("{tag}: Exception occurred in reload_required() of WSGI script '{script}'; the script is not reloaded."));
             for line in crate::wsgi::adapter::exception_report(py, err) {
                 log(Level::Error, &line);
             }
@@ -209,7 +209,7 @@ fn run_request(
             }
             Err(LoadError::NoCallable) => {
                 let msg = format!(
-                    "mod_wsgi (pid={pid}): Target WSGI script '{script}' does not contain WSGI application '{}'.",
+                    "{tag}: Target WSGI script '{script}' does not contain WSGI application '{}'.",
                     head.callable_object
                 );
                 current.finish(py);
@@ -218,9 +218,12 @@ fn run_request(
             Err(LoadError::Failed(err)) => {
                 log(
                     Level::Error,
-                    &format!("mod_wsgi (pid={pid}): Failed to exec Python script file '{script}'."),
+                    &format!("{tag}: Failed to exec Python script file '{script}'."),
                 );
-                log(Level::Error, &format!("mod_wsgi (pid={pid}): Exception occurred processing WSGI script '{script}'."));
+                log(
+                    Level::Error,
+                    &format!("{tag}: Exception occurred processing WSGI script '{script}'."),
+                );
                 for line in crate::wsgi::adapter::exception_report(py, &err) {
                     log(Level::Error, &line);
                 }
@@ -256,7 +259,7 @@ fn run_request(
             &reject(
                 500,
                 &format!(
-                    "mod_wsgi (pid={pid}): Cannot create interpreter '{}': {why}",
+                    "{tag}: Cannot create interpreter '{}': {why}",
                     head.application_group
                 ),
             ),
