@@ -92,7 +92,7 @@ unsafe fn with_hook_call<R>(
             // The main interpreter by default (C: no group named is %{GLOBAL}).
             None => String::new(),
         };
-        let reloading = dir_config(r).script_reloading.unwrap_or(true);
+        let reloading = dir_config(r).script_reloading();
         (group, hook_environ(r), reloading)
     };
     let log = |level: Level, line: &str| request_log(r, super::log::level_of(level), line);

@@ -24,8 +24,7 @@ pub fn ffi_boundary<R>(what: &str, on_panic: R, body: impl FnOnce() -> R) -> R {
 pub fn panic_requested_for(uri: &[u8]) -> bool {
     static URI: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     URI.get_or_init(|| {
-        std::env::var_os("MOD_WSGI_RS_PANIC_URI")
-            .map(std::os::unix::ffi::OsStringExt::into_vec)
+        std::env::var_os("MOD_WSGI_RS_PANIC_URI").map(std::os::unix::ffi::OsStringExt::into_vec)
     })
     .as_deref()
         == Some(uri)

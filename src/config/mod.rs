@@ -127,6 +127,12 @@ pub enum MapHeadToGet {
 }
 
 impl DirConfig {
+    /// `WSGIScriptReloading`, On unless configured Off (as in C mod_wsgi): for scripts and for
+    /// the access and authentication hook scripts alike.
+    pub fn script_reloading(&self) -> bool {
+        self.script_reloading.unwrap_or(true)
+    }
+
     pub fn merge(base: &DirConfig, add: &DirConfig) -> DirConfig {
         DirConfig {
             application_group: pick(&add.application_group, &base.application_group),
@@ -201,7 +207,7 @@ impl RequestSettings {
         RequestSettings {
             callable_object,
             pass_authorization,
-            script_reloading: dir.script_reloading.unwrap_or(true),
+            script_reloading: dir.script_reloading(),
             chunked_request: dir.chunked_request.unwrap_or(false),
             map_head_to_get: dir.map_head_to_get.unwrap_or(MapHeadToGet::Auto),
             enable_sendfile: dir.enable_sendfile.unwrap_or(false),
