@@ -3,13 +3,14 @@
 # own processes and, in daemon mode, the daemon processes. Steadier than requests per second on
 # a small machine, and it says which side a change helped.
 #
-#   scripts/cost-per-side.sh MODULE.so embedded|daemon hello|echo [SECONDS] [CONNECTIONS]
+#   scripts/cost-per-side.sh MODULE.so embedded|daemon hello|echo|big|file [SECONDS] [CONNECTIONS]
 #
 # Runs the benchmark harness's own configuration for the mode (../shared/bench, `--config-only`)
 # on 127.0.0.1, warms it up with wrk for 2 s, then loads it with wrk for SECONDS (default 5) over
-# CONNECTIONS (default 50; echo posts 1 MiB), reading /proc before and after: CPU µs and context
-# switches (voluntary and not) per request, by side, and wrk's count of non-2xx answers (a fast
-# error must not pass for a fast request). Stops Apache by its pid. Not part of the test suite.
+# CONNECTIONS (default 50; echo posts 1 MiB; big and file are the harness's 1 MiB stream and
+# 10 MiB file_wrapper apps), reading /proc before and after: CPU µs and context switches
+# (voluntary and not) per request, by side, and wrk's count of non-2xx answers (a fast error must
+# not pass for a fast request). Stops Apache by its pid. Not part of the test suite.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -34,7 +35,7 @@ trap stop EXIT
 
 start_bench_apache "$module" "$mode" "$work" "$port"
 parent=$(cat "$work/run/httpd.pid")
-url="http://127.0.0.1:$port/hello"
+url="http://127.0.0.1:$port/$test"
 script=()
 if [ "$test" = echo ]; then
     head -c 1048576 /dev/zero | tr '\0' a >"$work/body"
