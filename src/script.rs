@@ -137,11 +137,14 @@ fn lock_loading(py: Python<'_>) -> MutexGuard<'static, ()> {
 
 /// The WSGI application `callable` of the script at `path` (modification time `mtime`, in
 /// microseconds), loading or reloading the script as needed. With `reloading` on, a changed
-/// modification time or the script's own `reload_required(path)` returning true reloads it; an
-/// exception raised by `reload_required` goes to `report`.
+/// modification time or the script's own `reload_required(resource)` returning true reloads it
+/// (`resource` is the file the request maps to, the script itself unless a handler script
+/// serves it; None, for the access and authentication hooks, does not ask the script, as in C);
+/// an exception raised by `reload_required` goes to `report`.
 pub fn load_application<'py>(
     py: Python<'py>,
     path: &str,
+    resource: Option<&str>,
     mtime: i64,
     reloading: bool,
     callable: &str,
@@ -154,7 +157,7 @@ pub fn load_application<'py>(
     let mut stale = None;
     if let Some(m) = found {
         if is_current(py, &m, mtime, reloading)
-            && !(reloading && reload_requested(py, &m, path, report))
+            && !(reloading && resource.is_some_and(|r| reload_requested(py, &m, r, report)))
         {
             return callable_of(py, &m, callable);
         }
@@ -173,12 +176,13 @@ pub fn load_application<'py>(
 }
 
 /// Whether the script at `path` was loaded completely into the attached interpreter and has
-/// changed since (its modification time is no longer `mtime`, or its `reload_required(path)`
-/// says so). A daemon process answers this by having itself replaced rather than reloading
+/// changed since (its modification time is no longer `mtime`, or its
+/// `reload_required(resource)` says so). A daemon process answers this by having itself replaced rather than reloading
 /// the module in place, as C mod_wsgi does, so no state of the old code survives.
 pub fn script_changed(
     py: Python<'_>,
     path: &str,
+    resource: &str,
     mtime: i64,
     report: &dyn Fn(Python<'_>, &PyErr),
 ) -> bool {
@@ -186,7 +190,7 @@ pub fn script_changed(
         return false;
     };
     match loaded_mtime(py, &module) {
-        Some(loaded) => loaded != mtime || reload_requested(py, &module, path, report),
+        Some(loaded) => loaded != mtime || reload_requested(py, &module, resource, report),
         None => false,
     }
 }

@@ -86,14 +86,28 @@ unsafe fn with_hook_call<R>(
     f: impl FnOnce(pyo3::Python<'_>, &HookCall<'_>) -> R,
 ) -> Option<R> {
     // SAFETY: live request (caller's contract).
-    let (group, vars, reloading) = unsafe {
+    unsafe { with_hook_call_vars(r, script, directive, hook_environ(r), f) }
+}
+
+/// [`with_hook_call`] with the request's variables `vars` for the environ.
+///
+/// # Safety
+/// `r` must be a live request.
+pub(super) unsafe fn with_hook_call_vars<R>(
+    r: *mut ap::request_rec,
+    script: &HookScript,
+    directive: &str,
+    vars: CgiVars,
+    f: impl FnOnce(pyo3::Python<'_>, &HookCall<'_>) -> R,
+) -> Option<R> {
+    // SAFETY: live request (caller's contract).
+    let (group, reloading) = unsafe {
         let group = match &script.application_group {
             Some(configured) => super::hooks::application_group(r, Some(configured)),
             // The main interpreter by default (C: no group named is %{GLOBAL}).
             None => String::new(),
         };
-        let reloading = dir_config(r).script_reloading();
-        (group, hook_environ(r), reloading)
+        (group, dir_config(r).script_reloading())
     };
     let log = |level: Level, line: &str| request_log(r, super::log::level_of(level), line);
     let ran = python::attached_to(&group, |py| {

@@ -62,7 +62,10 @@ pub(super) unsafe fn handle(
         };
         let mut head = RequestHead {
             token: daemons::token(),
-            script: filename.to_vec(),
+            script: match &settings.handler_script {
+                Some(script) => script.as_bytes().to_vec(),
+                None => filename.to_vec(),
+            },
             application_group: settings.application_group.clone(),
             callable_object: settings.callable_object.clone(),
             script_reloading: settings.script_reloading,

@@ -526,7 +526,7 @@ unsafe fn check_request_body(
 ///
 /// # Safety
 /// `r` must be a live request.
-unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
+pub(super) unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
     // SAFETY: live request, connection and local address; strings are copied out.
     unsafe {
         let c = (*r).connection;
@@ -572,34 +572,46 @@ unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
 unsafe fn handle(r: *mut ap::request_rec) -> c_int {
     // SAFETY: r is live for this call; strings read from it are copied before it changes.
     unsafe {
-        let handler = c_bytes((*r).handler);
-        if handler != HANDLER.to_bytes() && handler != b"application/x-httpd-wsgi" {
+        if (*r).handler.is_null() {
             return DECLINED;
         }
+        let handler = c_bytes((*r).handler);
+        let handler_script =
+            if handler == HANDLER.to_bytes() || handler == b"application/x-httpd-wsgi" {
+                None
+            } else {
+                match dir_config(r).handler_script(handler) {
+                    Some(script) => Some(script),
+                    None => return DECLINED,
+                }
+            };
         if super::boundary::panic_requested_for(c_bytes((*r).uri)) {
             panic!("deliberate panic (MOD_WSGI_RS_PANIC_URI)");
         }
         let filename = c_bytes((*r).filename).to_vec();
         let alias = alias_options((*r).notes);
-        if alias.is_none() && ap::ap_allow_options(r) & ap::OPT_EXECCGI as c_int == 0 {
-            log_script_error(r, "Options ExecCGI is off in this directory", &filename);
-            return ap::HTTP_FORBIDDEN as c_int;
-        }
-        if (*r).finfo.filetype == ap::apr_filetype_e_APR_NOFILE {
-            log_script_error(
-                r,
-                "Target WSGI script not found or unable to stat",
-                &filename,
-            );
-            return ap::HTTP_NOT_FOUND as c_int;
-        }
-        if (*r).finfo.filetype == ap::apr_filetype_e_APR_DIR {
-            log_script_error(
-                r,
-                "Attempt to invoke directory as WSGI application",
-                &filename,
-            );
-            return ap::HTTP_FORBIDDEN as c_int;
+        // A handler script serves whatever Apache hands its handler, file or not, as in C.
+        if handler_script.is_none() {
+            if alias.is_none() && ap::ap_allow_options(r) & ap::OPT_EXECCGI as c_int == 0 {
+                log_script_error(r, "Options ExecCGI is off in this directory", &filename);
+                return ap::HTTP_FORBIDDEN as c_int;
+            }
+            if (*r).finfo.filetype == ap::apr_filetype_e_APR_NOFILE {
+                log_script_error(
+                    r,
+                    "Target WSGI script not found or unable to stat",
+                    &filename,
+                );
+                return ap::HTTP_NOT_FOUND as c_int;
+            }
+            if (*r).finfo.filetype == ap::apr_filetype_e_APR_DIR {
+                log_script_error(
+                    r,
+                    "Attempt to invoke directory as WSGI application",
+                    &filename,
+                );
+                return ap::HTTP_FORBIDDEN as c_int;
+            }
         }
         if (*r).used_path_info == ap::AP_REQ_REJECT_PATH_INFO as c_int
             && !c_bytes((*r).path_info).is_empty()
@@ -607,8 +619,14 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             log_script_error(r, "AcceptPathInfo off disallows user's path", &filename);
             return ap::HTTP_NOT_FOUND as c_int;
         }
-        let mut settings = RequestSettings::resolve(dir_config(r), alias.as_ref());
+        let mut settings = match handler_script {
+            Some(script) => RequestSettings::for_handler_script(dir_config(r), script),
+            None => RequestSettings::resolve(dir_config(r), alias.as_ref()),
+        };
         settings.process_group = process_group(r, settings.configured_process_group.as_deref());
+        if let Err(status) = super::dispatch::apply(r, &mut settings) {
+            return status;
+        }
         // Before the embedded shortcut, as in C: a restriction without %{GLOBAL} refuses
         // embedded mode too.
         if !settings.process_group_allowed() {
@@ -638,8 +656,18 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             Ok(prepared) => prepared,
             Err(status) => return status,
         };
-        let mtime = (*r).finfo.mtime;
-        let script = String::from_utf8_lossy(&filename).into_owned();
+        let resource = String::from_utf8_lossy(&filename).into_owned();
+        let (script, mtime) = match settings.handler_script.as_deref() {
+            // Not the file the request maps to: its own modification time (0 if it cannot be
+            // read, which then fails to load and is logged).
+            Some(script) => (
+                script,
+                std::fs::metadata(script)
+                    .map(|m| crate::script::modification_time(&m))
+                    .unwrap_or(0),
+            ),
+            None => (resource.as_str(), (*r).finfo.mtime),
+        };
         let group = settings.application_group.clone();
         let ran = python::attached_to(&group, |py| {
             let _active = crate::wsgi::process_metrics::ActiveRequest::begin();
@@ -658,13 +686,14 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             };
             let served = match load_application(
                 py,
-                &script,
+                script,
+                Some(&resource),
                 mtime,
                 settings.script_reloading,
                 &settings.callable_object,
                 &report_reload_check,
             ) {
-                Ok(app) => run_app(py, &app, &vars, &script, Box::new(request)) == Outcome::Sent,
+                Ok(app) => run_app(py, &app, &vars, script, Box::new(request)) == Outcome::Sent,
                 Err(LoadError::NoCallable) => {
                     request_log(
                         r,
@@ -765,7 +794,7 @@ pub(super) unsafe fn application_group(
 ///
 /// # Safety
 /// `r` must be a live request.
-unsafe fn process_group(r: *mut ap::request_rec, configured: Option<&str>) -> String {
+pub(super) unsafe fn process_group(r: *mut ap::request_rec, configured: Option<&str>) -> String {
     // SAFETY: live request (caller's contract).
     unsafe { resolve_group(r, configured, resolve_process_group) }
 }

@@ -6,6 +6,7 @@ pub mod boundary;
 pub mod config;
 mod daemon_request;
 pub mod daemons;
+mod dispatch;
 pub mod hooks;
 pub mod log;
 pub mod module;

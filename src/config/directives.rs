@@ -3,6 +3,7 @@
 
 use super::daemon::DaemonProcess;
 use super::groups::{check_application_group, check_process_group, GLOBAL};
+use super::handler_script::HandlerScript;
 use super::import_script::ImportScript;
 use super::python::{
     check_per_interpreter_gil, check_warning_option, parse_hash_seed, parse_optimize,
@@ -56,7 +57,6 @@ pub struct Directive {
     pub help: &'static CStr,
 }
 
-const HOOKS: &str = "handler and dispatch scripts are not implemented yet";
 const NEVER: &str = "mod_wsgi-rs does not implement it";
 
 pub const DIRECTIVES: &[Directive] = &[
@@ -265,8 +265,18 @@ pub const DIRECTIVES: &[Directive] = &[
         help: c"addresses or subnets of the front-end proxies whose headers are trusted",
     },
     not_yet(c"WSGIPassApacheRequest", Scope::Section, NEVER),
-    not_yet(c"WSGIHandlerScript", Scope::Section, HOOKS),
-    not_yet(c"WSGIDispatchScript", Scope::Section, HOOKS),
+    Directive {
+        name: c"WSGIHandlerScript",
+        scope: Scope::Section,
+        action: Action::Dir(set_handler_script),
+        help: c"name path [process-group=…] [application-group=…] [pass-authorization=On|Off]: the script whose handle_request serves requests for Apache handler 'name'",
+    },
+    Directive {
+        name: c"WSGIDispatchScript",
+        scope: Scope::Section,
+        action: Action::Dir(set_dispatch_script),
+        help: c"path [application-group=…]: a script whose process_group(), application_group() and callable_object() may route each request",
+    },
     Directive {
         name: c"WSGIAccessScript",
         scope: Scope::AuthConfig,
@@ -598,6 +608,19 @@ fn add_trusted_proxies(c: &mut DirConfig, name: &str, args: &str) -> Result<(), 
         subnets.push(subnet);
     }
     Arc::make_mut(c.trusted_proxies.get_or_insert_with(Default::default)).extend(subnets);
+    Ok(())
+}
+
+fn set_dispatch_script(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    c.dispatch_script = Some(HookScript::parse(name, args)?);
+    Ok(())
+}
+
+fn set_handler_script(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
+    let script = HandlerScript::parse(name, args)?;
+    // As for a name given twice in one context in C: the later line wins.
+    c.handler_scripts.retain(|h| h.name != script.name);
+    c.handler_scripts.push(script);
     Ok(())
 }
 

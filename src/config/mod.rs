@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod daemon;
 pub mod directives;
 pub mod groups;
+pub mod handler_script;
 pub mod hook_script;
 pub mod import_script;
 pub mod python;
@@ -114,6 +115,11 @@ pub struct DirConfig {
     pub auth_group_script: Option<HookScript>,
     /// `WSGIGroupAuthoritative`: accepted; it has no effect with Apache 2.4's providers.
     pub group_authoritative: Option<bool>,
+    /// `WSGIHandlerScript`: scripts serving the requests Apache hands to the handlers they name.
+    pub handler_scripts: Vec<handler_script::HandlerScript>,
+    /// `WSGIDispatchScript`: its functions may choose the process group, application group and
+    /// callable of each request.
+    pub dispatch_script: Option<HookScript>,
 }
 
 /// `WSGIMapHEADToGET`: whether a HEAD request is shown to the application as GET, so that
@@ -152,7 +158,16 @@ impl DirConfig {
             auth_user_script: pick(&add.auth_user_script, &base.auth_user_script),
             auth_group_script: pick(&add.auth_group_script, &base.auth_group_script),
             group_authoritative: pick(&add.group_authoritative, &base.group_authoritative),
+            handler_scripts: handler_script::merge(&base.handler_scripts, &add.handler_scripts),
+            dispatch_script: pick(&add.dispatch_script, &base.dispatch_script),
         }
+    }
+
+    /// The `WSGIHandlerScript` for Apache handler `name`, if one is configured here.
+    pub fn handler_script(&self, name: &[u8]) -> Option<&handler_script::HandlerScript> {
+        self.handler_scripts
+            .iter()
+            .find(|h| h.name.as_bytes() == name)
     }
 }
 
@@ -188,6 +203,9 @@ pub struct RequestSettings {
     /// The name of the interpreter the request runs in ('' is the main one), resolved from the
     /// configured value for the request by the server layer (`groups::resolve_application_group`).
     pub application_group: String,
+    /// `WSGIHandlerScript`: the script that serves the request instead of the file it maps to
+    /// (which stays `SCRIPT_FILENAME`); None for the request's own script.
+    pub handler_script: Option<String>,
 }
 
 impl RequestSettings {
@@ -220,6 +238,16 @@ impl RequestSettings {
             process_group: String::new(),
             configured_application_group,
             application_group: String::new(),
+            handler_script: None,
+        }
+    }
+
+    /// The settings of a request that Apache's handler `script.name` gives to a
+    /// `WSGIHandlerScript`: its options as a script alias's, its `handle_request` callable.
+    pub fn for_handler_script(dir: &DirConfig, script: &handler_script::HandlerScript) -> Self {
+        RequestSettings {
+            handler_script: Some(script.path.clone()),
+            ..RequestSettings::resolve(dir, Some(&script.options))
         }
     }
 

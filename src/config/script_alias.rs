@@ -51,39 +51,7 @@ impl ScriptAlias {
         } else {
             AliasPattern::Prefix(words[0].clone())
         };
-        let mut options = AliasOptions::default();
-        for option in &words[2..] {
-            let (key, value) = split_option(directive, option)?;
-            match key {
-                "process-group" => {
-                    check_process_group(&format!("{directive} process-group"), value)?;
-                    options.process_group = Some(value.to_string());
-                }
-                "application-group" => {
-                    if value.is_empty() {
-                        return Err(format!(
-                            "{directive}: application-group must not be empty (%{{GLOBAL}} is \
-                             the main interpreter)"
-                        ));
-                    }
-                    check_application_group(&format!("{directive} application-group"), value)?;
-                    options.application_group = Some(value.to_string());
-                }
-                "callable-object" => {
-                    if value.is_empty() {
-                        return Err(format!("{directive}: callable-object must not be empty"));
-                    }
-                    options.callable_object = Some(value.to_string());
-                }
-                "pass-authorization" => {
-                    options.pass_authorization = Some(parse_on_off(
-                        &format!("{directive} pass-authorization"),
-                        value,
-                    )?);
-                }
-                _ => return Err(format!("{directive}: invalid option '{key}'")),
-            }
-        }
+        let options = parse_options(directive, &words[2..], ALIAS_OPTIONS)?;
         Ok(ScriptAlias {
             pattern,
             target: words[1].clone(),
@@ -91,6 +59,65 @@ impl ScriptAlias {
             regex: None,
         })
     }
+}
+
+/// The options `WSGIScriptAlias` takes.
+const ALIAS_OPTIONS: &[&str] = &[
+    "process-group",
+    "application-group",
+    "callable-object",
+    "pass-authorization",
+];
+
+/// Parses `key=value` options of `directive`, each of which must be one of `allowed`.
+pub fn parse_options(
+    directive: &str,
+    words: &[String],
+    allowed: &[&str],
+) -> Result<AliasOptions, String> {
+    let mut options = AliasOptions::default();
+    for option in words {
+        let (key, value) = split_option(directive, option)?;
+        if !allowed.contains(&key) {
+            return Err(format!("{directive}: invalid option '{key}'"));
+        }
+        match key {
+            "process-group" => {
+                if value.is_empty() {
+                    return Err(format!(
+                        "{directive}: process-group must not be empty (%{{GLOBAL}} is Apache's \
+                         own children)"
+                    ));
+                }
+                check_process_group(&format!("{directive} process-group"), value)?;
+                options.process_group = Some(value.to_string());
+            }
+            "application-group" => {
+                if value.is_empty() {
+                    return Err(format!(
+                        "{directive}: application-group must not be empty (%{{GLOBAL}} is the \
+                         main interpreter)"
+                    ));
+                }
+                check_application_group(&format!("{directive} application-group"), value)?;
+                options.application_group = Some(value.to_string());
+            }
+            "callable-object" => {
+                if value.is_empty() {
+                    return Err(format!("{directive}: callable-object must not be empty"));
+                }
+                options.callable_object = Some(value.to_string());
+            }
+            "pass-authorization" => {
+                options.pass_authorization = Some(parse_on_off(
+                    &format!("{directive} pass-authorization"),
+                    value,
+                )?);
+            }
+            _ => return Err(format!("{directive}: invalid option '{key}'")),
+        }
+    }
+    Ok(options)
 }
 
 /// Matches `uri` against a prefix alias the way httpd's mod_alias does: any run of `/` in the

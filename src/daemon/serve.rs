@@ -166,6 +166,14 @@ fn run_request(
     timers: &Slot<'_>,
 ) -> Served {
     let script = String::from_utf8_lossy(&head.script).into_owned();
+    // What the script's reload_required() is asked about: the file the request maps to, which
+    // is not the script when a WSGIHandlerScript serves it.
+    let resource = match head.vars.get("mod_wsgi.handler_script") {
+        Some(h) if !h.is_empty() => {
+            String::from_utf8_lossy(head.vars.get("SCRIPT_FILENAME").unwrap_or_default())
+        }
+        _ => std::borrow::Cow::Borrowed(script.as_str()),
+    };
     let mtime = script_mtime(&script);
     let log_writer = writer.clone();
     let log = move |level: Level, line: &str| {
@@ -186,13 +194,14 @@ fn run_request(
                 log(Level::Error, &line);
             }
         };
-        if head.script_reloading && script_changed(py, &script, mtime, &report) {
+        if head.script_reloading && script_changed(py, &script, &resource, mtime, &report) {
             current.finish(py);
             return Err(Served::RestartRequired);
         }
         let loaded = load_application(
             py,
             &script,
+            Some(&resource),
             mtime,
             head.script_reloading,
             &head.callable_object,

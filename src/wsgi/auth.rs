@@ -245,6 +245,7 @@ fn call_hook<'py>(
     let function = match load_application(
         py,
         call.script,
+        None,
         mtime,
         call.reloading,
         hook.function(),
@@ -268,7 +269,7 @@ fn call_hook<'py>(
 
 /// The environ a hook function gets: the request's variables as Latin-1 `str`, the versions,
 /// the interpreter's name, and `wsgi.errors` (the error log, through `sys.stderr`).
-fn environ<'py>(py: Python<'py>, call: &HookCall<'_>) -> PyResult<Bound<'py, PyDict>> {
+pub(super) fn environ<'py>(py: Python<'py>, call: &HookCall<'_>) -> PyResult<Bound<'py, PyDict>> {
     let environ = PyDict::new(py);
     for (key, value) in call.vars.iter() {
         environ.set_item(latin1_str(py, key)?, latin1_str(py, value)?)?;
@@ -305,7 +306,7 @@ fn latin1_bytes(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 pub struct Logged;
 
 /// Logs an exception from the script, with its traceback, as for an application's.
-fn log_exception(py: Python<'_>, call: &HookCall<'_>, err: &PyErr) -> Logged {
+pub(super) fn log_exception(py: Python<'_>, call: &HookCall<'_>, err: &PyErr) -> Logged {
     (call.log)(
         Level::Error,
         &format!(

@@ -201,7 +201,10 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
         settings.callable_object.as_str(),
     );
     vars.set("mod_wsgi.request_handler", facts.handler.as_str());
-    vars.set("mod_wsgi.handler_script", "");
+    vars.set(
+        "mod_wsgi.handler_script",
+        settings.handler_script.as_deref().unwrap_or_default(),
+    );
     vars.set(
         "mod_wsgi.script_reloading",
         if settings.script_reloading { "1" } else { "0" },

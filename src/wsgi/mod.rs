@@ -4,6 +4,7 @@
 pub mod adapter;
 pub mod auth;
 pub mod callbacks;
+pub mod dispatch;
 pub mod environ;
 pub mod events;
 pub mod headers;
