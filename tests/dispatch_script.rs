@@ -128,3 +128,27 @@ fn a_dispatch_script_line_without_a_path_or_with_another_option_fails_the_config
         assert!(out.contains("WSGIDispatchScript"), "{line}: {out}");
     }
 }
+
+#[test]
+fn under_restrict_embedded_python_starts_in_apaches_children_for_the_dispatch_script() {
+    let apache = Apache::start(
+        "dispatch_restricted",
+        &[
+            (
+                "dispatch.py",
+                "def process_group(environ):\n    return 'site'\n",
+            ),
+            ("app.wsgi", APP),
+        ],
+        "DocumentRoot {dir}\n\
+         WSGIRestrictEmbedded On\n\
+         WSGIDaemonProcess site processes=1 threads=2\n\
+         WSGIDispatchScript {dir}/dispatch.py\n\
+         WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let answer = words(&apache, "/app/x");
+    assert_eq!(
+        (answer[0].as_str(), answer[2].as_str()),
+        ("application", "[site]")
+    );
+}
