@@ -292,3 +292,43 @@ def application(environ, start_response):
         apache.stop();
     }
 }
+
+/// Answers with the name of the callable that served the request.
+const CALLABLES: &str = r#"
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [b"application " + environ["mod_wsgi.callable_object"].encode()]
+def other(environ, start_response):
+    start_response("200 OK", [])
+    return [b"other " + environ["mod_wsgi.callable_object"].encode()]
+"#;
+
+#[test]
+fn wsgi_callable_object_may_name_an_environment_variable() {
+    // As C mod_wsgi 4.9.4 documents it: the variable is looked up per request (SetEnv here),
+    // and `application` is used when it is not set.
+    let apache = Apache::start(
+        "callable_env",
+        &[("app.wsgi", CALLABLES)],
+        "LoadModule env_module /usr/lib/apache2/modules/mod_env.so\n\
+         WSGICallableObject %{ENV:WSGI_CALLABLE}\n\
+         WSGIScriptAlias /set {dir}/app.wsgi\n\
+         WSGIScriptAlias /unset {dir}/app.wsgi\n\
+         <Location /set>\n    SetEnv WSGI_CALLABLE other\n</Location>",
+    );
+    let r = apache.get("/set");
+    assert_eq!((r.status, r.text()), (200, "other other".to_string()));
+    let r = apache.get("/unset");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "application application".to_string())
+    );
+}
+
+#[test]
+fn a_misspelt_substitution_in_wsgi_callable_object_fails_the_config_test() {
+    // C takes any other `%…` to mean `application`; here it is a configuration error.
+    let (ok, out) = common::config_test("callable_typo", "WSGICallableObject %{ENV_APP}");
+    assert!(!ok, "accepted:\n{out}");
+    assert!(out.contains("WSGICallableObject"), "{out}");
+}

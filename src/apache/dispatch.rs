@@ -4,7 +4,7 @@
 
 use super::bindings as ap;
 use super::config::dir_config;
-use super::hooks::{application_group, process_group, request_facts};
+use super::hooks::{application_group, callable_object, process_group, request_facts};
 use super::request::Request;
 use crate::config::RequestSettings;
 use crate::wsgi::dispatch::{ask, Overrides};
@@ -37,7 +37,7 @@ pub(super) unsafe fn apply(
         let Overrides {
             process_group: group,
             application_group: interpreter,
-            callable_object,
+            callable_object: callable,
         } = overrides;
         if let Some(group) = group {
             // Resolved as WSGIProcessGroup's value is (%{GLOBAL}, %{ENV:…}).
@@ -46,8 +46,8 @@ pub(super) unsafe fn apply(
         if let Some(interpreter) = interpreter {
             settings.configured_application_group = Some(interpreter);
         }
-        if let Some(callable) = callable_object {
-            settings.callable_object = callable;
+        if let Some(callable) = callable {
+            settings.callable_object = callable_object(r, &callable);
         }
         Ok(())
     }

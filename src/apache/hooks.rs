@@ -10,7 +10,9 @@ use super::log::{
 };
 use super::pool::{c_bytes, pstrdup};
 use super::request::{table_get, Request};
-use crate::config::groups::{resolve_application_group, resolve_process_group, GroupRequest};
+use crate::config::groups::{
+    resolve_application_group, resolve_callable_object, resolve_process_group, GroupRequest,
+};
 use crate::config::python::{
     DEFAULT_DESTROY_INTERPRETER, DEFAULT_RESTRICT_SIGNAL, DEFAULT_RESTRICT_STDIN,
     DEFAULT_RESTRICT_STDOUT,
@@ -624,6 +626,9 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             None => RequestSettings::resolve(dir_config(r), alias.as_ref()),
         };
         settings.process_group = process_group(r, settings.configured_process_group.as_deref());
+        if settings.callable_object.starts_with('%') {
+            settings.callable_object = callable_object(r, &settings.callable_object);
+        }
         if let Err(status) = super::dispatch::apply(r, &mut settings) {
             return status;
         }
@@ -799,6 +804,34 @@ pub(super) unsafe fn process_group(r: *mut ap::request_rec, configured: Option<&
     unsafe { resolve_group(r, configured, resolve_process_group) }
 }
 
+/// A `%{ENV:NAME}` variable for request `r`: its notes, then its environment, then the
+/// process's.
+///
+/// # Safety
+/// `r` must be a live request.
+unsafe fn request_variable(r: *mut ap::request_rec, name: &str) -> Option<Vec<u8>> {
+    let key = std::ffi::CString::new(name).ok()?;
+    // SAFETY: live request (caller's contract); the tables' strings are copied out.
+    unsafe {
+        table_get((*r).notes, &key)
+            .or_else(|| table_get((*r).subprocess_env, &key))
+            .map(<[u8]>::to_vec)
+    }
+    .or_else(|| {
+        use std::os::unix::ffi::OsStringExt;
+        std::env::var_os(name).map(OsStringExt::into_vec)
+    })
+}
+
+/// The callable `configured` names for request `r` (`%{ENV:…}` looked up now).
+///
+/// # Safety
+/// `r` must be a live request.
+pub(super) unsafe fn callable_object(r: *mut ap::request_rec, configured: &str) -> String {
+    // SAFETY: live request (caller's contract).
+    resolve_callable_object(configured, &|name| unsafe { request_variable(r, name) })
+}
+
 type Resolver = fn(Option<&str>, &GroupRequest<'_>, &dyn Fn(&str) -> Option<Vec<u8>>) -> String;
 
 /// Resolves a group value against request `r`'s facts and variables.
@@ -820,17 +853,7 @@ unsafe fn resolve_group(
             uri: optional((*r).uri).unwrap_or_default(),
             path_info: optional((*r).path_info).unwrap_or_default(),
         };
-        // %{ENV:NAME}: the request notes, then the request environment, then the process's.
-        let env = |name: &str| -> Option<Vec<u8>> {
-            let key = std::ffi::CString::new(name).ok()?;
-            table_get((*r).notes, &key)
-                .or_else(|| table_get((*r).subprocess_env, &key))
-                .map(<[u8]>::to_vec)
-                .or_else(|| {
-                    use std::os::unix::ffi::OsStringExt;
-                    std::env::var_os(name).map(OsStringExt::into_vec)
-                })
-        };
+        let env = |name: &str| request_variable(r, name);
         resolve(configured, &request, &env)
     }
 }

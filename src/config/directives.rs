@@ -2,7 +2,7 @@
 //! for it either works or fails `apache2 -t` with a message naming the directive.
 
 use super::daemon::DaemonProcess;
-use super::groups::{check_application_group, check_process_group, GLOBAL};
+use super::groups::{check_application_group, check_callable_object, check_process_group, GLOBAL};
 use super::handler_script::HandlerScript;
 use super::import_script::ImportScript;
 use super::python::{
@@ -456,7 +456,9 @@ fn set_per_interpreter_gil(c: &mut ServerConfig, name: &str, args: &str) -> Resu
 }
 
 fn set_callable_object(c: &mut DirConfig, name: &str, args: &str) -> Result<(), String> {
-    c.callable_object = Some(one_word(name, args)?);
+    let value = one_word(name, args)?;
+    check_callable_object(name, &value)?;
+    c.callable_object = Some(value);
     Ok(())
 }
 

@@ -65,6 +65,33 @@ pub fn check_application_group(what: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// The callable object a request's script is asked for, from `WSGICallableObject`'s value: a
+/// name as it is, or `%{ENV:variable}` looked up with `env` (the request's notes and
+/// environment, then the process's), `application` when the variable is not set, as in C.
+pub fn resolve_callable_object(configured: &str, env: &dyn Fn(&str) -> Option<Vec<u8>>) -> String {
+    match parse_group(configured) {
+        GroupSpec::Env(name) => env(name)
+            .map(|value| latin1(&value))
+            .unwrap_or_else(|| DEFAULT_CALLABLE.to_string()),
+        _ if configured.starts_with('%') => DEFAULT_CALLABLE.to_string(),
+        _ => configured.to_string(),
+    }
+}
+
+/// The callable a script is asked for when nothing names another.
+pub const DEFAULT_CALLABLE: &str = "application";
+
+/// Checks a configured callable object: a name, or `%{ENV:variable}`; another `%…` is refused
+/// here (C takes it to mean `application`).
+pub fn check_callable_object(what: &str, value: &str) -> Result<(), String> {
+    if !value.starts_with('%') || matches!(parse_group(value), GroupSpec::Env(_)) {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} '{value}': unknown substitution; use a name or %{{ENV:variable}}"
+    ))
+}
+
 /// Checks a configured process group: `%{GLOBAL}` (Apache's own children), the name of a
 /// `WSGIDaemonProcess` (defined anywhere in the configuration, checked once it is all read) or
 /// a substitution that resolves to one of those per request.
@@ -215,6 +242,18 @@ pub fn latin1_bytes(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_callable_object_may_come_from_an_environment_variable() {
+        let env = |name: &str| (name == "APP").then(|| b"other".to_vec());
+        assert_eq!(resolve_callable_object("app", &env), "app");
+        assert_eq!(resolve_callable_object("%{ENV:APP}", &env), "other");
+        assert_eq!(resolve_callable_object("%{ENV:UNSET}", &env), "application");
+        assert!(check_callable_object("WSGICallableObject", "%{ENV:APP}").is_ok());
+        assert!(check_callable_object("WSGICallableObject", "app").is_ok());
+        let e = check_callable_object("WSGICallableObject", "%{GLOBAL}").unwrap_err();
+        assert!(e.contains("WSGICallableObject"), "{e}");
+    }
 
     fn request<'a>(uri: &'a str, path_info: &'a str, port: u16) -> GroupRequest<'a> {
         GroupRequest {
