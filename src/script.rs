@@ -177,8 +177,9 @@ pub fn load_application<'py>(
 
 /// Whether the script at `path` was loaded completely into the attached interpreter and has
 /// changed since (its modification time is no longer `mtime`, or its
-/// `reload_required(resource)` says so). A daemon process answers this by having itself replaced rather than reloading
-/// the module in place, as C mod_wsgi does, so no state of the old code survives.
+/// `reload_required(resource)` says so). A daemon process answers this by having itself
+/// replaced rather than reloading the module in place, as C mod_wsgi does, so no state of the
+/// old code survives.
 pub fn script_changed(
     py: Python<'_>,
     path: &str,

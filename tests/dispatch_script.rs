@@ -11,9 +11,10 @@ const DISPATCH: &str = r#"
 import os
 def process_group(environ):
     with open("{dir}/dispatch.log", "a") as f:
-        f.write("%d [%s] [%s] %s\n" % (os.getpid(), environ.get("mod_wsgi.process_group"),
+        f.write("%d [%s] [%s] %s %r\n" % (os.getpid(), environ.get("mod_wsgi.process_group"),
                 environ.get("mod_wsgi.application_group"),
-                "mod_wsgi.callable_object" in environ))
+                "mod_wsgi.callable_object" in environ,
+                environ.get("mod_wsgi.script_reloading")))
     if environ["PATH_INFO"].startswith("/admin"):
         return "admin"
     return None
@@ -84,7 +85,7 @@ fn the_dispatch_script_chooses_process_group_application_group_and_callable() {
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 4, "{log}");
     for line in &lines {
-        assert!(line.ends_with(" [] [] False"), "{line}");
+        assert!(line.ends_with(" [] [] False '1'"), "{line}");
     }
     assert_eq!(lines[0].split(' ').next(), Some(plain[1].as_str()));
 

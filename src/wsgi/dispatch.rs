@@ -34,8 +34,15 @@ pub fn ask(py: Python<'_>, call: &HookCall<'_>) -> Result<Overrides, Logged> {
         log_exception(py, call, err);
     };
     let environ = environ(py, call).map_err(|e| log_exception(py, call, &e))?;
-    // The dispatch script's own interpreter is in the environ, and no callable yet.
+    // The dispatch script's own interpreter is in the environ, and no callable yet; the
+    // reloading flag stays the string the application's environ has.
     let _ = environ.del_item("mod_wsgi.callable_object");
+    environ
+        .set_item(
+            "mod_wsgi.script_reloading",
+            if call.reloading { "1" } else { "0" },
+        )
+        .map_err(|e| log_exception(py, call, &e))?;
     let mut overrides = Overrides::default();
     for (function, what) in QUESTIONS {
         let asked = match load_application(
