@@ -48,21 +48,12 @@ wrk -t"$threads" -c"$connections" -d2s "${script[@]}" "$url" >/dev/null
 
 # CPU seconds and context switches of the tree, by side: "apache:CPU:SWITCHES daemon:…".
 snapshot() {
-    /usr/bin/python3 - "$parent" <<'PY'
+    PYTHONPATH="$(dirname "$0")" /usr/bin/python3 - "$parent" <<'PY'
 import os, sys
+from proc_tree import children
 
 parent = int(sys.argv[1])
 tick = os.sysconf("SC_CLK_TCK")
-
-
-def children(pid):
-    out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            out += [int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
-        except OSError:
-            pass
-    return out
 
 
 sides = {}

@@ -30,20 +30,12 @@ curl -s -o /dev/null --max-time 20 --data-binary "@$work/body" "http://127.0.0.1
 sleep 2
 parent=$(cat "$work/run/httpd.pid")
 
-/usr/bin/python3 - "$parent" <<'EOF'
+PYTHONPATH="$(dirname "$0")" /usr/bin/python3 - "$parent" <<'EOF'
 import collections, os, re, struct, sys
+from proc_tree import children
 
 parent = int(sys.argv[1])
 
-
-def children(pid):
-    out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            out += [int(c) for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
-        except OSError:
-            pass
-    return out
 
 
 def is_daemon(pid):
