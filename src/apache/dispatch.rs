@@ -22,7 +22,7 @@ pub(super) unsafe fn apply(
 ) -> Result<(), c_int> {
     // SAFETY: live request (caller's contract) for every call below.
     unsafe {
-        let Some(script) = dir_config(r).dispatch_script.clone() else {
+        let Some(script) = dir_config(r).dispatch_script.as_ref() else {
             return Ok(());
         };
         // The environ the application would get (C builds it before dispatching).
@@ -30,7 +30,7 @@ pub(super) unsafe fn apply(
         seen.application_group = application_group(r, seen.configured_application_group.as_deref());
         let mut vars = Request::new(r).cgi_vars();
         complete_cgi_vars(&mut vars, &seen, &request_facts(r));
-        let asked = super::auth::with_hook_call_vars(r, &script, "WSGIDispatchScript", vars, ask);
+        let asked = super::auth::with_hook_call_vars(r, script, "WSGIDispatchScript", vars, ask);
         let Some(Ok(overrides)) = asked else {
             return Err(ap::HTTP_INTERNAL_SERVER_ERROR as c_int);
         };
