@@ -138,9 +138,12 @@ mod tests {
         }
     }
 
+    /// Status line, headers, and the redirect expected.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+
     #[test]
     fn only_status_200_with_a_local_location_redirects() {
-        let cases: &[(&str, &[(&str, &str)], Option<&str>)] = &[
+        let cases: &[Case] = &[
             ("200 OK", &[("Location", "/other")], Some("/other")),
             ("200 Whatever", &[("location", "/a?b=c")], Some("/a?b=c")),
             ("200 OK", &[("LOCATION", "  /spaced")], Some("/spaced")),

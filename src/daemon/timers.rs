@@ -558,9 +558,11 @@ mod tests {
 
     #[test]
     fn an_eviction_gets_eviction_timeout_when_set() {
-        let mut o = DaemonOptions::default();
-        o.graceful_timeout = s(15.0);
-        o.shutdown_timeout = s(5.0);
+        let mut o = DaemonOptions {
+            graceful_timeout: s(15.0),
+            shutdown_timeout: s(5.0),
+            ..DaemonOptions::default()
+        };
         // Not set: an eviction is like any graceful stop.
         assert_eq!(
             stop_limit(StopReason::Graceful, true, &o),
