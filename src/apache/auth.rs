@@ -167,6 +167,43 @@ fn text_arg<'a>(r: *mut ap::request_rec, what: &str, bytes: &'a [u8]) -> Option<
     text
 }
 
+/// What both authentication providers share: runs `f` with the `WSGIAuthUserScript` of `r`, the
+/// user name and `other` (the password, or the realm: `what`) as text. None when there is no
+/// script, an argument is not UTF-8 or Python cannot run it (each logged): the provider then
+/// answers AUTH_GENERAL_ERROR.
+///
+/// # Safety
+/// `r` must be a live request; `user` and `other` NUL-terminated strings httpd passed.
+unsafe fn with_user_script<R>(
+    r: *mut ap::request_rec,
+    user: *const c_char,
+    other: *const c_char,
+    what: &str,
+    f: impl FnOnce(pyo3::Python<'_>, &HookCall<'_>, &str, &str) -> R,
+) -> Option<R> {
+    // SAFETY: live request and NUL-terminated strings (caller's contract).
+    let (script, user, other) = unsafe {
+        (
+            dir_config(r).auth_user_script.clone(),
+            c_bytes(user),
+            c_bytes(other),
+        )
+    };
+    let Some(script) = script else {
+        return no_script(r, "user authentication", None);
+    };
+    let (Some(user), Some(other)) = (text_arg(r, "user name", user), text_arg(r, what, other))
+    else {
+        return None;
+    };
+    // SAFETY: live request.
+    unsafe {
+        with_hook_call(r, &script, "WSGIAuthUserScript", |py, call| {
+            f(py, call, user, other)
+        })
+    }
+}
+
 unsafe extern "C" fn check_password(
     r: *mut ap::request_rec,
     user: *const c_char,
@@ -177,32 +214,8 @@ unsafe extern "C" fn check_password(
         ap::authn_status_AUTH_GENERAL_ERROR,
         || {
             // SAFETY: httpd calls the provider with a live request and NUL-terminated strings.
-            let (script, user, password) = unsafe {
-                (
-                    dir_config(r).auth_user_script.clone(),
-                    c_bytes(user),
-                    c_bytes(password),
-                )
-            };
-            let Some(script) = script else {
-                return no_script(
-                    r,
-                    "user authentication",
-                    ap::authn_status_AUTH_GENERAL_ERROR,
-                );
-            };
-            let (Some(user), Some(password)) = (
-                text_arg(r, "user name", user),
-                text_arg(r, "password", password),
-            ) else {
-                return ap::authn_status_AUTH_GENERAL_ERROR;
-            };
-            // SAFETY: live request.
-            let decided = unsafe {
-                with_hook_call(r, &script, "WSGIAuthUserScript", |py, call| {
-                    auth::check_password(py, call, user, password)
-                })
-            };
+            let decided =
+                unsafe { with_user_script(r, user, password, "password", auth::check_password) };
             match decided.unwrap_or(Authn::Error) {
                 Authn::Granted(None) => ap::authn_status_AUTH_GRANTED,
                 Authn::Granted(Some(name)) => {
@@ -229,31 +242,7 @@ unsafe extern "C" fn get_realm_hash(
         ap::authn_status_AUTH_GENERAL_ERROR,
         || {
             // SAFETY: httpd calls the provider with a live request and NUL-terminated strings.
-            let (script, user, realm) = unsafe {
-                (
-                    dir_config(r).auth_user_script.clone(),
-                    c_bytes(user),
-                    c_bytes(realm),
-                )
-            };
-            let Some(script) = script else {
-                return no_script(
-                    r,
-                    "user authentication",
-                    ap::authn_status_AUTH_GENERAL_ERROR,
-                );
-            };
-            let (Some(user), Some(realm)) =
-                (text_arg(r, "user name", user), text_arg(r, "realm", realm))
-            else {
-                return ap::authn_status_AUTH_GENERAL_ERROR;
-            };
-            // SAFETY: live request.
-            let found = unsafe {
-                with_hook_call(r, &script, "WSGIAuthUserScript", |py, call| {
-                    auth::realm_hash(py, call, user, realm)
-                })
-            };
+            let found = unsafe { with_user_script(r, user, realm, "realm", auth::realm_hash) };
             match found {
                 Some(Ok(Some(hash))) => {
                     // SAFETY: live request; rethash is httpd's out pointer; the hash is copied
