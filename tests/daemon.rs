@@ -8,6 +8,7 @@ use common::apps::{environ_value, parse_environ, ENVIRON};
 use common::{http_request, is_root, Apache, Options};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Reports the process serving it: pid, parent pid, uid, and the process group.
@@ -814,6 +815,40 @@ fn graceful_restart_under_load_loses_no_request() {
     // New daemons serve after the restart.
     let (after, ..) = who(&apache, "/who");
     assert_ne!(before, after);
+}
+
+/// The supervisor pids of the daemon groups an error log names, in the order they started.
+fn supervisor_pids(log: &str) -> Vec<i32> {
+    log.split("(supervisor pid ")
+        .skip(1)
+        .filter_map(|rest| rest.split(',').next()?.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn the_parent_reaps_a_replaced_supervisor_without_calling_it_lost() {
+    // After a graceful restart the old generation's supervisor finishes on its own; when the
+    // parent reaps it, httpd logs "long lost child came home!" for a process nobody claims.
+    let apache = two_processes_of_four_threads("daemon_reap");
+    who(&apache, "/who");
+    let old = supervisor_pids(&apache.error_log());
+    assert_eq!(old.len(), 1, "{}", apache.error_log());
+    // SAFETY: signalling the Apache parent this test started.
+    unsafe { libc::kill(apache_pid(&apache), libc::SIGUSR1) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // Gone from /proc: the parent has reaped it (a zombie still has its entry).
+    while Path::new(&format!("/proc/{}", old[0])).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the old supervisor was not reaped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    who(&apache, "/who");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = apache.error_log();
+    assert_eq!(supervisor_pids(&log).len(), 2, "{log}");
+    assert!(!log.contains("long lost child"), "{log}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ use super::bindings as ap;
 use super::boundary::ffi_boundary;
 use super::config::server_config;
 use super::log::{main_server_log, server_log, APLOG_ERR, APLOG_INFO};
+use super::other_child;
 use super::pool::c_bytes;
 use crate::config::accounts;
 use crate::config::daemon::DaemonProcess;
@@ -210,6 +211,9 @@ struct Started {
     plan: GroupPlan,
     /// The supervisor, as APR's "other child" registration knows it.
     proc_: ap::apr_proc_t,
+    /// The registration is in place (undoing one that is not crashes the parent: see
+    /// other_child.rs).
+    registered: bool,
     socket: PathBuf,
     apache_pid: u32,
     /// The configuration pool the registration belongs to.
@@ -479,6 +483,7 @@ unsafe fn start_supervisor(pconf: *mut ap::apr_pool_t, plan: GroupPlan, apache_p
         plan,
         // SAFETY: apr_proc_t is plain data; zero is "no process".
         proc_: unsafe { std::mem::zeroed() },
+        registered: false,
         apache_pid,
         pool: pconf,
     }));
@@ -516,6 +521,7 @@ unsafe fn fork_supervisor(started: *mut Started, pool: *mut ap::apr_pool_t) {
                     pool,
                 )
             };
+            st.registered = true;
             server_log(
                 main_server(),
                 APLOG_INFO,
@@ -549,6 +555,7 @@ unsafe extern "C" fn supervisor_event(reason: c_int, data: *mut c_void, status: 
         let st = unsafe { &mut *started };
         // SAFETY: unregistering the registration this callback belongs to.
         unsafe { ap::apr_proc_other_child_unregister(data) };
+        st.registered = false;
         let mut state: c_int = 0;
         // SAFETY: ap_mpm_query writes one int.
         unsafe { ap::ap_mpm_query(ap::AP_MPMQ_MPM_STATE as c_int, &mut state) };
@@ -583,13 +590,16 @@ unsafe extern "C" fn stop_group(data: *mut c_void) -> ap::apr_status_t {
             std::mem::forget(started);
             return 0;
         }
-        // SAFETY: unregistering (if still registered) the registration made with this data.
-        unsafe { ap::apr_proc_other_child_unregister(data) };
         let _ = std::fs::remove_file(&started.socket);
         // SAFETY: the parent's own copy of the listener, not used after this.
         unsafe { libc::close(started.plan.listener) };
-        if started.proc_.pid > 0 {
+        if started.registered {
+            // SAFETY: registered with this data, and not undone since.
+            unsafe { ap::apr_proc_other_child_unregister(data) };
             process::kill(started.proc_.pid, libc::SIGTERM);
+            // On a restart the parent reaps it later, once it has finished.
+            // SAFETY: the parent, single-threaded in a pool cleanup; the main server is live.
+            unsafe { other_child::claim_until_reaped(main_server(), started.proc_.pid) };
         }
         0
     })

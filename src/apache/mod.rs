@@ -10,6 +10,7 @@ mod dispatch;
 pub mod hooks;
 pub mod log;
 pub mod module;
+mod other_child;
 pub mod pool;
 mod preload;
 pub mod request;
