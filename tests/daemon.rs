@@ -852,6 +852,43 @@ fn the_parent_reaps_a_replaced_supervisor_without_calling_it_lost() {
 }
 
 #[test]
+fn a_group_in_a_virtual_host_logs_outside_requests_to_that_hosts_error_log() {
+    // As in C: a daemon process's own lines and its Python output outside a request (at import,
+    // from a thread of the application) go to the ErrorLog of the host that defines the group.
+    let app = "import sys, threading, time\n\
+               print('import-time line', file=sys.stderr)\n\
+               def later():\n    time.sleep(0.2)\n    print('background line', file=sys.stderr)\n\
+               def application(environ, start_response):\n\
+               \x20   threading.Thread(target=later).start()\n\
+               \x20   start_response('200 OK', [])\n    return [b'ok']\n";
+    let apache = Apache::start(
+        "daemon_vhost_log",
+        &[("app.wsgi", app)],
+        "<VirtualHost *>\nServerName vhost.test\nErrorLog {dir}/vhost.log\n\
+         WSGIDaemonProcess site threads=2\n\
+         WSGIImportScript {dir}/app.wsgi process-group=site application-group=%{GLOBAL}\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site application-group=%{GLOBAL}\n\
+         </VirtualHost>",
+    );
+    let r = apache.get("/app");
+    assert_eq!(r.status, 200, "{}", apache.error_log());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let vhost_log = loop {
+        let text = std::fs::read_to_string(apache.path("vhost.log")).unwrap_or_default();
+        if text.contains("background line") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for line in ["import-time line", "background line"] {
+        assert!(vhost_log.contains(line), "{line}: {vhost_log}");
+    }
+    let main_log = apache.error_log();
+    assert!(!main_log.contains("import-time line"), "{main_log}");
+    assert!(!main_log.contains("background line"), "{main_log}");
+}
+
+#[test]
 fn scripts_are_imported_into_daemon_processes_at_start() {
     let apache = Apache::start(
         "daemon_import",

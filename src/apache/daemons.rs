@@ -5,7 +5,7 @@
 use super::bindings as ap;
 use super::boundary::ffi_boundary;
 use super::config::server_config;
-use super::log::{main_server_log, server_log, APLOG_ERR, APLOG_INFO};
+use super::log::{process_server_log, server_log, set_process_server, APLOG_ERR, APLOG_INFO};
 use super::other_child;
 use super::pool::c_bytes;
 use crate::config::accounts;
@@ -209,6 +209,9 @@ fn main_server() -> *const ap::server_rec {
 /// What Apache's parent keeps about a started group, owned by the configuration pool.
 struct Started {
     plan: GroupPlan,
+    /// The server (main or virtual host) the group is defined in: its error log takes the
+    /// group's lines that belong to no request.
+    home: *mut ap::server_rec,
     /// The supervisor, as APR's "other child" registration knows it.
     proc_: ap::apr_proc_t,
     /// The registration is in place (undoing one that is not crashes the parent: see
@@ -323,43 +326,47 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
         if o.server_metrics {
             info.server_metrics = Some(super::scoreboard::read);
         }
-        plans.push(GroupPlan {
-            name: group.name.clone(),
-            options: o.clone(),
-            identity,
-            working_directory_required: o.home.is_some(),
-            working_directory,
-            listener,
-            socket_path: socket,
-            token,
-            io_timeout,
-            // SAFETY: geteuid has no preconditions.
-            allowed_peers: vec![apache_uid, unsafe { libc::geteuid() }],
-            python: group_python(main_conf, group),
-            // SAFETY: s is the main server of this configuration.
-            imports: unsafe { startup_imports(s, &group.name) },
-            server_info: info,
-            apache_pid: apache_pid as i32,
-            log: main_server_log,
-            close_inherited,
-            set_title,
-        });
+        plans.push((
+            GroupPlan {
+                name: group.name.clone(),
+                options: o.clone(),
+                identity,
+                working_directory_required: o.home.is_some(),
+                working_directory,
+                listener,
+                socket_path: socket,
+                token,
+                io_timeout,
+                // SAFETY: geteuid has no preconditions.
+                allowed_peers: vec![apache_uid, unsafe { libc::geteuid() }],
+                python: group_python(main_conf, group),
+                // SAFETY: s is the main server of this configuration.
+                imports: unsafe { startup_imports(s, &group.name) },
+                server_info: info,
+                apache_pid: apache_pid as i32,
+                log: process_server_log,
+                close_inherited,
+                set_title,
+            },
+            *home,
+        ));
     }
     // SAFETY: ap_exists_scoreboard_image only reads httpd's global pointer.
     if unsafe { ap::ap_exists_scoreboard_image() } == 0 {
         // First start: httpd creates the scoreboard after post_config (in pre_mpm), and a
         // process forked before that never sees it, so mod_wsgi.server_metrics() would have
         // nothing to read in the daemons. As C mod_wsgi does, fork once it exists.
-        deferred().extend(plans.into_iter().map(|plan| Deferred {
+        deferred().extend(plans.into_iter().map(|(plan, home)| Deferred {
             pconf,
             plan,
+            home,
             apache_pid,
         }));
         return;
     }
-    for plan in plans {
+    for (plan, home) in plans {
         // SAFETY: pconf is live; the parent is single-threaded here.
-        unsafe { start_supervisor(pconf, plan, apache_pid) };
+        unsafe { start_supervisor(pconf, plan, home, apache_pid) };
     }
 }
 
@@ -367,6 +374,7 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
 struct Deferred {
     pconf: *mut ap::apr_pool_t,
     plan: GroupPlan,
+    home: *mut ap::server_rec,
     apache_pid: u32,
 }
 
@@ -389,7 +397,7 @@ pub(super) unsafe fn start_deferred_groups() {
     let waiting = std::mem::take(&mut *deferred());
     for d in waiting {
         // SAFETY: caller's contract; d.pconf is the live configuration pool.
-        unsafe { start_supervisor(d.pconf, d.plan, d.apache_pid) };
+        unsafe { start_supervisor(d.pconf, d.plan, d.home, d.apache_pid) };
     }
 }
 
@@ -473,14 +481,22 @@ unsafe fn socket_prefix(pconf: *mut ap::apr_pool_t, conf: &ServerConfig) -> Stri
     }
 }
 
-/// Forks the supervisor of `plan` and has the configuration pool stop it.
+/// Forks the supervisor of `plan`, a group defined in server `home`, and has the configuration
+/// pool stop it.
 ///
 /// # Safety
-/// `pconf` must be the live configuration pool; the caller must be single-threaded.
-unsafe fn start_supervisor(pconf: *mut ap::apr_pool_t, plan: GroupPlan, apache_pid: u32) {
+/// `pconf` must be the live configuration pool and `home` a server of its configuration; the
+/// caller must be single-threaded.
+unsafe fn start_supervisor(
+    pconf: *mut ap::apr_pool_t,
+    plan: GroupPlan,
+    home: *mut ap::server_rec,
+    apache_pid: u32,
+) {
     let started = Box::into_raw(Box::new(Started {
         socket: plan.socket_path.clone(),
         plan,
+        home,
         // SAFETY: apr_proc_t is plain data; zero is "no process".
         proc_: unsafe { std::mem::zeroed() },
         registered: false,
@@ -508,7 +524,11 @@ unsafe fn fork_supervisor(started: *mut Started, pool: *mut ap::apr_pool_t) {
     // SAFETY: caller's contract.
     let st = unsafe { &mut *started };
     match process::fork() {
-        Ok(Forked::Child) => supervisor::run(st.plan.clone()),
+        Ok(Forked::Child) => {
+            // SAFETY: a server of the live configuration, which the forked process keeps.
+            unsafe { set_process_server(st.home) };
+            supervisor::run(st.plan.clone())
+        }
         Ok(Forked::Parent(pid)) => {
             st.proc_.pid = pid;
             // SAFETY: proc_ and started live until stop_group unregisters and frees them.

@@ -57,7 +57,7 @@ pub(crate) unsafe extern "C" fn register_hooks(p: *mut ap::apr_pool_t) {
             ptr::null(),
         ]);
         let middle = ap::APR_HOOK_MIDDLE as c_int;
-        crate::wsgi::process_log::set_server_log(super::log::main_server_log);
+        crate::wsgi::process_log::set_server_log(super::log::process_server_log);
         // SAFETY: registering hook functions with static predecessor/successor lists (null
         // terminated) during httpd's hook registration phase.
         unsafe {

@@ -7,6 +7,7 @@ use crate::wsgi::Level;
 use std::ffi::CString;
 use std::os::raw::c_int;
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 pub use super::bindings::{APLOG_DEBUG, APLOG_ERR, APLOG_INFO, APLOG_NOTICE, APLOG_WARNING};
 
@@ -57,12 +58,29 @@ pub(crate) fn level_of(level: Level) -> u32 {
     }
 }
 
-/// Logs to the main server's error log at the adapter's `level` (Python's stdout and stderr
-/// outside a request).
-pub(crate) fn main_server_log(level: Level, msg: &str) {
-    // SAFETY: ap_server_conf is httpd's pointer to the main server (null before it exists,
-    // which server_log accepts).
-    let s = unsafe { ap::ap_server_conf };
+/// The server whose error log takes this process's lines that belong to no request: null for
+/// the main server, except in a daemon process, where it is the server (a virtual host, maybe)
+/// that defines the process's group, as in C mod_wsgi.
+static PROCESS_SERVER: AtomicPtr<ap::server_rec> = AtomicPtr::new(ptr::null_mut());
+
+/// Sends this process's lines that belong to no request to `s`'s error log.
+///
+/// # Safety
+/// `s` must stay live for the rest of the process (a server of the configuration it runs).
+pub(crate) unsafe fn set_process_server(s: *mut ap::server_rec) {
+    PROCESS_SERVER.store(s, Ordering::Relaxed);
+}
+
+/// Logs at the adapter's `level` to the error log of this process's server (see
+/// [`set_process_server`]): Python's stdout and stderr outside a request, and a daemon
+/// process's own lines.
+pub(crate) fn process_server_log(level: Level, msg: &str) {
+    let s = match PROCESS_SERVER.load(Ordering::Relaxed) {
+        // SAFETY: ap_server_conf is httpd's pointer to the main server (null before it exists,
+        // which server_log accepts).
+        s if s.is_null() => unsafe { ap::ap_server_conf },
+        s => s,
+    };
     server_log(s, level_of(level), msg);
 }
 
