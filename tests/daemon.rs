@@ -852,6 +852,39 @@ fn the_parent_reaps_a_replaced_supervisor_without_calling_it_lost() {
 }
 
 #[test]
+fn a_graceful_restart_that_loads_other_modules_and_a_stop_leave_the_parent_alive() {
+    // httpd loads the modules again on each restart, at other addresses when the list of
+    // modules changes: nothing of the old generation may call into the module afterwards.
+    let mut apache = two_processes_of_four_threads("daemon_restart_modules");
+    who(&apache, "/who");
+    let conf = apache.path("httpd.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let more = format!(
+        "LoadModule headers_module {m}/mod_headers.so\nLoadModule env_module {m}/mod_env.so\n\
+         LoadModule setenvif_module {m}/mod_setenvif.so\n\
+         LoadModule rewrite_module {m}/mod_rewrite.so\nLoadModule wsgi_module",
+        m = common::MODULES
+    );
+    std::fs::write(&conf, text.replacen("LoadModule wsgi_module", &more, 1)).unwrap();
+    let old = supervisor_pids(&apache.error_log());
+    // SAFETY: signalling the Apache parent this test started.
+    unsafe { libc::kill(apache_pid(&apache), libc::SIGUSR1) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Path::new(&format!("/proc/{}", old[0])).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the old supervisor was not reaped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    who(&apache, "/who");
+    let log = apache.stop();
+    assert!(!log.contains("nasty error"), "{log}");
+    assert!(!log.contains("long lost child"), "{log}");
+}
+
+#[test]
 fn a_group_in_a_virtual_host_logs_outside_requests_to_that_hosts_error_log() {
     // As in C: a daemon process's own lines and its Python output outside a request (at import,
     // from a thread of the application) go to the ErrorLog of the host that defines the group.

@@ -229,6 +229,8 @@ struct Started {
 /// `pconf` must be the configuration pool and `s` the main server of this generation.
 pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server_rec) {
     // SAFETY: caller's contract.
+    unsafe { other_child::claim_handed_over(pconf, s) };
+    // SAFETY: caller's contract.
     let groups = unsafe { all_groups(s) };
     routes().clear();
     if groups.is_empty() {
@@ -617,9 +619,10 @@ unsafe extern "C" fn stop_group(data: *mut c_void) -> ap::apr_status_t {
             // SAFETY: registered with this data, and not undone since.
             unsafe { ap::apr_proc_other_child_unregister(data) };
             process::kill(started.proc_.pid, libc::SIGTERM);
-            // On a restart the parent reaps it later, once it has finished.
+            // On a restart the parent reaps it later, once it has finished: the next generation
+            // claims it then.
             // SAFETY: the parent, single-threaded in a pool cleanup; the main server is live.
-            unsafe { other_child::claim_until_reaped(main_server(), started.proc_.pid) };
+            unsafe { other_child::hand_over(main_server(), started.proc_.pid) };
         }
         0
     })

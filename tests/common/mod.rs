@@ -388,9 +388,9 @@ impl Apache {
             // SAFETY: signalling the httpd parent this test started.
             unsafe { libc::kill(pid, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if child.try_wait().unwrap().is_some() {
-                    break;
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
@@ -398,8 +398,16 @@ impl Apache {
                     panic!("apache did not stop within 20 s");
                 }
                 std::thread::sleep(Duration::from_millis(50));
-            }
+            };
             stop_daemon_processes(&self.error_log());
+            // Every test checks this: Apache's parent must never crash, stopping included.
+            use std::os::unix::process::ExitStatusExt;
+            if let Some(signal) = status.signal() {
+                panic!(
+                    "Apache's parent died of signal {signal} while stopping\n{}",
+                    self.error_log()
+                );
+            }
         }
         self.error_log()
     }
@@ -456,8 +464,14 @@ fn stop_daemon_processes(log: &str) {
 
 impl Drop for Apache {
     fn drop(&mut self) {
-        if self.child.is_some() {
+        if self.child.is_none() {
+            return;
+        }
+        if std::thread::panicking() {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+        } else {
+            // A crash of Apache's parent as it stops fails the test.
+            self.stop();
         }
     }
 }
