@@ -428,3 +428,56 @@ def application(environ, start_response):
     );
     assert_eq!(wait_for_file(&apache.path("close-saw")), "released");
 }
+
+#[test]
+fn header_values_go_out_as_latin1_in_both_modes() {
+    // PEP 3333: a native string's characters are the bytes, one each, both ways, so a request
+    // header echoed back arrives as it was sent.
+    let app = "def application(environ, start_response):\n\
+               \x20   name = 'r\\xe9sum\\xe9.pdf'\n\
+               \x20   start_response('200 OK', [\n\
+               \x20       ('Content-Disposition', 'attachment; filename=\"%s\"' % name),\n\
+               \x20       ('X-Echo', environ.get('HTTP_X_IN', ''))])\n\
+               \x20   return [b'ok']\n";
+    let apache = Apache::start(
+        "latin1_headers",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIScriptAlias /embedded {dir}/app.wsgi application-group=%{GLOBAL}\n\
+         WSGIScriptAlias /daemon {dir}/app.wsgi process-group=site application-group=%{GLOBAL}",
+    );
+    for path in ["/embedded", "/daemon"] {
+        // "café" in UTF-8: the environ holds the two bytes of é as two characters.
+        let r = apache.request("GET", path, &[("X-In", "caf\u{e9}")], b"");
+        assert_eq!(r.status, 200, "{path}: {}", apache.error_log());
+        assert_eq!(
+            r.header("Content-Disposition"),
+            Some("attachment; filename=\"r\u{e9}sum\u{e9}.pdf\""),
+            "{path}"
+        );
+        assert_eq!(r.header("X-Echo"), Some("caf\u{c3}\u{a9}"), "{path}");
+    }
+}
+
+#[test]
+fn a_content_length_beyond_apaches_range_is_a_500_not_a_negative_length() {
+    let app = "def application(environ, start_response):\n\
+               \x20   start_response('200 OK', [('Content-Length', environ['QUERY_STRING'])])\n\
+               \x20   return [b'body']\n";
+    let apache = Apache::start(
+        "huge_content_length",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    for huge in ["9223372036854775808", "18446744073709551615"] {
+        let r = apache.get(&format!("/app?{huge}"));
+        assert_eq!(r.status, 500, "{huge}: {:?}", r.headers);
+        assert!(
+            !r.headers.iter().any(|(_, v)| v.starts_with('-')),
+            "{:?}",
+            r.headers
+        );
+    }
+    assert!(apache.error_log().contains("is too large"));
+    assert_eq!(apache.get("/app?4").status, 200);
+}

@@ -11,6 +11,7 @@ use crate::daemon::error_override::ErrorOverride;
 use crate::daemon::internal_redirect::InternalRedirect;
 use crate::daemon::script_owner::{self, FileFacts, Names, Refusal, ScriptOwner};
 use crate::daemon::wire::RequestHead;
+use crate::wsgi::headers::latin1_bytes;
 use std::os::raw::c_int;
 use std::path::Path;
 
@@ -117,7 +118,7 @@ unsafe fn internal_redirect(r: *mut ap::request_rec, location: &str) -> c_int {
         (*r).method = pstrdup((*r).pool, b"GET");
         (*r).method_number = ap::M_GET as c_int;
         ap::apr_table_unset((*r).headers_in, c"Content-Length".as_ptr());
-        ap::ap_internal_redirect_handler(pstrdup((*r).pool, location.as_bytes()), r);
+        ap::ap_internal_redirect_handler(pstrdup((*r).pool, &latin1_bytes(location)), r);
     }
     ap::OK as c_int
 }

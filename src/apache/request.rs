@@ -7,6 +7,7 @@ use super::log::{level_of, request_log};
 use super::pool::{c_bytes, pstrdup};
 use crate::buf::UninitBuf;
 use crate::wsgi::environ::CgiVars;
+use crate::wsgi::headers::latin1_bytes;
 use crate::wsgi::{Level, PieceTaker, Pulled, RequestIo, ResponseHead};
 use std::ffi::{c_void, CStr};
 use std::os::raw::c_char;
@@ -297,9 +298,9 @@ impl RequestIo for Request {
         unsafe {
             let pool = (*r).pool;
             (*r).status = head.status as i32;
-            (*r).status_line = pstrdup(pool, head.status_line.as_bytes());
+            (*r).status_line = pstrdup(pool, &latin1_bytes(&head.status_line));
             for (name, value) in &head.headers {
-                let value_c = pstrdup(pool, value.as_bytes());
+                let value_c = pstrdup(pool, &latin1_bytes(value));
                 if name.eq_ignore_ascii_case("content-type") {
                     ap::ap_set_content_type(r, value_c);
                 } else if name.eq_ignore_ascii_case("content-length") {
@@ -312,7 +313,7 @@ impl RequestIo for Request {
                     } else {
                         (*r).headers_out
                     };
-                    ap::apr_table_add(table, pstrdup(pool, name.as_bytes()), value_c);
+                    ap::apr_table_add(table, pstrdup(pool, &latin1_bytes(name)), value_c);
                 }
             }
         }

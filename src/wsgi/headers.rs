@@ -1,6 +1,8 @@
 //! Validation of what an application passes to `start_response`: nothing it returns may inject a
 //! header or a status line onto the wire.
 
+use std::borrow::Cow;
+
 /// A parsed status: the code and the whole status line, e.g. `(404, "404 Not Found")`.
 pub fn parse_status(status: &str) -> Result<(u16, String), String> {
     if let Some(c) = status.chars().find(|c| c.is_control()) {
@@ -53,13 +55,48 @@ pub fn parse_content_length(value: &str) -> Result<u64, String> {
             "invalid Content-Length value '{value}' in WSGI response"
         ));
     }
-    v.parse()
+    // Apache keeps lengths as a signed 64-bit offset: a larger one would go out negative.
+    v.parse::<i64>()
+        .map(|n| n as u64)
         .map_err(|_| format!("Content-Length value '{value}' is too large"))
+}
+
+/// The bytes a WSGI native string stands for (PEP 3333): each character is one Latin-1 byte.
+/// `start_response` has refused characters above U+00FF; one would be sent as `?`.
+pub fn latin1_bytes(s: &str) -> Cow<'_, [u8]> {
+    if s.is_ascii() {
+        return Cow::Borrowed(s.as_bytes());
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn native_strings_go_out_as_latin1() {
+        assert_eq!(&*latin1_bytes("plain"), b"plain");
+        assert_eq!(
+            &*latin1_bytes("caf\u{e9} \u{ff}\u{85}"),
+            b"caf\xe9 \xff\x85"
+        );
+        assert_eq!(&*latin1_bytes("\u{20ac}"), b"?");
+    }
+
+    #[test]
+    fn content_length_fits_apaches_signed_offset() {
+        assert_eq!(
+            parse_content_length("9223372036854775807"),
+            Ok(i64::MAX as u64)
+        );
+        assert!(parse_content_length("9223372036854775808").is_err());
+        assert!(parse_content_length("18446744073709551615").is_err());
+    }
 
     #[test]
     fn status_needs_three_digits_and_a_space() {

@@ -529,10 +529,19 @@ pub fn http_request(
     read_response(stream, method == "HEAD")
 }
 
+/// Reads one line of a response head into `line`, each byte a character (HTTP heads are
+/// Latin-1, as WSGI's native strings are); 0 at the end of the stream.
+fn read_head_line(reader: &mut impl BufRead, line: &mut String) -> usize {
+    let mut bytes = Vec::new();
+    let n = reader.read_until(b'\n', &mut bytes).unwrap_or(0);
+    line.extend(bytes.iter().map(|&b| char::from(b)));
+    n
+}
+
 pub fn read_response(stream: TcpStream, head_only: bool) -> Response {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
+    assert!(read_head_line(&mut reader, &mut line) > 0, "no status line");
     let status: u16 = line
         .split_whitespace()
         .nth(1)
@@ -541,7 +550,7 @@ pub fn read_response(stream: TcpStream, head_only: bool) -> Response {
     let mut headers = Vec::new();
     loop {
         line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        if read_head_line(&mut reader, &mut line) == 0 {
             break;
         }
         let l = line.trim_end_matches(['\r', '\n']);
