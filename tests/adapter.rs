@@ -481,3 +481,78 @@ fn a_content_length_beyond_apaches_range_is_a_500_not_a_negative_length() {
     assert!(apache.error_log().contains("is too large"));
     assert_eq!(apache.get("/app?4").status, 200);
 }
+
+#[test]
+fn threads_of_one_request_take_turns_with_its_objects_in_both_modes() {
+    // A thread writing to wsgi.errors releases the GIL inside; the request's own thread must
+    // neither deadlock with it nor be refused while it does.
+    let app = "import threading\n\
+               def application(environ, start_response):\n\
+               \x20   err = environ['wsgi.errors']\n\
+               \x20   def logger():\n\
+               \x20       for i in range(500):\n\
+               \x20           err.write('from the thread %d\\n' % i)\n\
+               \x20   t = threading.Thread(target=logger)\n\
+               \x20   t.start()\n\
+               \x20   failures = 0\n\
+               \x20   for i in range(500):\n\
+               \x20       try:\n\
+               \x20           err.write('from the request %d\\n' % i)\n\
+               \x20           start_response('200 OK', [], (None, None, None))\n\
+               \x20       except RuntimeError:\n\
+               \x20           failures += 1\n\
+               \x20   t.join()\n\
+               \x20   return [b'failures: %d' % failures]\n";
+    let apache = Apache::start(
+        "threads_take_turns",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIScriptAlias /embedded {dir}/app.wsgi\n\
+         WSGIScriptAlias /daemon {dir}/app.wsgi process-group=site",
+    );
+    for path in ["/embedded", "/daemon"] {
+        let r = apache.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", apache.error_log());
+        assert_eq!(r.text(), "failures: 0", "{path}");
+    }
+    let log = apache.error_log();
+    assert_eq!(log.matches("from the thread 499").count(), 2, "{log}");
+}
+
+#[test]
+fn a_thread_still_reading_the_body_when_the_application_returns_does_not_hang_the_process() {
+    // The request waits (without the GIL) for the thread's read, which ends when the client
+    // sends the body; the process goes on serving.
+    let app = "import threading, time\n\
+               def application(environ, start_response):\n\
+               \x20   if environ['REQUEST_METHOD'] == 'GET':\n\
+               \x20       start_response('200 OK', [])\n\
+               \x20       return [b'alive']\n\
+               \x20   inp = environ['wsgi.input']\n\
+               \x20   threading.Thread(target=inp.read, daemon=True).start()\n\
+               \x20   time.sleep(0.2)\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return [b'ok']\n";
+    let apache = Apache::start(
+        "thread_reading_body",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(
+        b"POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    s.write_all(b"0123456789").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer}\n{}",
+        apache.error_log()
+    );
+    assert!(answer.contains("\r\n2\r\nok\r\n0\r\n"), "{answer}");
+    assert_eq!(apache.get("/app").text(), "alive");
+}

@@ -4,41 +4,80 @@
 //! keep after its request ended. They hold an `Arc<Scoped<T>>`; the request's state is reachable
 //! through it only inside [`Scoped::run`], and afterwards every access reports `Finished`.
 
+use pyo3::Python;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, ThreadId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScopeError {
     /// The scope has ended (the request is over).
     Finished,
-    /// Another thread is using the value right now.
+    /// The value is already in use further up this thread's own stack.
     Busy,
 }
 
-pub struct Scoped<T> {
-    value: AtomicPtr<T>,
-    busy: AtomicBool,
+/// What a thread lets go of while it waits for the value: the GIL (`Python`), as a user may
+/// release the GIL inside (Apache's I/O does) and a waiter holding it would keep that user from
+/// finishing.
+pub trait Waiting: Copy {
+    fn without_locks(self, wait: impl FnOnce() + Send);
 }
 
-// SAFETY: access to the pointee is serialised by `busy` and limited to the scope's lifetime.
+impl Waiting for Python<'_> {
+    fn without_locks(self, wait: impl FnOnce() + Send) {
+        self.detach(wait)
+    }
+}
+
+/// One thread at a time uses the value; the others wait for it (see [`Waiting`]).
+pub struct Scoped<T> {
+    value: AtomicPtr<T>,
+    user: User,
+}
+
+/// The thread using the value, if any.
+struct User {
+    thread: Mutex<Option<ThreadId>>,
+    released: Condvar,
+}
+
+impl User {
+    fn lock(&self) -> MutexGuard<'_, Option<ThreadId>> {
+        self.thread.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait_until_free(&self) {
+        let mut user = self.lock();
+        while user.is_some() {
+            user = self.released.wait(user).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+// SAFETY: access to the pointee is serialised by `user` and limited to the scope's lifetime.
 unsafe impl<T: Send> Send for Scoped<T> {}
 // SAFETY: as above; `with` hands out the &mut to one caller at a time.
 unsafe impl<T: Send> Sync for Scoped<T> {}
 
 impl<T> Scoped<T> {
-    /// Makes `value` reachable through the `Arc` given to `f` while `f` runs.
-    pub fn run<R>(value: &mut T, f: impl FnOnce(&Arc<Scoped<T>>) -> R) -> R {
+    /// Makes `value` reachable through the `Arc` given to `f` while `f` runs. Before returning it
+    /// waits (without the GIL) for a user on another thread to finish.
+    pub fn run<R>(waiting: impl Waiting, value: &mut T, f: impl FnOnce(&Arc<Scoped<T>>) -> R) -> R {
         let scoped = Arc::new(Scoped {
             value: AtomicPtr::new(value),
-            busy: AtomicBool::new(false),
+            user: User {
+                thread: Mutex::new(None),
+                released: Condvar::new(),
+            },
         });
         let result = catch_unwind(AssertUnwindSafe(|| f(&scoped)));
         scoped.value.store(ptr::null_mut(), Ordering::SeqCst);
-        // Wait out a holder on another thread before `value`'s borrow ends.
-        while scoped.busy.load(Ordering::SeqCst) {
-            std::thread::yield_now();
+        if scoped.user.lock().is_some() {
+            let user = &scoped.user;
+            waiting.without_locks(|| user.wait_until_free());
         }
         match result {
             Ok(r) => r,
@@ -46,27 +85,42 @@ impl<T> Scoped<T> {
         }
     }
 
-    /// Runs `f` on the value if the scope is still open and nobody else is using it.
-    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, ScopeError> {
-        if self
-            .busy
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
-            return Err(ScopeError::Busy);
+    /// Runs `f` on the value if the scope is still open, after any other thread using it has
+    /// finished. Nested use on one thread is refused (`Busy`).
+    pub fn with<R>(
+        &self,
+        waiting: impl Waiting,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> Result<R, ScopeError> {
+        let me = thread::current().id();
+        loop {
+            {
+                let mut user = self.user.lock();
+                match *user {
+                    None => {
+                        *user = Some(me);
+                        break;
+                    }
+                    Some(other) if other == me => return Err(ScopeError::Busy),
+                    Some(_) => {}
+                }
+            }
+            let user = &self.user;
+            waiting.without_locks(|| user.wait_until_free());
         }
-        struct Release<'a>(&'a AtomicBool);
-        impl Drop for Release<'_> {
+        struct Release<'a, T>(&'a Scoped<T>);
+        impl<T> Drop for Release<'_, T> {
             fn drop(&mut self) {
-                self.0.store(false, Ordering::SeqCst);
+                *self.0.user.lock() = None;
+                self.0.user.released.notify_all();
             }
         }
-        let _release = Release(&self.busy);
+        let _release = Release(self);
         let p = self.value.load(Ordering::SeqCst);
         if p.is_null() {
             return Err(ScopeError::Finished);
         }
-        // SAFETY: p is non-null only inside `run`, whose `&mut T` borrow is live; `busy` makes
+        // SAFETY: p is non-null only inside `run`, whose `&mut T` borrow is live; `user` makes
         // this the only reference handed out, and `run` waits for it before the borrow ends.
         Ok(f(unsafe { &mut *p }))
     }
@@ -75,13 +129,24 @@ impl<T> Scoped<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// No GIL in these tests.
+    #[derive(Clone, Copy)]
+    struct Plain;
+
+    impl Waiting for Plain {
+        fn without_locks(self, wait: impl FnOnce() + Send) {
+            wait()
+        }
+    }
 
     #[test]
     fn value_is_reachable_only_inside_the_scope() {
         let mut n = 1;
-        let kept = Scoped::run(&mut n, |s| {
+        let kept = Scoped::run(Plain, &mut n, |s| {
             assert_eq!(
-                s.with(|v| {
+                s.with(Plain, |v| {
                     *v += 1;
                     *v
                 }),
@@ -90,15 +155,56 @@ mod tests {
             s.clone()
         });
         assert_eq!(n, 2);
-        assert_eq!(kept.with(|v| *v), Err(ScopeError::Finished));
+        assert_eq!(kept.with(Plain, |v| *v), Err(ScopeError::Finished));
     }
 
     #[test]
-    fn nested_use_is_refused() {
+    fn nested_use_on_one_thread_is_refused() {
         let mut n = 0;
-        Scoped::run(&mut n, |s| {
-            let inner = s.with(|_| s.with(|_| ()));
+        Scoped::run(Plain, &mut n, |s| {
+            let inner = s.with(Plain, |_| s.with(Plain, |_| ()));
             assert_eq!(inner, Ok(Err(ScopeError::Busy)));
         });
+    }
+
+    #[test]
+    fn another_thread_waits_for_the_value_rather_than_failing() {
+        let mut n = 0u32;
+        Scoped::run(Plain, &mut n, |s| {
+            let other = s.clone();
+            let (started, holding) = std::sync::mpsc::channel();
+            let holder = thread::spawn(move || {
+                other.with(Plain, |v| {
+                    started.send(()).unwrap();
+                    thread::sleep(Duration::from_millis(100));
+                    *v += 1;
+                })
+            });
+            holding.recv().unwrap();
+            assert_eq!(s.with(Plain, |v| *v + 10), Ok(11));
+            assert_eq!(holder.join().unwrap(), Ok(()));
+        });
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn the_scope_ends_after_a_user_on_another_thread_is_done() {
+        let mut n = 0u32;
+        let (started, holding) = std::sync::mpsc::channel();
+        let holder = Scoped::run(Plain, &mut n, |s| {
+            let other = s.clone();
+            let holder = thread::spawn(move || {
+                other.with(Plain, |v| {
+                    started.send(()).unwrap();
+                    thread::sleep(Duration::from_millis(100));
+                    *v = 7;
+                })
+            });
+            holding.recv().unwrap();
+            holder
+        });
+        // The write happened before run returned, and the borrow ended only then.
+        assert_eq!(n, 7);
+        assert_eq!(holder.join().unwrap(), Ok(()));
     }
 }

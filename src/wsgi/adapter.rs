@@ -33,7 +33,7 @@ pub fn run_app(
 ) -> Outcome {
     let mut state = RequestState::new(io, script.to_string());
     state.io_stats.timed = events::begin(py, vars);
-    let outcome = Scoped::run(&mut state, |slot| {
+    let outcome = Scoped::run(py, &mut state, |slot| {
         let call = Call { py, slot, script };
         call.run(app, vars)
     });
@@ -81,7 +81,9 @@ impl<'py> Call<'_, 'py> {
             Err(e) => self.fail(e),
         };
         events::request_finished(self.py, || {
-            self.slot.with(|st| st.io_stats).unwrap_or_default()
+            self.slot
+                .with(self.py, |st| st.io_stats)
+                .unwrap_or_default()
         });
         if let Err(e) = flush_log(self.py, &log) {
             self.log_exception(e);
@@ -199,7 +201,7 @@ impl<'py> Call<'_, 'py> {
 
     fn with_state<R>(&self, f: impl FnOnce(&mut RequestState) -> PyResult<R>) -> PyResult<R> {
         self.slot
-            .with(f)
+            .with(self.py, f)
             .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("{e:?}")))?
     }
 
@@ -209,7 +211,7 @@ impl<'py> Call<'_, 'py> {
         let published = err.clone_ref(py);
         self.log_exception(err);
         events::request_exception(py, &published);
-        let sent = self.slot.with(|st| {
+        let sent = self.slot.with(py, |st| {
             if st.headers_sent() {
                 st.abort(py);
                 true
@@ -232,7 +234,7 @@ impl<'py> Call<'_, 'py> {
         )];
         lines.extend(exception_report(self.py, &err));
         let py = self.py;
-        let _ = self.slot.with(|st| {
+        let _ = self.slot.with(py, |st| {
             for line in &lines {
                 st.log(py, Level::Error, line);
             }

@@ -34,12 +34,18 @@ impl LogPayload {
 fn scope_error(e: ScopeError) -> PyErr {
     match e {
         ScopeError::Finished => PyRuntimeError::new_err("request object has expired"),
-        ScopeError::Busy => PyRuntimeError::new_err("request is in use by another thread"),
+        ScopeError::Busy => {
+            PyRuntimeError::new_err("request is already in use further up this thread's stack")
+        }
     }
 }
 
-fn with_state<R>(slot: &Slot, f: impl FnOnce(&mut RequestState) -> PyResult<R>) -> PyResult<R> {
-    slot.with(f).map_err(scope_error)?
+fn with_state<R>(
+    py: Python<'_>,
+    slot: &Slot,
+    f: impl FnOnce(&mut RequestState) -> PyResult<R>,
+) -> PyResult<R> {
+    slot.with(py, f).map_err(scope_error)?
 }
 
 /// A WSGI "native string": a `str` whose characters all fit in Latin-1.
@@ -120,7 +126,7 @@ handle_method!(
         let headers = args.required(1, "response_headers")?;
         let exc_info = args.get(2, "exc_info")?;
         let head = parse_head(&status, &headers)?;
-        with_state(slot, |st| match st.start(head, exc_info.is_some()) {
+        with_state(py, slot, |st| match st.start(head, exc_info.is_some()) {
             Ok(()) => Ok(()),
             Err(StartError::AlreadyStarted) => {
                 Err(PyAssertionError::new_err("headers have already been set"))
@@ -143,7 +149,7 @@ handle_method!(write, Slot, "write", ["data"], |py, _slf, slot, args| {
             type_name(&data)
         ))
     })?;
-    with_state(slot, |st| {
+    with_state(py, slot, |st| {
         if !st.started() {
             return Err(PyRuntimeError::new_err(
                 "write() called before start_response()",
@@ -162,7 +168,7 @@ pub static ADAPTER_METHODS: MethodTable<3> = MethodTable([
 ]);
 
 fn read_line(py: Python<'_>, slot: &Slot, size: Option<usize>) -> PyResult<Vec<u8>> {
-    with_state(slot, |st| {
+    with_state(py, slot, |st| {
         st.readline_input(py, size).map_err(PyOSError::new_err)
     })
 }
@@ -178,18 +184,18 @@ handle_method!(
     ["size"],
     |py, _slf, slot, args| {
         match args.size(0, "size")? {
-            Some(0) => with_state(slot, |st| {
+            Some(0) => with_state(py, slot, |st| {
                 st.expect_continue(py);
                 Ok(PyBytes::new(py, b"").into_any())
             }),
-            Some(n) if n <= DIRECT_READ_MAX => with_state(slot, |st| {
+            Some(n) if n <= DIRECT_READ_MAX => with_state(py, slot, |st| {
                 let bytes = bytes_filled_by(py, n, |buf| {
                     st.read_input_into(py, buf).map_err(PyOSError::new_err)
                 })?;
                 Ok(bytes.into_any())
             }),
             size => {
-                let data = with_state(slot, |st| {
+                let data = with_state(py, slot, |st| {
                     st.read_input(py, size).map_err(PyOSError::new_err)
                 })?;
                 Ok(PyBytes::new(py, &data).into_any())
@@ -253,19 +259,27 @@ pub fn input_iter_slots() -> crate::python::objects::IterSlots {
     }
 }
 
-/// Sends the complete lines of `pending` (all of it with `all`) to the request's log.
-fn emit_lines(py: Python<'_>, log: &LogPayload, pending: &mut String, all: bool) -> PyResult<()> {
+/// Takes the complete lines of the log's partial text after adding `text` (all of it with
+/// `all`). The lock is held only for that: logging may release the GIL, and a thread waiting for
+/// this lock with the GIL held would then keep the logging thread from getting it back.
+fn complete_lines(log: &LogPayload, text: &str, all: bool) -> String {
+    let mut pending = log.pending.lock().unwrap_or_else(|e| e.into_inner());
+    pending.push_str(text);
     let cut = if all {
         pending.len()
     } else {
         pending.rfind('\n').map_or(0, |i| i + 1)
     };
-    if cut == 0 {
+    pending.drain(..cut).collect()
+}
+
+/// Sends `lines` to the request's log, one entry per line.
+fn emit_lines(py: Python<'_>, log: &LogPayload, lines: &str) -> PyResult<()> {
+    if lines.is_empty() {
         return Ok(());
     }
-    let text: String = pending.drain(..cut).collect();
-    with_state(&log.slot, |st| {
-        for line in text.lines() {
+    with_state(py, &log.slot, |st| {
+        for line in lines.lines() {
             st.log(py, Level::Error, line);
         }
         Ok(())
@@ -287,11 +301,12 @@ fn log_texts<'py>(
     log: &LogPayload,
     texts: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut pending = log.pending.lock().unwrap_or_else(|e| e.into_inner());
+    // The texts are gathered first: an iterator given to writelines() runs Python code.
+    let mut gathered = String::new();
     for text in texts {
-        pending.push_str(text_arg(&text?)?.to_str()?);
+        gathered.push_str(text_arg(&text?)?.to_str()?);
     }
-    emit_lines(py, log, &mut pending, false)?;
+    emit_lines(py, log, &complete_lines(log, &gathered, false))?;
     none(py)
 }
 
@@ -325,8 +340,7 @@ handle_method!(
 );
 
 pub fn flush_log(py: Python<'_>, log: &LogPayload) -> PyResult<()> {
-    let mut pending = log.pending.lock().unwrap_or_else(|e| e.into_inner());
-    emit_lines(py, log, &mut pending, true)
+    emit_lines(py, log, &complete_lines(log, "", true))
 }
 
 pub static LOG_METHODS: MethodTable<4> = MethodTable([
