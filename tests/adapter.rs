@@ -556,3 +556,45 @@ fn a_thread_still_reading_the_body_when_the_application_returns_does_not_hang_th
     assert!(answer.contains("\r\n2\r\nok\r\n0\r\n"), "{answer}");
     assert_eq!(apache.get("/app").text(), "alive");
 }
+
+#[test]
+fn after_a_failed_body_read_later_reads_fail_at_once() {
+    // As in C: a body that timed out is not waited for again by each later read.
+    let app = "import time\n\
+               def application(environ, start_response):\n\
+               \x20   inp = environ['wsgi.input']\n\
+               \x20   try:\n\
+               \x20       inp.read(10)\n\
+               \x20   except OSError:\n\
+               \x20       pass\n\
+               \x20   start = time.monotonic()\n\
+               \x20   messages = []\n\
+               \x20   for _ in range(3):\n\
+               \x20       try:\n\
+               \x20           inp.read(10)\n\
+               \x20       except OSError as e:\n\
+               \x20           messages.append(str(e))\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return [('%.2f %s' % (time.monotonic() - start, messages[-1])).encode()]\n";
+    let apache = Apache::start(
+        "failed_read_sticks",
+        &[("app.wsgi", app)],
+        "Timeout 1\nWSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(b"POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    let seconds: f64 = body
+        .lines()
+        .find_map(|l| l.split(' ').next()?.parse().ok())
+        .unwrap_or(99.0);
+    assert!(seconds < 0.5, "later reads took {seconds} s: {answer}");
+    assert!(
+        answer.contains("Input is already in error state"),
+        "{answer}"
+    );
+}

@@ -13,9 +13,24 @@ const LINE_CHUNK: usize = 8 * 1024;
 pub struct BodyReader {
     buffered: Vec<u8>,
     eof: bool,
+    /// The first failure: every later read fails at once with it (as in C), rather than wait
+    /// out another timeout on a body that is already broken.
+    failed: Option<String>,
 }
 
 impl BodyReader {
+    /// `result` of reading from the source, remembered if it failed; a source that failed
+    /// before is not asked again.
+    fn from_source(
+        &mut self,
+        read: impl FnOnce() -> Result<usize, String>,
+    ) -> Result<usize, String> {
+        if let Some(first) = &self.failed {
+            return Err(format!("Input is already in error state: {first}"));
+        }
+        read().inspect_err(|e| self.failed = Some(e.clone()))
+    }
+
     fn take_buffered(&mut self, max: usize) -> Vec<u8> {
         let n = max.min(self.buffered.len());
         self.buffered.drain(..n).collect()
@@ -28,7 +43,8 @@ impl BodyReader {
         }
         let start = out.len();
         out.resize(start + want, 0);
-        let n = src(&mut out[start..])?;
+        let n = self.from_source(|| src(&mut out[start..]));
+        let n = n.inspect_err(|_| out.truncate(start))?;
         out.truncate(start + n);
         if n == 0 {
             self.eof = true;
@@ -59,7 +75,7 @@ impl BodyReader {
         let from_buffer = dest.extend_from_slice(&self.buffered);
         self.buffered.drain(..from_buffer);
         while dest.remaining() > 0 && !self.eof {
-            if src(dest)? == 0 {
+            if self.from_source(|| src(dest))? == 0 {
                 self.eof = true;
             }
         }
@@ -187,5 +203,23 @@ mod tests {
         let mut s = |_: &mut [u8]| -> Result<usize, String> { Err("client went away".into()) };
         let mut r = BodyReader::default();
         assert_eq!(r.read(&mut s, None).unwrap_err(), "client went away");
+    }
+
+    #[test]
+    fn after_a_failure_the_source_is_not_asked_again() {
+        let mut calls = 0;
+        let mut s = |_: &mut [u8]| -> Result<usize, String> {
+            calls += 1;
+            Err("timed out".into())
+        };
+        let mut r = BodyReader::default();
+        assert_eq!(r.read(&mut s, Some(10)).unwrap_err(), "timed out");
+        for _ in 0..3 {
+            assert_eq!(
+                r.readline(&mut s, None).unwrap_err(),
+                "Input is already in error state: timed out"
+            );
+        }
+        assert_eq!(calls, 1);
     }
 }
