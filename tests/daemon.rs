@@ -1039,3 +1039,37 @@ fn socket_timeout_is_the_default_response_socket_timeout() {
     assert!(log.contains("(response-socket-timeout 2 seconds)"), "{log}");
     assert!(took < Duration::from_secs(15), "took {took:?}\n{log}");
 }
+
+#[test]
+fn a_process_the_application_forks_does_not_go_on_serving() {
+    let app = "import os\n\
+               def application(environ, start_response):\n\
+               \x20   child = os.fork() if environ['PATH_INFO'] == '/fork' else -1\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return [b'%d %d' % (os.getpid(), child)]\n";
+    let apache = Apache::start(
+        "daemon_app_fork",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess site processes=1 threads=2\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site application-group=%{GLOBAL}",
+    );
+    let r = apache.get("/app/fork");
+    assert_eq!(r.status, 200, "{}", apache.error_log());
+    let text = r.text();
+    let (daemon, child): (i32, i32) = {
+        let mut f = text.split(' ').map(|n| n.parse().unwrap());
+        (f.next().unwrap(), f.next().unwrap())
+    };
+    assert!(child > 0, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::process_alive(child) {
+        assert!(Instant::now() < deadline, "the forked process still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..20 {
+        assert_eq!(apache.get("/app/pid").text(), format!("{daemon} -1"));
+    }
+    assert!(apache
+        .error_log()
+        .contains("returned from the application without exec"));
+}

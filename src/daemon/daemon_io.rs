@@ -71,6 +71,7 @@ impl DaemonIo {
     }
 
     fn send(&mut self, kind: Kind, payload: &[u8], flush: bool) -> Result<(), String> {
+        forked_check()?;
         let mut w = lock(&self.writer);
         w.frame(kind, payload)
             .and_then(|()| if flush { w.flush() } else { Ok(()) })
@@ -174,12 +175,14 @@ impl RequestIo for DaemonIo {
     }
 
     fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String> {
+        forked_check()?;
         lock(&self.writer)
             .data(data, flush)
             .map_err(|e| format!("connection to Apache lost: {e}"))
     }
 
     fn send_file(&mut self, fd: i32, offset: u64, len: u64) -> Result<(), String> {
+        forked_check()?;
         // SAFETY: the caller keeps fd open until this returns (RequestIo's contract).
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         lock(&self.writer)
@@ -206,6 +209,17 @@ impl RequestIo for DaemonIo {
         wire::encode_log(level, msg, &mut payload);
         let _ = self.send(Kind::Log, &payload, true);
     }
+}
+
+/// A copy of the process the application forked shares the connection with the real one: it
+/// must not write into the response.
+fn forked_check() -> Result<(), String> {
+    if super::process::forked_by_application() {
+        return Err(
+            "this process was forked by the application: it cannot answer the request".into(),
+        );
+    }
+    Ok(())
 }
 
 /// The error `wsgi.input` raises when the connection to Apache fails mid-body.

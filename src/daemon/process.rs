@@ -4,6 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The signals the supervisor and the daemon processes take synchronously (blocked, then
@@ -33,6 +34,25 @@ pub fn fork() -> io::Result<Forked> {
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and has no preconditions.
     unsafe { libc::_exit(code) }
+}
+
+/// Set in a process forked from a daemon process (by the application: `os.fork()` without
+/// `exec`), which must not go on serving requests beside the supervised processes.
+static FORKED_BY_APPLICATION: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn mark_forked() {
+    FORKED_BY_APPLICATION.store(true, Ordering::Relaxed);
+}
+
+/// From now on, a fork of this process marks the child (see [`forked_by_application`]).
+pub fn watch_for_forks() {
+    // SAFETY: registers a handler that only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::pthread_atfork(None, None, Some(mark_forked)) };
+}
+
+/// Whether this process is a fork of a daemon process made after [`watch_for_forks`].
+pub fn forked_by_application() -> bool {
+    FORKED_BY_APPLICATION.load(Ordering::Relaxed)
 }
 
 fn check(ret: i32, what: &str) -> io::Result<()> {

@@ -155,6 +155,7 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
         }
     };
     spawn_signal_thread(&plan, state.clone());
+    process::watch_for_forks();
     let info = plan.server_info.clone();
     let prepare =
         move |py: pyo3::Python<'_>, group: &str| crate::wsgi::interp::prepare(py, &info, group);
@@ -314,6 +315,19 @@ fn accept_loop(plan: &GroupPlan, state: &State, board: Option<Arc<Scoreboard>>, 
         };
         let outcome =
             super::serve::connection(plan, conn, board.clone().map(|b| (b, slot)), &timers);
+        if process::forked_by_application() {
+            // The application forked and this copy returned here: it is no daemon process.
+            plan.log(
+                Level::Warning,
+                &format!(
+                    "{}: A process the application forked from daemon process group '{}' \
+                     returned from the application without exec; it exits.",
+                    plan.tag(),
+                    plan.name
+                ),
+            );
+            process::exit_now(0);
+        }
         state.activity.end(slot);
         let served = state.requests.fetch_add(1, Ordering::AcqRel) + 1;
         let max = plan.options.maximum_requests;
