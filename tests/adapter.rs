@@ -175,6 +175,9 @@ def application(environ, start_response):
         parts = inp.readlines(5)
         parts.append(b"|")
         parts += inp.readlines()
+    elif kind == "/readlines0":
+        parts = inp.readlines(0)
+        inp.close()
     else:
         parts = [b"<" + line + b">" for line in inp]
     parts.append(b"|" + inp.read() + b"|" + inp.read(10) + b"|")
@@ -190,6 +193,8 @@ def application(environ, start_response):
     let post = |path: &str| apache.request("POST", path, &[], body).text();
     assert_eq!(post("/app/readline"), "one\ntwo-two\nthree\nend|||");
     assert_eq!(post("/app/readlines"), "one\ntwo-two\n|three\nend|||");
+    // A hint of 0 (or less) is no limit, as in io; close() exists and does nothing.
+    assert_eq!(post("/app/readlines0"), "one\ntwo-two\nthree\nend|||");
     assert_eq!(post("/app/iterate"), "<one\n><two-two\n><three\n><end>|||");
 }
 

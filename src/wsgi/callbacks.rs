@@ -221,7 +221,8 @@ handle_method!(
     "readlines",
     ["hint"],
     |py, _slf, slot, args| {
-        let hint = args.size(0, "hint")?;
+        // As io's readlines: a hint of 0 or less means no limit.
+        let hint = args.size(0, "hint")?.filter(|&h| h > 0);
         let lines = PyList::empty(py);
         let mut total = 0;
         loop {
@@ -245,10 +246,17 @@ handle_iternext!(input_next, Slot, |py, slot| {
     Ok((!line.is_empty()).then(|| PyBytes::new(py, &line).into_any()))
 });
 
-pub static INPUT_METHODS: MethodTable<4> = MethodTable([
+// `wsgi.input.close()`: nothing to release (Apache owns the connection); C has it too, and
+// libraries that treat the input as a file call it.
+handle_method!(input_close, Slot, "close", [], |py, _slf, _slot, _args| {
+    none(py)
+});
+
+pub static INPUT_METHODS: MethodTable<5> = MethodTable([
     py_method!(c"read", input_read),
     py_method!(c"readline", input_readline),
     py_method!(c"readlines", input_readlines),
+    py_method!(c"close", input_close),
     METHOD_TABLE_END,
 ]);
 
