@@ -287,9 +287,11 @@ def application(environ, start_response):
     elif kind == "/body":
         start_response("200 OK", [])
         return ["text is not bytes"]
+    elif kind == "/vt":
+        start_response("200 OK", [("X-Test", "a\x0bb")])
     elif kind == "/caught":
         try:
-            start_response("200 OK", [("X-Test", "a\nb")])
+            start_response("200 OK", [("X-Test", "a\x7fb")])
         except ValueError as e:
             start_response("200 OK", [("X-Error", type(e).__name__)])
             return [b"recovered"]
@@ -300,7 +302,9 @@ def application(environ, start_response):
         &[("app.wsgi", app)],
         "WSGIScriptAlias /app {dir}/app.wsgi",
     );
-    for path in ["/value", "/name", "/status", "/tuple", "/bytes", "/body"] {
+    for path in [
+        "/value", "/name", "/status", "/tuple", "/bytes", "/body", "/vt",
+    ] {
         let r = apache.get(&format!("/app{path}"));
         assert_eq!(r.status, 500, "{path}");
         assert!(r.header("X-Injected").is_none(), "{path}");
@@ -316,6 +320,8 @@ def application(environ, start_response):
         log.contains("TypeError: expected list object for headers"),
         "{log}"
     );
+    // Refused inside the application (catchable), not by httpd's header check afterwards.
+    assert!(!log.contains("AH02430"), "{log}");
     assert!(
         log.contains("sequence of byte string values expected, value of type str found"),
         "{log}"
@@ -726,6 +732,11 @@ import io, os
 HERE = os.path.dirname(__file__)
 DATA = os.path.join(HERE, "data.bin")
 
+class NoDescriptor(io.BytesIO):
+    # A file-like whose fileno() names no open file.
+    def fileno(self):
+        return -1
+
 class Tracked(io.FileIO):
     # Records where the file was when the server closed it: a file sent by sendfile is never
     # read through Python, so it is still at its starting offset.
@@ -747,6 +758,9 @@ def application(environ, start_response):
     elif kind == "/bytesio":
         f.close()
         f = io.BytesIO(b"not a real file" * 1000)
+    elif kind == "/nodescriptor":
+        f.close()
+        f = NoDescriptor(b"no descriptor" * 1000)
     start_response("200 OK", headers)
     return wrapper(f, 4096)
 "#;
@@ -809,6 +823,13 @@ def application(environ, start_response):
         4,
         "close() is called every time: {}",
         closed_at(4)
+    );
+
+    let r = apache.get("/app/nodescriptor");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "no descriptor".repeat(1000)),
+        "a descriptor that is not open is iterated, as C does"
     );
 }
 

@@ -129,7 +129,11 @@ impl<'py> Call<'_, 'py> {
         let (Ok(fd), Ok(pos)) = (fd, pos) else {
             return Ok(false);
         };
-        let stat = py.import("os")?.call_method1("fstat", (fd,))?;
+        // A descriptor that is not open (a fileno() of -1, a stale number) is no file to send:
+        // iterate, as C does.
+        let Ok(stat) = py.import("os")?.call_method1("fstat", (fd,)) else {
+            return Ok(false);
+        };
         let mode = stat.getattr("st_mode")?;
         if !py
             .import("stat")?

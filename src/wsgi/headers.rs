@@ -39,7 +39,12 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
             "invalid character {c:?} in WSGI response header name '{name}'"
         ));
     }
-    if let Some(c) = value.chars().find(|&c| c == '\r' || c == '\n' || c == '\0') {
+    // What httpd refuses in a header value (it would abort the response otherwise): control
+    // characters other than tab.
+    if let Some(c) = value
+        .chars()
+        .find(|&c| (c < ' ' && c != '\t') || c == '\u{7f}')
+    {
         return Err(format!(
             "invalid character {c:?} in value of WSGI response header '{name}'"
         ));
@@ -86,6 +91,14 @@ mod tests {
             b"caf\xe9 \xff\x85"
         );
         assert_eq!(&*latin1_bytes("\u{20ac}"), b"?");
+    }
+
+    #[test]
+    fn header_values_refuse_control_characters_but_tab() {
+        assert!(check_header("X-A", "a\tb \u{e9}\u{85}").is_ok());
+        for bad in ["a\rb", "a\nb", "a\0b", "a\u{b}b", "a\u{7f}b", "a\u{1b}b"] {
+            assert!(check_header("X-A", bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
