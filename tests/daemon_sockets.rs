@@ -172,3 +172,28 @@ fn socket_rotation_is_checked_by_the_config_test() {
     let (ok, out) = common::config_test("sockets_goodconf", "WSGISocketRotation On");
     assert!(ok, "{out}");
 }
+
+#[test]
+fn a_group_whose_socket_cannot_be_made_answers_503_saying_why() {
+    let long = "x".repeat(120);
+    let apache = Apache::start(
+        "daemon_no_socket",
+        &[(
+            "app.wsgi",
+            "def application(e, sr):\n    sr('200 OK', [])\n    return [b'hi']\n",
+        )],
+        &format!(
+            "WSGISocketPrefix {{dir}}/{long}\n\
+             WSGIDaemonProcess site threads=1\n\
+             WSGIScriptAlias /app {{dir}}/app.wsgi process-group=site"
+        ),
+    );
+    assert_eq!(apache.get("/app").status, 503);
+    let log = apache.error_log();
+    assert!(
+        log.contains(
+            "Daemon process group 'site' is not running: at start-up, cannot create the socket"
+        ),
+        "{log}"
+    );
+}

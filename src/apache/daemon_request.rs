@@ -29,6 +29,14 @@ pub(super) unsafe fn handle(
 ) -> c_int {
     let name = settings.process_group.clone();
     let Some(route) = daemons::route(&name) else {
+        if let Some(why) = daemons::why_not_started(&name) {
+            log_script_error(
+                r,
+                &format!("Daemon process group '{name}' is not running: at start-up, {why}"),
+                filename,
+            );
+            return ap::HTTP_SERVICE_UNAVAILABLE as c_int;
+        }
         log_script_error(
             r,
             &format!("No WSGI daemon process called '{name}' has been configured"),

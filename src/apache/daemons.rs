@@ -57,6 +57,22 @@ pub fn route(name: &str) -> Option<Route> {
     routes().iter().find(|r| r.name == name).cloned()
 }
 
+/// The groups of this generation that could not be started, with why (their socket could not
+/// be made): their requests are answered 503 with that, not as if no such group existed.
+static NOT_STARTED: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+fn not_started() -> MutexGuard<'static, Vec<(String, String)>> {
+    NOT_STARTED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Why group `name` is configured but was not started, if it was not.
+pub fn why_not_started(name: &str) -> Option<String> {
+    not_started()
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, why)| why.clone())
+}
+
 /// The secret requests carry to the daemons.
 pub fn token() -> Token {
     *TOKEN.lock().unwrap_or_else(|p| p.into_inner())
@@ -233,6 +249,7 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
     // SAFETY: caller's contract.
     let groups = unsafe { all_groups(s) };
     routes().clear();
+    not_started().clear();
     if groups.is_empty() {
         return;
     }
@@ -279,16 +296,20 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
         {
             Ok(fd) => fd.into_raw_fd(),
             Err(e) => {
+                let why = format!(
+                    "cannot create the socket '{}' of daemon process group '{}': {e}",
+                    socket.display(),
+                    group.name
+                );
                 server_log(
                     s,
                     APLOG_ERR,
                     &format!(
-                        "mod_wsgi-rs: Cannot create the socket '{}' of daemon process group \
-                         '{}': {e}. Its requests will fail with 503; check WSGISocketPrefix.",
-                        socket.display(),
-                        group.name
+                        "mod_wsgi-rs: {why}. Its requests will fail with 503; check \
+                         WSGISocketPrefix."
                     ),
                 );
+                not_started().push((group.name.clone(), why));
                 continue;
             }
         };
