@@ -603,3 +603,32 @@ fn after_a_failed_body_read_later_reads_fail_at_once() {
         "{answer}"
     );
 }
+
+#[test]
+fn iteration_stops_once_the_declared_content_length_is_sent() {
+    // PEP 3333: the server "should stop iterating over the response when enough data has been
+    // sent"; close() still runs. An endless generator would otherwise keep the thread for ever.
+    let app = "import os\n\
+               MARK = os.path.join(os.path.dirname(__file__), 'yields')\n\
+               def application(environ, start_response):\n\
+               \x20   start_response('200 OK', [('Content-Length', '10')])\n\
+               \x20   def body():\n\
+               \x20       n = 0\n\
+               \x20       try:\n\
+               \x20           while True:\n\
+               \x20               n += 1\n\
+               \x20               yield b'abcd'\n\
+               \x20       finally:\n\
+               \x20           with open(MARK, 'w') as f:\n\
+               \x20               f.write(str(n))\n\
+               \x20   return body()\n";
+    let apache = Apache::start(
+        "stop_at_content_length",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let r = apache.get("/app");
+    assert_eq!((r.status, r.complete), (200, true));
+    assert_eq!(r.text(), "abcdabcdab");
+    assert_eq!(wait_for_file(&apache.path("yields")), "3");
+}

@@ -109,7 +109,11 @@ impl<'py> Call<'_, 'py> {
             }
         } else {
             for item in result.try_iter()? {
-                self.write_item(&item?, true)?;
+                // PEP 3333: once the declared Content-Length is sent, stop iterating (close() is
+                // still called), so an endless iterable cannot keep the thread for ever.
+                if self.write_item(&item?, true)? {
+                    break;
+                }
             }
         }
         Ok(())
@@ -157,7 +161,8 @@ impl<'py> Call<'_, 'py> {
         Ok(true)
     }
 
-    fn write_item(&self, item: &Bound<'py, PyAny>, flush: bool) -> PyResult<()> {
+    /// Writes one item of the iterable; true once the declared Content-Length has been sent.
+    fn write_item(&self, item: &Bound<'py, PyAny>, flush: bool) -> PyResult<bool> {
         let bytes = item.cast::<PyBytes>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "sequence of byte string values expected, value of type {} found",
@@ -166,7 +171,7 @@ impl<'py> Call<'_, 'py> {
         })?;
         let data = bytes.as_bytes();
         if data.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         self.with_state(|st| {
             if !st.started() {
@@ -175,7 +180,8 @@ impl<'py> Call<'_, 'py> {
                 ));
             }
             st.write(self.py, data, flush)
-                .map_err(pyo3::exceptions::PyOSError::new_err)
+                .map_err(pyo3::exceptions::PyOSError::new_err)?;
+            Ok(st.declared_length_sent())
         })
     }
 

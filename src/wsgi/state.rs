@@ -85,6 +85,14 @@ impl RequestState {
         Ok(())
     }
 
+    /// The response declared its Content-Length and all of it has been sent.
+    pub fn declared_length_sent(&self) -> bool {
+        self.head
+            .as_ref()
+            .and_then(|h| h.content_length)
+            .is_some_and(|len| self.headers_sent && self.bytes_sent >= len)
+    }
+
     /// Sends body bytes (headers first if needed), never more than a declared Content-Length.
     pub fn write(&mut self, py: Python<'_>, data: &[u8], flush: bool) -> Result<(), String> {
         self.check_not_ended()?;
