@@ -9,7 +9,6 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, ThreadId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScopeError {
@@ -38,29 +37,50 @@ pub struct Scoped<T> {
     user: User,
 }
 
-/// The thread using the value, if any.
+/// Who uses the value: a thread, named by the address of a thread-local (cheaper than its
+/// `ThreadId`, and unique among running threads), and how many threads wait for it.
 struct User {
-    thread: Mutex<Option<ThreadId>>,
+    state: Mutex<UserState>,
     released: Condvar,
 }
 
+#[derive(Default)]
+struct UserState {
+    thread: Option<usize>,
+    waiters: usize,
+}
+
+thread_local! {
+    static THREAD_MARK: u8 = const { 0 };
+}
+
+fn this_thread() -> usize {
+    THREAD_MARK.with(|mark| mark as *const u8 as usize)
+}
+
 impl User {
-    fn lock(&self) -> MutexGuard<'_, Option<ThreadId>> {
-        self.thread.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, UserState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn wait_until_free(&self) {
-        let mut user = self.lock();
-        while user.is_some() {
-            user = self.released.wait(user).unwrap_or_else(|p| p.into_inner());
+        let mut state = self.lock();
+        state.waiters += 1;
+        while state.thread.is_some() {
+            state = self.released.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.waiters -= 1;
+    }
+
+    fn release(&self) {
+        let mut state = self.lock();
+        state.thread = None;
+        // Waking costs a system call: only when someone waits.
+        if state.waiters > 0 {
+            self.released.notify_all();
         }
     }
 }
-
-// SAFETY: access to the pointee is serialised by `user` and limited to the scope's lifetime.
-unsafe impl<T: Send> Send for Scoped<T> {}
-// SAFETY: as above; `with` hands out the &mut to one caller at a time.
-unsafe impl<T: Send> Sync for Scoped<T> {}
 
 impl<T> Scoped<T> {
     /// Makes `value` reachable through the `Arc` given to `f` while `f` runs. Before returning it
@@ -69,13 +89,13 @@ impl<T> Scoped<T> {
         let scoped = Arc::new(Scoped {
             value: AtomicPtr::new(value),
             user: User {
-                thread: Mutex::new(None),
+                state: Mutex::new(UserState::default()),
                 released: Condvar::new(),
             },
         });
         let result = catch_unwind(AssertUnwindSafe(|| f(&scoped)));
         scoped.value.store(ptr::null_mut(), Ordering::SeqCst);
-        if scoped.user.lock().is_some() {
+        if scoped.user.lock().thread.is_some() {
             let user = &scoped.user;
             waiting.without_locks(|| user.wait_until_free());
         }
@@ -92,13 +112,13 @@ impl<T> Scoped<T> {
         waiting: impl Waiting,
         f: impl FnOnce(&mut T) -> R,
     ) -> Result<R, ScopeError> {
-        let me = thread::current().id();
+        let me = this_thread();
         loop {
             {
                 let mut user = self.user.lock();
-                match *user {
+                match user.thread {
                     None => {
-                        *user = Some(me);
+                        user.thread = Some(me);
                         break;
                     }
                     Some(other) if other == me => return Err(ScopeError::Busy),
@@ -111,8 +131,7 @@ impl<T> Scoped<T> {
         struct Release<'a, T>(&'a Scoped<T>);
         impl<T> Drop for Release<'_, T> {
             fn drop(&mut self) {
-                *self.0.user.lock() = None;
-                self.0.user.released.notify_all();
+                self.0.user.release();
             }
         }
         let _release = Release(self);
@@ -129,6 +148,7 @@ impl<T> Scoped<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::thread;
     use std::time::Duration;
 
     /// No GIL in these tests.

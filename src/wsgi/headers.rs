@@ -41,9 +41,11 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
     }
     // What httpd refuses in a header value (it would abort the response otherwise): control
     // characters other than tab.
+    // (Bytes suffice: every byte of a multi-byte UTF-8 character is 0x80 or above.)
     if let Some(c) = value
-        .chars()
-        .find(|&c| (c < ' ' && c != '\t') || c == '\u{7f}')
+        .bytes()
+        .find(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
+        .map(char::from)
     {
         return Err(format!(
             "invalid character {c:?} in value of WSGI response header '{name}'"
