@@ -825,25 +825,30 @@ fn supervisor_pids(log: &str) -> Vec<i32> {
         .collect()
 }
 
-#[test]
-fn the_parent_reaps_a_replaced_supervisor_without_calling_it_lost() {
-    // After a graceful restart the old generation's supervisor finishes on its own; when the
-    // parent reaps it, httpd logs "long lost child came home!" for a process nobody claims.
-    let apache = two_processes_of_four_threads("daemon_reap");
-    who(&apache, "/who");
-    let old = supervisor_pids(&apache.error_log());
-    assert_eq!(old.len(), 1, "{}", apache.error_log());
+/// Restarts Apache gracefully (SIGUSR1) and waits (bounded) until its parent has reaped the
+/// old generation's supervisor: gone from /proc, where a zombie still has its entry.
+fn restart_gracefully_until_the_old_supervisor_is_reaped(apache: &Apache) {
+    let old = supervisor_pids(&apache.error_log())[0];
     // SAFETY: signalling the Apache parent this test started.
-    unsafe { libc::kill(apache_pid(&apache), libc::SIGUSR1) };
+    unsafe { libc::kill(apache_pid(apache), libc::SIGUSR1) };
     let deadline = Instant::now() + Duration::from_secs(15);
-    // Gone from /proc: the parent has reaped it (a zombie still has its entry).
-    while Path::new(&format!("/proc/{}", old[0])).exists() {
+    while Path::new(&format!("/proc/{old}")).exists() {
         assert!(
             Instant::now() < deadline,
             "the old supervisor was not reaped"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn the_parent_reaps_a_replaced_supervisor_without_calling_it_lost() {
+    // After a graceful restart the old generation's supervisor finishes on its own; when the
+    // parent reaps it, httpd logs "long lost child came home!" for a process nobody claims.
+    let apache = two_processes_of_four_threads("daemon_reap");
+    who(&apache, "/who");
+    assert_eq!(supervisor_pids(&apache.error_log()).len(), 1);
+    restart_gracefully_until_the_old_supervisor_is_reaped(&apache);
     who(&apache, "/who");
     std::thread::sleep(Duration::from_millis(300));
     let log = apache.error_log();
@@ -866,17 +871,7 @@ fn a_graceful_restart_that_loads_other_modules_and_a_stop_leave_the_parent_alive
         m = common::MODULES
     );
     std::fs::write(&conf, text.replacen("LoadModule wsgi_module", &more, 1)).unwrap();
-    let old = supervisor_pids(&apache.error_log());
-    // SAFETY: signalling the Apache parent this test started.
-    unsafe { libc::kill(apache_pid(&apache), libc::SIGUSR1) };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Path::new(&format!("/proc/{}", old[0])).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the old supervisor was not reaped"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    restart_gracefully_until_the_old_supervisor_is_reaped(&apache);
     std::thread::sleep(Duration::from_millis(1500));
     who(&apache, "/who");
     let log = apache.stop();
