@@ -21,7 +21,7 @@ pub struct BodyReader {
 impl BodyReader {
     /// `result` of reading from the source, remembered if it failed; a source that failed
     /// before is not asked again.
-    fn from_source(
+    fn read_source(
         &mut self,
         read: impl FnOnce() -> Result<usize, String>,
     ) -> Result<usize, String> {
@@ -43,7 +43,7 @@ impl BodyReader {
         }
         let start = out.len();
         out.resize(start + want, 0);
-        let n = self.from_source(|| src(&mut out[start..]));
+        let n = self.read_source(|| src(&mut out[start..]));
         let n = n.inspect_err(|_| out.truncate(start))?;
         out.truncate(start + n);
         if n == 0 {
@@ -75,7 +75,7 @@ impl BodyReader {
         let from_buffer = dest.extend_from_slice(&self.buffered);
         self.buffered.drain(..from_buffer);
         while dest.remaining() > 0 && !self.eof {
-            if self.from_source(|| src(dest))? == 0 {
+            if self.read_source(|| src(dest))? == 0 {
                 self.eof = true;
             }
         }
