@@ -19,8 +19,8 @@ pub struct BodyReader {
 }
 
 impl BodyReader {
-    /// `result` of reading from the source, remembered if it failed; a source that failed
-    /// before is not asked again.
+    /// What `read` gets from the source, a failure remembered: a source that failed before is
+    /// not asked again.
     fn read_source(
         &mut self,
         read: impl FnOnce() -> Result<usize, String>,
