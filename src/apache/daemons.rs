@@ -193,22 +193,18 @@ pub unsafe fn may_use(route: &Route, s: *const ap::server_rec) -> bool {
 /// `process_pool` must be httpd's process pool.
 unsafe fn persistent_token(process_pool: *mut ap::apr_pool_t) -> Token {
     const KEY: &std::ffi::CStr = c"mod_wsgi_rs.daemon_token";
-    // SAFETY: the userdata is 32 bytes this function allocated in the same (never cleared)
+    // SAFETY: the userdata is 32 bytes userdata_once allocated in the same (never cleared)
     // pool; getrandom writes at most 32 bytes into it.
     unsafe {
-        let mut data: *mut c_void = ptr::null_mut();
-        ap::apr_pool_userdata_get(&mut data, KEY.as_ptr(), process_pool);
-        if data.is_null() {
-            data = ap::apr_palloc(process_pool, 32);
+        let data = super::pool::userdata_once(process_pool, KEY, 32, |bytes| {
             let mut filled = 0usize;
             while filled < 32 {
-                let n = libc::getrandom(data.cast::<u8>().add(filled).cast(), 32 - filled, 0);
+                let n = libc::getrandom(bytes.add(filled).cast(), 32 - filled, 0);
                 if n > 0 {
                     filled += n as usize;
                 }
             }
-            ap::apr_pool_userdata_set(data, KEY.as_ptr(), None, process_pool);
-        }
+        });
         let mut token = [0u8; 32];
         ptr::copy_nonoverlapping(data.cast::<u8>(), token.as_mut_ptr(), 32);
         token

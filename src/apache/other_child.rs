@@ -37,19 +37,14 @@ struct HandedOver {
 /// # Safety
 /// Apache's parent, single-threaded; `server` is the live main server.
 unsafe fn handed_over(server: *const ap::server_rec) -> *mut HandedOver {
-    // SAFETY: the userdata is only ever a HandedOver this function allocated in the same pool,
-    // which is never cleared; `apr_pool_userdata_set` copies the key.
+    // SAFETY: the userdata is only ever a HandedOver made here, in the process pool, which is
+    // never cleared; zeroed, it is an empty list.
     unsafe {
-        let pool = (*(*server).process).pool;
-        let mut data: *mut c_void = ptr::null_mut();
-        ap::apr_pool_userdata_get(&mut data, HANDED_OVER.as_ptr(), pool);
-        if data.is_null() {
-            // apr_pcalloc is a macro: allocate, then zero (an empty list).
-            data = ap::apr_palloc(pool, size_of::<HandedOver>() as ap::apr_size_t);
-            ptr::write_bytes(data.cast::<u8>(), 0, size_of::<HandedOver>());
-            ap::apr_pool_userdata_set(data, HANDED_OVER.as_ptr(), None, pool);
-        }
-        data.cast()
+        let size = size_of::<HandedOver>();
+        super::pool::userdata_once((*(*server).process).pool, HANDED_OVER, size, |bytes| {
+            ptr::write_bytes(bytes, 0, size)
+        })
+        .cast()
     }
 }
 

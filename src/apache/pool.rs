@@ -42,6 +42,33 @@ pub unsafe fn pstrdup(pool: *mut ap::apr_pool_t, bytes: &[u8]) -> *const c_char 
     unsafe { ap::apr_pstrmemdup(pool, bytes.as_ptr() as *const c_char, bytes.len()) }
 }
 
+/// The `size` bytes stored in `pool` under `key`, allocated and filled by `init` the first time
+/// (the same bytes for the rest of the pool's life). Only plain data belongs there: a process
+/// pool outlives every load of this module.
+///
+/// # Safety
+/// `pool` must be a live APR pool that is never cleared while the bytes are used; `key` must
+/// only ever name `size` bytes made by this function.
+pub unsafe fn userdata_once(
+    pool: *mut ap::apr_pool_t,
+    key: &CStr,
+    size: usize,
+    init: impl FnOnce(*mut u8),
+) -> *mut c_void {
+    // SAFETY: caller's contract; `apr_pool_userdata_set` copies the key, so it need not outlive
+    // this load of the module.
+    unsafe {
+        let mut data: *mut c_void = std::ptr::null_mut();
+        ap::apr_pool_userdata_get(&mut data, key.as_ptr(), pool);
+        if data.is_null() {
+            data = ap::apr_palloc(pool, size as ap::apr_size_t);
+            init(data.cast());
+            ap::apr_pool_userdata_set(data, key.as_ptr(), None, pool);
+        }
+        data
+    }
+}
+
 /// Borrows a C string httpd owns as bytes (empty for null).
 ///
 /// # Safety
