@@ -849,6 +849,13 @@ fn the_hook_environ_describes_the_request() {
             environ_value(&env, "wsgi.errors").is_some(),
             "{hook}: {env:?}"
         );
+        for key in ["mod_ssl.is_https", "mod_ssl.var_lookup"] {
+            assert_eq!(
+                environ_value(&env, key),
+                Some("<builtin_function_or_method>"),
+                "{hook}: {key} in {env:?}"
+            );
+        }
     }
 }
 
@@ -1437,4 +1444,116 @@ fn there_is_no_wsgi_user_authoritative_with_apache_2_4() {
         "<Location /a>\nWSGIUserAuthoritative On\n</Location>",
         &["Invalid command 'WSGIUserAuthoritative'"],
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// mod_ssl's callables in the hooks' environ
+
+/// Each hook notes what `mod_ssl.is_https()` and `mod_ssl.var_lookup()` answer, and what one
+/// kept from the previous request answers now.
+const TLS_HOOKS: &str = r#"
+kept = []
+
+def report(environ, hook):
+    is_https = environ["mod_ssl.is_https"]
+    lookup = environ["mod_ssl.var_lookup"]
+    note = environ["wsgi.errors"].write
+    note("%s: is_https=%r https=%r protocol=%r\n"
+         % (hook, is_https(), lookup("HTTPS"), lookup(b"SSL_PROTOCOL")))
+    for bad in (1, "caf\u20ac"):
+        try:
+            lookup(bad)
+        except TypeError as e:
+            note("%s: refused %s: %s\n" % (hook, type(bad).__name__, e))
+    if kept:
+        try:
+            kept.pop()()
+        except RuntimeError as e:
+            note("%s: kept: %s\n" % (hook, e))
+    kept.append(is_https)
+
+def check_password(environ, user, password):
+    report(environ, "check_password")
+    return password == "secret"
+
+def groups_for_user(environ, user):
+    report(environ, "groups_for_user")
+    return ["admins"]
+
+def allow_access(environ, host):
+    report(environ, "allow_access")
+    return None
+"#;
+
+fn tls_hooks_location() -> String {
+    basic_location(
+        "/all",
+        "WSGIAccessScript {dir}/auth.wsgi\nWSGIAuthUserScript {dir}/auth.wsgi\n\
+         WSGIAuthGroupScript {dir}/auth.wsgi\nRequire wsgi-group admins",
+    )
+}
+
+#[test]
+fn hooks_ask_mod_ssl_about_the_connection() {
+    let apache = server(
+        "hooks-tls",
+        &[("auth.wsgi", TLS_HOOKS)],
+        &["/all"],
+        &(common::tls_config("hooks-tls") + &tls_hooks_location()),
+    );
+    for _ in 0..2 {
+        let out = std::process::Command::new("curl")
+            .args(["-sSk", "--max-time", "10", "-u", "good:secret"])
+            .args(["-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("https://127.0.0.1:{}/all/x", apache.port))
+            .output()
+            .expect("curl runs");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "200",
+            "{out:?}\n{}",
+            apache.error_log()
+        );
+    }
+    let log = apache.wait_for_log("groups_for_user: kept:");
+    for hook in ["allow_access", "check_password", "groups_for_user"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("{hook}: is_https=")))
+            .unwrap_or_else(|| panic!("{hook} not in:\n{log}"));
+        assert!(
+            line.ends_with(&format!("{hook}: is_https=1 https='on' protocol='TLSv1.3'")),
+            "{line}"
+        );
+        for needle in [
+            format!("{hook}: refused int: byte string value expected, value of type int found"),
+            format!(
+                "{hook}: refused str: byte string value expected, value containing non \
+                 'latin-1' characters found"
+            ),
+            // The callable kept from the request before (another hook's, in the first).
+            format!("{hook}: kept: request object has expired"),
+        ] {
+            assert!(log.contains(&needle), "{needle} not in:\n{log}");
+        }
+    }
+}
+
+#[test]
+fn without_mod_ssl_the_hooks_hear_plain_http() {
+    let apache = server(
+        "hooks-plain",
+        &[("auth.wsgi", TLS_HOOKS)],
+        &["/all"],
+        &tls_hooks_location(),
+    );
+    let r = get_as(&apache, "/all/x", "good", "secret");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
+    let log = apache.wait_for_log("groups_for_user: is_https=");
+    for hook in ["allow_access", "check_password", "groups_for_user"] {
+        assert!(
+            log.contains(&format!("{hook}: is_https=0 https=None protocol=None")),
+            "{hook} not in:\n{log}"
+        );
+    }
 }

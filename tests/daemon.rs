@@ -512,31 +512,14 @@ def application(environ, start_response):
 fn uploads_over_tls_reach_the_daemon_intact() {
     // mod_ssl lends its decrypted bytes in a buffer that its next read reuses, while a Pull
     // gathers several reads' worth before sending them on: those must be copied aside first.
-    let keys = common::temp_dir("daemon_tls_keys");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
-        .arg(keys.join("key.pem"))
-        .arg("-out")
-        .arg(keys.join("cert.pem"))
-        .output()
-        .expect("openssl runs");
-    assert!(made.status.success(), "{made:?}");
     let apache = Apache::start(
         "daemon_tls",
         &[("hash.wsgi", HASH)],
         &format!(
-            "LoadModule ssl_module {}/mod_ssl.so\n\
-             SSLEngine on\n\
-             SSLCertificateFile {keys}/cert.pem\n\
-             SSLCertificateKeyFile {keys}/key.pem\n\
-             WSGIDaemonProcess site threads=2\n\
+            "{}WSGIDaemonProcess site threads=2\n\
              WSGIProcessGroup site\n\
              WSGIScriptAlias /hash {{dir}}/hash.wsgi",
-            common::MODULES,
-            keys = keys.display()
+            common::tls_config("daemon_tls")
         ),
     );
     let body: Vec<u8> = (0..8 * 1024 * 1024u32)

@@ -14,7 +14,8 @@ use super::request::table_entries;
 use crate::config::trusted_proxies::header_environ_name;
 use crate::config::HookScript;
 use crate::python;
-use crate::wsgi::auth::{self, Authn, HookCall};
+use crate::python::scoped::Scoped;
+use crate::wsgi::auth::{self, Authn, HookCall, TlsLookup};
 use crate::wsgi::environ::CgiVars;
 use crate::wsgi::process_log::CurrentRequest;
 use crate::wsgi::Level;
@@ -86,7 +87,48 @@ unsafe fn with_hook_call<R>(
     f: impl FnOnce(pyo3::Python<'_>, &HookCall<'_>) -> R,
 ) -> Option<R> {
     // SAFETY: live request (caller's contract).
-    unsafe { with_hook_call_vars(r, script, directive, hook_environ(r), f) }
+    unsafe { with_hook_call_vars(r, script, directive, hook_environ(r), Tls::Offered, f) }
+}
+
+/// Whether a hook's environ has `mod_ssl.is_https` and `mod_ssl.var_lookup` (C gives them to the
+/// authentication and access hooks only).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tls {
+    Offered,
+    NotOffered,
+}
+
+/// mod_ssl's `ssl_var_lookup(pool, server, connection, request, name)`.
+type SslVarLookup = unsafe extern "C" fn(
+    *mut ap::apr_pool_t,
+    *mut ap::server_rec,
+    *mut ap::conn_rec,
+    *mut ap::request_rec,
+    *mut c_char,
+) -> *mut c_char;
+
+/// A hook call's request, asked about its connection's TLS.
+struct RequestTls(*mut ap::request_rec);
+
+impl TlsLookup for RequestTls {
+    fn is_https(&self) -> bool {
+        // SAFETY: the request is live while the hook call (its Scoped) lasts.
+        unsafe { super::hooks::is_https((*self.0).connection) }
+    }
+
+    fn var_lookup(&self, name: &[u8]) -> Option<Vec<u8>> {
+        let r = self.0;
+        // SAFETY: looking up an optional function by name: null, or mod_ssl's ssl_var_lookup,
+        // which has this signature. The request is live while the hook call lasts; the name is
+        // copied NUL-terminated into its pool, and the value read out before the call returns.
+        unsafe {
+            let lookup = ap::apr_dynamic_fn_retrieve(c"ssl_var_lookup".as_ptr())?;
+            let lookup = std::mem::transmute::<unsafe extern "C" fn(), SslVarLookup>(lookup);
+            let name = pstrdup((*r).pool, name) as *mut c_char;
+            let value = lookup((*r).pool, (*r).server, (*r).connection, r, name);
+            (!value.is_null()).then(|| c_bytes(value).to_vec())
+        }
+    }
 }
 
 /// [`with_hook_call`] with the request's variables `vars` for the environ.
@@ -98,6 +140,7 @@ pub(super) unsafe fn with_hook_call_vars<R>(
     script: &HookScript,
     directive: &str,
     vars: CgiVars,
+    tls: Tls,
     f: impl FnOnce(pyo3::Python<'_>, &HookCall<'_>) -> R,
 ) -> Option<R> {
     // SAFETY: live request (caller's contract).
@@ -113,14 +156,18 @@ pub(super) unsafe fn with_hook_call_vars<R>(
     let ran = python::attached_to(&group, |py| {
         // SAFETY: `current` ends inside this call, so r outlives every use of the logger.
         let current = CurrentRequest::enter(unsafe { request_logger(r) });
-        let call = HookCall {
-            script: &script.path,
-            application_group: &group,
-            reloading,
-            vars: &vars,
-            log: &log,
-        };
-        let result = f(py, &call);
+        let mut lookup: Box<dyn TlsLookup> = Box::new(RequestTls(r));
+        let result = Scoped::run(py, &mut lookup, |lookup| {
+            let call = HookCall {
+                script: &script.path,
+                application_group: &group,
+                reloading,
+                vars: &vars,
+                log: &log,
+                tls: (tls == Tls::Offered).then_some(lookup),
+            };
+            f(py, &call)
+        });
         current.finish(py);
         result
     });

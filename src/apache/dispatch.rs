@@ -30,7 +30,14 @@ pub(super) unsafe fn apply(
         seen.application_group = application_group(r, seen.configured_application_group.as_deref());
         let mut vars = Request::new(r).cgi_vars();
         complete_cgi_vars(&mut vars, &seen, &request_facts(r));
-        let asked = super::auth::with_hook_call_vars(r, script, "WSGIDispatchScript", vars, ask);
+        let asked = super::auth::with_hook_call_vars(
+            r,
+            script,
+            "WSGIDispatchScript",
+            vars,
+            super::auth::Tls::NotOffered,
+            ask,
+        );
         let Some(Ok(overrides)) = asked else {
             return Err(ap::HTTP_INTERNAL_SERVER_ERROR as c_int);
         };

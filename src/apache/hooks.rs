@@ -46,6 +46,19 @@ type SslIsHttps = unsafe extern "C" fn(*mut ap::conn_rec) -> c_int;
 /// mod_ssl's `ssl_is_https`, when mod_ssl is loaded.
 static SSL_IS_HTTPS: OnceLock<Option<SslIsHttps>> = OnceLock::new();
 
+/// Whether `c` is a TLS connection, by mod_ssl (false without it).
+///
+/// # Safety
+/// `c` must be a live connection.
+pub(super) unsafe fn is_https(c: *mut ap::conn_rec) -> bool {
+    // SAFETY: a live connection (caller's contract), given to mod_ssl's own function.
+    SSL_IS_HTTPS
+        .get()
+        .copied()
+        .flatten()
+        .is_some_and(|f| unsafe { f(c) } != 0)
+}
+
 pub(crate) unsafe extern "C" fn register_hooks(p: *mut ap::apr_pool_t) {
     ffi_boundary("register_hooks", (), || {
         // mod_alias's Alias/Redirect take precedence, as with C mod_wsgi; ours runs before
@@ -541,11 +554,7 @@ pub(super) unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
         let local = (*c).local_addr;
         RequestFacts {
             authorization: table_get((*r).headers_in, c"Authorization").map(<[u8]>::to_vec),
-            is_https: SSL_IS_HTTPS
-                .get()
-                .copied()
-                .flatten()
-                .is_some_and(|f| f(c) != 0),
+            is_https: is_https(c),
             handler: optional((*r).handler).unwrap_or_default(),
             request_start_us: (*r).request_time,
             request_id: optional((*r).log_id),

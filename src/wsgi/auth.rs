@@ -6,10 +6,12 @@
 use super::environ::CgiVars;
 use super::Level;
 use crate::python::objects::latin1_str;
+use crate::python::scoped::Scoped;
 use crate::script::{load_application, modification_time, LoadError};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyCFunction, PyDict, PyString, PyTuple};
+use std::sync::Arc;
 
 /// One call of a hook script's function.
 pub struct HookCall<'a> {
@@ -20,7 +22,22 @@ pub struct HookCall<'a> {
     /// The request's variables (see `apache::auth::hook_environ`).
     pub vars: &'a CgiVars,
     pub log: &'a dyn Fn(Level, &str),
+    /// What the environ's `mod_ssl.is_https` and `mod_ssl.var_lookup` ask, for the hooks that
+    /// have them (the authentication and access hooks, not the dispatch script, as in C).
+    pub tls: Option<&'a Arc<TlsSlot>>,
 }
+
+/// The connection's TLS facts, from mod_ssl, as a hook script may ask for them.
+pub trait TlsLookup {
+    fn is_https(&self) -> bool;
+    /// mod_ssl's value of the variable `name` (`SSL_CLIENT_S_DN`, …); None without mod_ssl or
+    /// without a value.
+    fn var_lookup(&self, name: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// The hook call's [`TlsLookup`], reachable from the environ's callables only during the call:
+/// a script that keeps one gets `request object has expired` afterwards.
+pub type TlsSlot = Scoped<Box<dyn TlsLookup>>;
 
 /// Which function of which kind of script, for loading it and for the log.
 #[derive(Clone, Copy)]
@@ -289,7 +306,86 @@ pub(super) fn environ<'py>(py: Python<'py>, call: &HookCall<'_>) -> PyResult<Bou
     )?;
     environ.set_item("mod_wsgi.script_reloading", i32::from(call.reloading))?;
     environ.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
+    if let Some(tls) = call.tls {
+        environ.set_item("mod_ssl.is_https", ssl_is_https(py, tls.clone())?)?;
+        environ.set_item("mod_ssl.var_lookup", ssl_var_lookup(py, tls.clone())?)?;
+    }
     Ok(environ)
+}
+
+/// `environ['mod_ssl.is_https']()`: 1 on a TLS connection, else 0 (also without mod_ssl).
+fn ssl_is_https(py: Python<'_>, tls: Arc<TlsSlot>) -> PyResult<Bound<'_, PyCFunction>> {
+    PyCFunction::new_closure(
+        py,
+        Some(c"ssl_is_https"),
+        None,
+        move |args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>| -> PyResult<i32> {
+            only_positional(kwargs, "ssl_is_https")?;
+            if !args.is_empty() {
+                return Err(PyTypeError::new_err(format!(
+                    "ssl_is_https() takes no arguments ({} given)",
+                    args.len()
+                )));
+            }
+            tls.with(args.py(), |tls| i32::from(tls.is_https()))
+                .map_err(super::callbacks::scope_error)
+        },
+    )
+}
+
+/// `environ['mod_ssl.var_lookup'](name)`: mod_ssl's value of the variable as `str` (Latin-1),
+/// None when it has none or is not loaded. `name` is a `str` of Latin-1 characters or `bytes`.
+fn ssl_var_lookup(py: Python<'_>, tls: Arc<TlsSlot>) -> PyResult<Bound<'_, PyCFunction>> {
+    PyCFunction::new_closure(
+        py,
+        Some(c"ssl_var_lookup"),
+        None,
+        move |args: &Bound<'_, PyTuple>,
+              kwargs: Option<&Bound<'_, PyDict>>|
+              -> PyResult<Option<Py<PyString>>> {
+            only_positional(kwargs, "ssl_var_lookup")?;
+            let (name,): (Bound<'_, PyAny>,) = args.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "ssl_var_lookup() takes exactly one argument ({} given)",
+                    args.len()
+                ))
+            })?;
+            let name = if let Ok(bytes) = name.cast::<PyBytes>() {
+                bytes.as_bytes().to_vec()
+            } else if name.is_instance_of::<PyString>() {
+                latin1_bytes(&name).map_err(|_| {
+                    PyTypeError::new_err(
+                        "byte string value expected, value containing non 'latin-1' \
+                         characters found",
+                    )
+                })?
+            } else {
+                return Err(PyTypeError::new_err(format!(
+                    "byte string value expected, value of type {} found",
+                    super::callbacks::type_name(&name)
+                )));
+            };
+            if name.contains(&0) {
+                return Err(PyValueError::new_err("embedded null byte in variable name"));
+            }
+            let py = args.py();
+            let value = tls
+                .with(py, |tls| tls.var_lookup(&name))
+                .map_err(super::callbacks::scope_error)?;
+            value
+                .map(|v| latin1_str(py, &v).map(Bound::unbind))
+                .transpose()
+        },
+    )
+}
+
+fn only_positional(kwargs: Option<&Bound<'_, PyDict>>, function: &str) -> PyResult<()> {
+    match kwargs {
+        Some(k) if !k.is_empty() => Err(PyTypeError::new_err(format!(
+            "{function}() takes no keyword arguments"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A `str` whose characters all fit in Latin-1, as those bytes.

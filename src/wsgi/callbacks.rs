@@ -31,7 +31,7 @@ impl LogPayload {
     }
 }
 
-fn scope_error(e: ScopeError) -> PyErr {
+pub(super) fn scope_error(e: ScopeError) -> PyErr {
     match e {
         ScopeError::Finished => PyRuntimeError::new_err("request object has expired"),
         ScopeError::Busy => {

@@ -89,6 +89,28 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// mod_ssl directives serving the main server over TLS with a fresh self-signed certificate for
+/// 127.0.0.1 (made with `openssl` in a directory named after `name`).
+pub fn tls_config(name: &str) -> String {
+    let keys = temp_dir(&format!("{name}_keys"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(keys.join("key.pem"))
+        .arg("-out")
+        .arg(keys.join("cert.pem"))
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    format!(
+        "LoadModule ssl_module {MODULES}/mod_ssl.so\n\
+         SSLEngine on\n\
+         SSLCertificateFile {keys}/cert.pem\n\
+         SSLCertificateKeyFile {keys}/key.pem\n",
+        keys = keys.display()
+    )
+}
+
 pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
