@@ -26,5 +26,7 @@ apr_status_t mod_wsgi_rs_flush(request_rec *r, apr_bucket_brigade *bb);
 apr_status_t mod_wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb);
 apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb);
 long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_brigade *tmp,
-                           apr_size_t max, int block);
+                           apr_size_t max, int block, apr_status_t *status);
+long mod_wsgi_rs_read_body(request_rec *r, apr_bucket_brigade *bb, char *buf, apr_size_t len,
+                           apr_status_t *status);
 int mod_wsgi_rs_brigade_iovec(apr_bucket_brigade *bb, struct iovec *iov, int cap);

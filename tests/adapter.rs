@@ -379,7 +379,9 @@ def application(environ, start_response):
     }
     let outcome = wait_for_file(&apache.path("outcome"));
     assert!(
-        outcome.starts_with("OSError: ") && outcome.contains("request body could not be read"),
+        // C's words (APR's), which people search for.
+        outcome.starts_with("OSError: Apache/mod_wsgi request data read error: Partial results \
+                             are valid but processing is incomplete"),
         "{outcome}"
     );
 }
@@ -601,6 +603,33 @@ fn after_a_failed_body_read_later_reads_fail_at_once() {
     assert!(
         answer.contains("Input is already in error state"),
         "{answer}"
+    );
+}
+
+/// Reads the whole body without handling errors, answering with how much it read.
+const UNGUARDED_READER: &str = "def application(environ, start_response):\n\
+                                \x20   data = environ['wsgi.input'].read()\n\
+                                \x20   start_response('200 OK', [])\n\
+                                \x20   return [b'%d' % len(data)]\n";
+
+#[test]
+fn a_client_too_slow_to_send_its_body_gets_408_not_500() {
+    // The application's read times out (`Timeout`) and the OSError escapes it. C answers 500 in
+    // embedded mode (408 in daemon mode); a slow client is not a server error.
+    let apache = Apache::start(
+        "slow_body_408",
+        &[("app.wsgi", UNGUARDED_READER)],
+        "Timeout 1\nWSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let answer = common::stalled_upload(apache.port, "/app", 10, b"abc");
+    let log = apache.wait_for_log("OSError");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}\n{log}");
+    assert!(
+        log.contains(
+            "OSError: Apache/mod_wsgi request data read error: The timeout specified has expired \
+             (the client sent nothing more of the body within Apache's Timeout)."
+        ),
+        "{log}"
     );
 }
 

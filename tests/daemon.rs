@@ -969,6 +969,31 @@ class Flood:
             f.write("closed after %d blocks" % self.sent)
 "#;
 
+#[test]
+fn a_client_too_slow_to_send_its_body_gets_408() {
+    // As C: the Apache child's read of the body times out (`Timeout`), and the application's
+    // error for the body it could not have is not the server's fault.
+    let app = "def application(environ, start_response):\n\
+               \x20   data = environ['wsgi.input'].read()\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return [b'%d' % len(data)]\n";
+    let apache = Apache::start(
+        "daemon_slow_body_408",
+        &[("app.wsgi", app)],
+        "Timeout 1\n\
+         WSGIDaemonProcess site threads=2\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
+    );
+    let answer = common::stalled_upload(apache.port, "/app", 10, b"abc");
+    assert!(
+        answer.starts_with("HTTP/1.1 408 "),
+        "{answer}\n{}",
+        apache.error_log()
+    );
+    // The next request on a new connection is served as usual.
+    assert_eq!(apache.get("/app").text(), "0");
+}
+
 /// A client that stops reading: with response-socket-timeout the Apache child gives up on it
 /// after that long (not Apache's `Timeout`, 20 s here), says so, and the application is closed.
 fn stalled_client(timeout_option: &str) -> (String, String, Duration) {

@@ -105,6 +105,7 @@ pub(super) unsafe fn handle(
             }
             (Exchange::Done, None, Some(location)) => internal_redirect(r, &location),
             (Exchange::Done, None, None) => ap::OK as c_int,
+            (Exchange::Status(500), ..) => super::hooks::failed_status(r),
             (Exchange::Status(status), ..) => c_int::from(status),
         }
     }

@@ -46,6 +46,20 @@ type SslIsHttps = unsafe extern "C" fn(*mut ap::conn_rec) -> c_int;
 /// mod_ssl's `ssl_is_https`, when mod_ssl is loaded.
 static SSL_IS_HTTPS: OnceLock<Option<SslIsHttps>> = OnceLock::new();
 
+/// The status of a request whose application failed before it responded: 500, or 408 when the
+/// client was too slow to send the body it announced (the application's read timed out).
+///
+/// # Safety
+/// `r` must be a live request.
+pub(super) unsafe fn failed_status(r: *mut ap::request_rec) -> c_int {
+    // SAFETY: live request (caller's contract).
+    if unsafe { super::request::body_timed_out(r) } {
+        ap::HTTP_REQUEST_TIME_OUT as c_int
+    } else {
+        SERVER_ERROR
+    }
+}
+
 /// Whether `c` is a TLS connection, by mod_ssl (false without it).
 ///
 /// # Safety
@@ -742,7 +756,7 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
                 }
             };
             current.finish(py);
-            served.then_some(()).ok_or(SERVER_ERROR)
+            served.then_some(()).ok_or_else(|| failed_status(r))
         });
         match ran {
             Ok(Ok(())) => OK,

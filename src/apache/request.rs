@@ -44,6 +44,8 @@ pub struct Request {
     saved_timeout: Option<ap::apr_interval_time_t>,
     /// Brigades for `pull_body` (the bytes pulled, and each read), made at the first pull.
     pull_brigades: Option<(*mut ap::apr_bucket_brigade, *mut ap::apr_bucket_brigade)>,
+    /// The brigade `read_body` reads through, made at the first read.
+    read_brigade: Option<*mut ap::apr_bucket_brigade>,
 }
 
 // SAFETY: a Request is used by the thread running its handler (blocking calls are made with the
@@ -66,6 +68,7 @@ impl Request {
             sendfile: false,
             saved_timeout: None,
             pull_brigades: None,
+            read_brigade: None,
         }
     }
 
@@ -163,8 +166,40 @@ impl Request {
     }
 }
 
-const BODY_READ_ERROR: &str = "Apache/mod_wsgi request data read error: the request body could \
-                               not be read (client gone, bad chunked encoding or timeout)";
+/// Where a request notes that reading its body timed out (see [`body_timed_out`]).
+const NOTE_BODY_TIMED_OUT: &CStr = c"mod_wsgi-rs.body_timed_out";
+
+/// Whether reading `r`'s body from the client timed out: a handler that has no response to send
+/// then answers 408 (Request Timeout), as C mod_wsgi does in daemon mode, not 500.
+///
+/// # Safety
+/// `r` must be a live request.
+pub unsafe fn body_timed_out(r: *mut ap::request_rec) -> bool {
+    // SAFETY: live request (caller's contract).
+    unsafe { !ap::apr_table_get((*r).notes, NOTE_BODY_TIMED_OUT.as_ptr()).is_null() }
+}
+
+/// What a failed body read raises in the application (C mod_wsgi's words).
+fn body_read_error(status: ap::apr_status_t) -> String {
+    let why = match status {
+        // A filter (the chunked decoder, LimitRequestBody) refused the body and has sent its own
+        // error response already.
+        ap::AP_FILTER_ERROR => "the request body was refused by Apache".to_string(),
+        // What Apache's HTTP input filter answers to some permanent failures.
+        s if s == libc::EAGAIN => "Connection was terminated".to_string(),
+        // APR's words, which people search for, and what they mean here.
+        s if s == ap::APR_INCOMPLETE as ap::apr_status_t => format!(
+            "{} (the client closed the connection before sending the whole body)",
+            apr_error_text(s)
+        ),
+        s if s == ap::APR_TIMEUP as ap::apr_status_t => format!(
+            "{} (the client sent nothing more of the body within Apache's Timeout)",
+            apr_error_text(s)
+        ),
+        s => apr_error_text(s),
+    };
+    format!("Apache/mod_wsgi request data read error: {why}.")
+}
 
 impl Request {
     /// Whether there is a body to read (asked of Apache once, before the first read).
@@ -178,18 +213,46 @@ impl Request {
     }
 }
 
+impl Request {
+    /// Reads body bytes into `buf` (`len` bytes writable); 0 at the end of the body.
+    ///
+    /// # Safety
+    /// `buf` must be writable for `len` bytes.
+    unsafe fn read_into(&mut self, buf: *mut u8, len: usize) -> Result<usize, String> {
+        let r = self.r;
+        // SAFETY: r is live; the brigade lives in the request pool, like the request.
+        let bb = *self.read_brigade.get_or_insert_with(|| unsafe {
+            ap::apr_brigade_create((*r).pool, (*(*r).connection).bucket_alloc)
+        });
+        let mut status = 0;
+        // SAFETY: r is live and its body set up; bb is empty (the call leaves it so); buf is
+        // writable for len bytes (caller's contract).
+        let n = unsafe { ap::mod_wsgi_rs_read_body(r, bb, buf as *mut c_char, len, &mut status) };
+        if n < 0 {
+            return Err(self.read_failed(status));
+        }
+        Ok(n as usize)
+    }
+
+    /// The error of a failed body read, with a timeout noted for [`body_timed_out`].
+    fn read_failed(&mut self, status: ap::apr_status_t) -> String {
+        if status == ap::APR_TIMEUP as ap::apr_status_t {
+            // SAFETY: r is live; the note's key and value are static strings.
+            unsafe {
+                ap::apr_table_setn((*self.r).notes, NOTE_BODY_TIMED_OUT.as_ptr(), c"1".as_ptr())
+            };
+        }
+        body_read_error(status)
+    }
+}
+
 impl RequestIo for Request {
     fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, String> {
         if !self.start_body()? || buf.is_empty() {
             return Ok(0);
         }
-        // SAFETY: r is live; buf is writable for buf.len() bytes.
-        let n =
-            unsafe { ap::ap_get_client_block(self.r, buf.as_mut_ptr() as *mut c_char, buf.len()) };
-        if n < 0 {
-            return Err(BODY_READ_ERROR.to_string());
-        }
-        Ok(n as usize)
+        // SAFETY: buf is writable for buf.len() bytes.
+        unsafe { self.read_into(buf.as_mut_ptr(), buf.len()) }
     }
 
     fn pull_body(
@@ -219,12 +282,15 @@ impl RequestIo for Request {
             let want = (max - bytes).min(chunk.max(1));
             // SAFETY: r is live and its body set up; both brigades are empty (cleaned up after
             // every round).
-            let n = unsafe { ap::mod_wsgi_rs_pull_body(r, pulled, tmp, want, (bytes == 0) as i32) };
+            let mut status = 0;
+            let n = unsafe {
+                ap::mod_wsgi_rs_pull_body(r, pulled, tmp, want, (bytes == 0) as i32, &mut status)
+            };
             if n <= 0 {
                 // SAFETY: the brigade is ours and live.
                 unsafe { ap::apr_brigade_cleanup(pulled as *mut c_void) };
                 if n < 0 {
-                    return Err(BODY_READ_ERROR.to_string());
+                    return Err(self.read_failed(status));
                 }
                 break;
             }
@@ -279,16 +345,12 @@ impl RequestIo for Request {
         if !self.start_body()? || dest.remaining() == 0 {
             return Ok(0);
         }
-        // SAFETY: r is live; ap_get_client_block writes at most `remaining()` bytes at
-        // `spare_ptr()` and returns how many it wrote, which is what `advance` counts.
+        // SAFETY: `spare_ptr()` is writable for `remaining()` bytes; read_into writes at most
+        // that many and returns how many it wrote, which is what `advance` counts.
         unsafe {
-            let n =
-                ap::ap_get_client_block(self.r, dest.spare_ptr() as *mut c_char, dest.remaining());
-            if n < 0 {
-                return Err(BODY_READ_ERROR.to_string());
-            }
-            dest.advance(n as usize);
-            Ok(n as usize)
+            let n = self.read_into(dest.spare_ptr() as *mut u8, dest.remaining())?;
+            dest.advance(n);
+            Ok(n)
         }
     }
 

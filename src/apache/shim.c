@@ -72,15 +72,16 @@ apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb)
  * ap_get_brigade into `tmp` (empty too), waiting for some when `block`, without copying them.
  * Buckets a filter only lends for the call (mod_ssl's transient ones) are set aside into the
  * request pool. Returns the number of bytes: 0 at the end of the body, or when not `block` and
- * none has arrived; -1 on a read error. The end and the bytes read are recorded as
- * ap_get_client_block records them.
+ * none has arrived; -1 on a read error, whose APR status is then in `*status`. The end and the
+ * bytes read are recorded as ap_get_client_block records them.
  */
 long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_brigade *tmp,
-                           apr_size_t max, int block)
+                           apr_size_t max, int block, apr_status_t *status)
 {
     apr_size_t total = 0;
     apr_status_t rv;
 
+    *status = APR_SUCCESS;
     if (r->remaining < 0 || (!r->read_chunked && r->remaining == 0) || max == 0) {
         return 0;
     }
@@ -93,6 +94,7 @@ long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_br
     if (rv != APR_SUCCESS) {
         apr_brigade_cleanup(tmp);
         r->connection->keepalive = AP_CONN_CLOSE;
+        *status = rv;
         return -1;
     }
     if (!APR_BRIGADE_EMPTY(tmp) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(tmp))) {
@@ -113,6 +115,7 @@ long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_br
         if (rv != APR_SUCCESS && rv != APR_ENOTIMPL) {
             apr_brigade_cleanup(tmp);
             r->connection->keepalive = AP_CONN_CLOSE;
+            *status = rv;
             return -1;
         }
         APR_BUCKET_REMOVE(e);
@@ -121,6 +124,38 @@ long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_br
     }
     r->read_length += total;
     return (long)total;
+}
+
+/*
+ * ap_get_client_block, with the brigade `bb` (empty on entry, empty again on return) kept by the
+ * caller instead of one made in the request pool per call, and the APR status of a failed read
+ * in `*status` (ap_get_client_block loses it: a timeout looks like any other failure). Returns the
+ * number of bytes copied into `buf`: 0 at the end of the body, -1 on a read error.
+ */
+long mod_wsgi_rs_read_body(request_rec *r, apr_bucket_brigade *bb, char *buf, apr_size_t len,
+                           apr_status_t *status)
+{
+    apr_status_t rv;
+
+    *status = APR_SUCCESS;
+    if (r->remaining < 0 || (!r->read_chunked && r->remaining == 0) || len == 0) {
+        return 0;
+    }
+    rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ, len);
+    if (rv == APR_SUCCESS) {
+        if (!APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))) {
+            r->remaining = r->read_chunked ? -1 : 0;
+        }
+        rv = apr_brigade_flatten(bb, buf, &len);
+    }
+    apr_brigade_cleanup(bb);
+    if (rv != APR_SUCCESS) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+        *status = rv;
+        return -1;
+    }
+    r->read_length += len;
+    return (long)len;
 }
 
 /*

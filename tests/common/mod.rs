@@ -111,6 +111,23 @@ pub fn tls_config(name: &str) -> String {
     )
 }
 
+/// POSTs to `path` a body announced as `declared` bytes of which only `sent` come, then waits
+/// (without closing) for whatever the server answers; returns that answer as text.
+pub fn stalled_upload(port: u16, path: &str, declared: usize, sent: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    s.write_all(sent).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
