@@ -348,7 +348,7 @@ impl RequestIo for Request {
         // SAFETY: `spare_ptr()` is writable for `remaining()` bytes; read_into writes at most
         // that many and returns how many it wrote, which is what `advance` counts.
         unsafe {
-            let n = self.read_into(dest.spare_ptr() as *mut u8, dest.remaining())?;
+            let n = self.read_into(dest.spare_ptr(), dest.remaining())?;
             dest.advance(n);
             Ok(n)
         }
