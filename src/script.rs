@@ -110,6 +110,7 @@ fn load_module<'py>(
     let builtins = py.import("builtins")?;
     let module = PyModule::new(py, name)?;
     module.setattr("__file__", path)?;
+    describe_origin(py, &module, name, path);
     let modules = sys_modules(py)?;
     modules.set_item(name, &module)?;
     let ran = builtins.getattr("exec")?.call1((code, module.dict()));
@@ -118,6 +119,16 @@ fn load_module<'py>(
         return Err(e);
     }
     Ok(module.into_any())
+}
+
+/// Gives the script's module what an imported module has (`__spec__`, `__loader__` for its file,
+/// `__cached__` None), as CPython's `PyImport_ExecCodeModuleEx` does for C mod_wsgi, so that
+/// `pkgutil.get_data(__name__, …)` and `inspect.getsource` work. Not worth failing the load
+/// over (C does not either).
+fn describe_origin(py: Python<'_>, module: &Bound<'_, PyModule>, name: &str, path: &str) {
+    let _ = py
+        .import("_frozen_importlib_external")
+        .and_then(|external| external.call_method1("_fix_up_module", (module.dict(), name, path)));
 }
 
 /// Holds the attached interpreter's load lock without holding the GIL while waiting for it.

@@ -89,6 +89,21 @@ fn bad_arguments_are_refused_with_the_directive_named() {
         "WSGIScriptAlias /a /tmp/a.wsgi threads=4",
         &["WSGIScriptAlias: invalid option 'threads'"],
     );
+    // As httpd refuses it for C's one-argument directives: "" is no argument.
+    for (name, directive) in [
+        ("emptycallable", "WSGICallableObject \"\""),
+        ("emptyhome", "WSGIPythonHome ''"),
+        ("emptygroup", "WSGIApplicationGroup \"\""),
+    ] {
+        let word = directive.split(' ').next().unwrap();
+        refused(name, directive, &[&format!("{word} takes one argument")]);
+    }
+    // A whole option quoted is a word, not an option (C: "Invalid option").
+    refused(
+        "quotedoption",
+        "WSGIScriptAlias /a /tmp/a.wsgi \"process-group=a b\"",
+        &["WSGIScriptAlias: invalid option 'process-group=a b'"],
+    );
     refused(
         "importnogroup",
         "WSGIImportScript /tmp/a.wsgi process-group=%{GLOBAL}",

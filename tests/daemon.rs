@@ -970,6 +970,35 @@ class Flood:
 "#;
 
 #[test]
+fn home_is_the_daemon_users_home_directory() {
+    // As C: not the HOME Apache's parent was started with (this test's own).
+    let app = "import os\n\
+               def application(environ, start_response):\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return [('%d %s' % (os.geteuid(), os.environ.get('HOME'))).encode()]\n";
+    let user = if is_root() { " user=nobody group=nogroup" } else { "" };
+    let apache = Apache::start(
+        "daemon_home",
+        &[("app.wsgi", app)],
+        &format!(
+            "WSGIDaemonProcess site threads=2{user}\n\
+             WSGIScriptAlias /app {{dir}}/app.wsgi process-group=site"
+        ),
+    );
+    let text = apache.get("/app").text();
+    let (uid, home) = text.split_once(' ').unwrap_or_else(|| panic!("{text}"));
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let expected = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 5 && f[2] == uid)
+        .map(|f| f[5].to_string())
+        .unwrap_or_else(|| panic!("uid {uid} not in /etc/passwd"));
+    assert_eq!(home, expected, "uid {uid}");
+    assert_ne!(Some(home.to_string()), std::env::var("HOME").ok());
+}
+
+#[test]
 fn a_client_too_slow_to_send_its_body_gets_408() {
     // As C: the Apache child's read of the body times out (`Timeout`), and the application's
     // error for the body it could not have is not the server's fault.

@@ -364,3 +364,42 @@ fn script_group_requires_the_group_and_no_world_write() {
         assert!(log.contains(&line), "{path}: {log}");
     }
 }
+
+#[test]
+fn option_values_may_be_quoted_as_mod_wsgi_express_writes_them() {
+    // C reads the value after `=` as one configuration word, quotes and all; mod_wsgi-express
+    // writes `process-group='localhost:8000'`. A quoted value may hold a space.
+    let app = r#"
+import mod_wsgi
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [("%s|%s|%s" % (mod_wsgi.process_group, mod_wsgi.application_group,
+                           environ["mod_wsgi.callable_object"])).encode()]
+named = application
+"#;
+    let apache = Apache::start(
+        "quoted_options",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess 'localhost:8000' threads=2\n\
+         WSGIImportScript '{dir}/app.wsgi' process-group='localhost:8000' \
+         application-group=%{GLOBAL}\n\
+         WSGIScriptAlias /one '{dir}/app.wsgi' process-group=\"localhost:8000\" \
+         application-group=\"%{GLOBAL}\" callable-object=\"named\" pass-authorization=\"On\"\n\
+         WSGIScriptAlias /two {dir}/app.wsgi process-group='localhost:8000' \
+         application-group='my group'",
+    );
+    let r = apache.get("/one");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "localhost:8000||named".to_string()),
+        "{}",
+        apache.error_log()
+    );
+    let r = apache.get("/two");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "localhost:8000|my group|application".to_string()),
+        "{}",
+        apache.error_log()
+    );
+}

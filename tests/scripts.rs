@@ -266,6 +266,39 @@ def application(environ, start_response):
 }
 
 #[test]
+fn the_script_module_knows_its_file_as_an_imported_module_does() {
+    // As C (PyImport_ExecCodeModuleEx): `__spec__` and `__loader__` for the script's file, so
+    // that pkgutil.get_data() finds files beside it and inspect.getsource() works.
+    let app = r#"
+import inspect, pkgutil
+def application(environ, start_response):
+    data = pkgutil.get_data(__name__, "data.txt")
+    source = inspect.getsource(application).splitlines()[0]
+    facts = [data.decode(), __spec__.origin == __file__, __spec__.name == __name__,
+             __loader__.get_filename(__name__) == __file__, __cached__, source]
+    start_response("200 OK", [])
+    return [repr(facts).encode()]
+"#;
+    let apache = Apache::start(
+        "script_spec",
+        &[("app.wsgi", app), ("data.txt", "beside the script")],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let r = apache.get("/app");
+    assert_eq!(
+        (r.status, r.text()),
+        (
+            200,
+            "['beside the script', True, True, True, None, 'def application(environ, \
+             start_response):']"
+                .to_string()
+        ),
+        "{}",
+        apache.error_log()
+    );
+}
+
+#[test]
 fn wsgi_case_sensitivity_off_names_modules_after_the_lower_cased_path() {
     // Which path the script's module name (`_mod_wsgi_` + MD5) was made from.
     let names_its_module = r#"

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use super::accounts::{lookup_group, lookup_user, Account, GroupId};
+use super::words::{conf_word, next_option};
 
 pub const DIRECTIVE: &str = "WSGIDaemonProcess";
 
@@ -218,7 +219,7 @@ impl DaemonProcess {
         let (name, mut rest) = conf_word(args);
         check_name(&name)?;
         let mut parsed = DaemonOptions::default();
-        while let Some((key, value, after)) = next_option(rest)? {
+        while let Some((key, value, after)) = next_option(DIRECTIVE, rest)? {
             parsed.apply(&name, key, &value)?;
             rest = after;
         }
@@ -232,62 +233,6 @@ impl DaemonProcess {
             options: parsed,
         })
     }
-}
-
-/// Reads one word of `line` as httpd's `ap_getword_conf` does (white space first is skipped; a
-/// word that starts with `"` or `'` runs to the matching quote, and a backslash escapes that
-/// quote inside it) and returns it with the rest of the line.
-fn conf_word(line: &str) -> (String, &str) {
-    let line = line.trim_start();
-    let mut word = String::new();
-    let mut chars = line.char_indices().peekable();
-    match line.chars().next() {
-        Some(quote @ ('"' | '\'')) => {
-            chars.next();
-            while let Some((i, c)) = chars.next() {
-                if c == '\\' && chars.peek().is_some_and(|&(_, n)| n == quote) {
-                    word.push(quote);
-                    chars.next();
-                } else if c == quote {
-                    return (word, &line[i + c.len_utf8()..]);
-                } else {
-                    word.push(c);
-                }
-            }
-            (word, "")
-        }
-        _ => {
-            let end = line.find(char::is_whitespace).unwrap_or(line.len());
-            (line[..end].to_string(), &line[end..])
-        }
-    }
-}
-
-/// Reads the next `key=value` option of `line`: the key runs to the `=`, and the value is one
-/// word that may be quoted (`display-name="my app"`). Unlike C mod_wsgi, white space right after
-/// the `=` ends an empty value rather than being skipped, so `lang= threads=2` does not set
-/// `lang` to `threads=2`.
-fn next_option(line: &str) -> Result<Option<(&str, String, &str)>, String> {
-    let line = line.trim_start();
-    if line.is_empty() {
-        return Ok(None);
-    }
-    let key_end = line
-        .find(|c: char| c == '=' || c.is_whitespace())
-        .unwrap_or(line.len());
-    if !line[key_end..].starts_with('=') {
-        return Err(format!(
-            "{DIRECTIVE}: invalid option '{}' (expected key=value)",
-            &line[..key_end]
-        ));
-    }
-    let key = &line[..key_end];
-    let after_eq = &line[key_end + 1..];
-    if after_eq.is_empty() || after_eq.starts_with(char::is_whitespace) {
-        return Ok(Some((key, String::new(), after_eq)));
-    }
-    let (value, rest) = conf_word(after_eq);
-    Ok(Some((key, value, rest)))
 }
 
 fn needs_name() -> String {
@@ -852,7 +797,7 @@ mod tests {
             error("site Threads=1"),
             "WSGIDaemonProcess: unknown option 'Threads=1'"
         );
-        assert!(error("site =1").contains("unknown option '=1'"));
+        assert!(error("site =1").contains("invalid option '=1'"));
         let e = error("site threads");
         assert!(e.contains("'threads'") && e.contains("key=value"), "{e}");
     }

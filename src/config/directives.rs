@@ -335,10 +335,11 @@ pub fn not_supported_message(name: &str, why: &str) -> String {
     format!("{name} is not supported yet by mod_wsgi-rs: {why}")
 }
 
-/// The single argument of a one-argument directive.
+/// The single argument of a one-argument directive: as for httpd's own one-argument directives
+/// (and so for C mod_wsgi's), an empty one (`""`) is no argument.
 fn one_word(name: &str, args: &str) -> Result<String, String> {
     let mut words = split_words(args);
-    if words.len() != 1 {
+    if words.len() != 1 || words[0].is_empty() {
         return Err(format!("{name} takes one argument"));
     }
     Ok(words.remove(0))
@@ -898,14 +899,15 @@ mod tests {
         apply_server(&mut c, "WSGIPythonWarnings", "ignore::DeprecationWarning").unwrap();
         apply_server(&mut c, "WSGIPythonWarnings", "error").unwrap();
         apply_server(&mut c, "WSGIPythonWarnings", "d:msg:UserWarning:mod:12").unwrap();
-        apply_server(&mut c, "WSGIPythonWarnings", "\"\"").unwrap();
+        // An empty one is no argument, as httpd (and so C) has it.
+        let e = apply_server(&mut c, "WSGIPythonWarnings", "\"\"").unwrap_err();
+        assert_eq!(e, "WSGIPythonWarnings takes one argument");
         assert_eq!(
             c.python.warnings,
             [
                 "ignore::DeprecationWarning",
                 "error",
                 "d:msg:UserWarning:mod:12",
-                ""
             ]
         );
     }
@@ -927,6 +929,28 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_argument_is_no_argument() {
+        for name in [
+            "WSGIPythonHome",
+            "WSGIPythonPath",
+            "WSGIPythonEggs",
+            "WSGIPythonHashSeed",
+            "WSGISocketPrefix",
+        ] {
+            let e = apply_server(&mut ServerConfig::default(), name, "\"\"").unwrap_err();
+            assert_eq!(e, format!("{name} takes one argument"));
+        }
+        for name in [
+            "WSGICallableObject",
+            "WSGIApplicationGroup",
+            "WSGIProcessGroup",
+        ] {
+            let e = apply_dir(&mut DirConfig::default(), name, "''").unwrap_err();
+            assert_eq!(e, format!("{name} takes one argument"));
+        }
+    }
+
+    #[test]
     fn python_hash_seed_is_random_or_a_32_bit_integer() {
         let mut c = ServerConfig::default();
         apply_server(&mut c, "WSGIPythonHashSeed", "random").unwrap();
@@ -935,7 +959,7 @@ mod tests {
         assert_eq!(c.python.hash_seed, Some(HashSeed::Fixed(0)));
         apply_server(&mut c, "WSGIPythonHashSeed", "4294967295").unwrap();
         assert_eq!(c.python.hash_seed, Some(HashSeed::Fixed(u32::MAX)));
-        for bad in ["4294967296", "-1", "+5", "Random", "12abc", "\"\""] {
+        for bad in ["4294967296", "-1", "+5", "Random", "12abc"] {
             let e = apply_server(&mut c, "WSGIPythonHashSeed", bad).unwrap_err();
             assert!(
                 e.starts_with(

@@ -3,7 +3,7 @@
 //! `handle_request` callable rather than `application`.
 
 use super::script_alias::{parse_options, AliasOptions};
-use super::words::split_words;
+use super::words::words_and_options;
 
 /// The callable a handler script serves requests with; `WSGICallableObject` does not apply.
 pub const HANDLER_CALLABLE: &str = "handle_request";
@@ -22,7 +22,7 @@ pub struct HandlerScript {
 impl HandlerScript {
     /// `name path [process-group=…] [application-group=…] [pass-authorization=On|Off]`.
     pub fn parse(directive: &str, args: &str) -> Result<HandlerScript, String> {
-        let words = split_words(args);
+        let (words, given) = words_and_options(directive, args, 2)?;
         let name = words
             .first()
             .filter(|w| !w.is_empty())
@@ -33,7 +33,7 @@ impl HandlerScript {
             .ok_or_else(|| format!("{directive} {name}: the path of the script is missing"))?;
         let mut options = parse_options(
             directive,
-            &words[2..],
+            &given,
             &["process-group", "application-group", "pass-authorization"],
         )?;
         options.callable_object = Some(HANDLER_CALLABLE.to_string());

@@ -2,7 +2,7 @@
 //! Apache calls to decide access and authentication, and the interpreter it runs in.
 
 use super::groups::check_application_group;
-use super::words::{split_option, split_words};
+use super::words::words_and_options;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Set once the configuration has named a hook script: Apache's children then start Python
@@ -26,14 +26,15 @@ pub struct HookScript {
 impl HookScript {
     /// `path [application-group=NAME]`, the arguments of `directive`.
     pub fn parse(directive: &str, args: &str) -> Result<HookScript, String> {
-        let mut words = split_words(args).into_iter();
+        let (words, options) = words_and_options(directive, args, 1)?;
         let path = words
+            .into_iter()
             .next()
             .filter(|p| !p.is_empty())
             .ok_or_else(|| format!("{directive} needs the path of a script"))?;
         let mut application_group = None;
-        for word in words {
-            match split_option(directive, &word)? {
+        for (key, value) in &options {
+            match (key.as_str(), value.as_str()) {
                 ("application-group", "") => {
                     return Err(format!("{directive}: application-group= needs a name"))
                 }

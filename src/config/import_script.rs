@@ -4,7 +4,7 @@
 
 use super::groups::{check_application_group, check_process_group, parse_group, GroupSpec};
 use super::script_alias::{AliasPattern, ScriptAlias};
-use super::words::{split_option, split_words};
+use super::words::words_and_options;
 
 /// One script to import at process start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +20,8 @@ pub struct ImportScript {
 impl ImportScript {
     /// Parses `WSGIImportScript path process-group=… application-group=…`.
     pub fn parse(directive: &str, args: &str) -> Result<ImportScript, String> {
-        let words = split_words(args);
-        let Some((script, options)) = words.split_first() else {
+        let (words, options) = words_and_options(directive, args, 1)?;
+        let Some(script) = words.first() else {
             return Err(format!(
                 "{directive} takes the path of a script and process-group=… application-group=…"
             ));
@@ -35,9 +35,9 @@ impl ImportScript {
             return Err(format!("{directive}: the path of the script comes first"));
         }
         let (mut process_group, mut application_group) = (None, None);
-        for option in options {
-            let (key, value) = split_option(directive, option)?;
-            match key {
+        for (key, value) in &options {
+            let value = value.as_str();
+            match key.as_str() {
                 "process-group" => {
                     process_group = Some(import_process_group(directive, value)?);
                 }

@@ -2,7 +2,7 @@
 //! a prefix alias.
 
 use super::groups::{check_application_group, check_process_group};
-use super::words::{parse_on_off, split_option, split_words};
+use super::words::{parse_on_off, words_and_options};
 
 /// How a URI is matched: a literal URL-path prefix, or (for `WSGIScriptAliasMatch`) a regular
 /// expression that the Apache layer compiles with httpd's own regex engine.
@@ -40,7 +40,7 @@ pub struct AliasOptions {
 impl ScriptAlias {
     /// Parses the raw arguments of `directive` (`WSGIScriptAlias` or `WSGIScriptAliasMatch`).
     pub fn parse(directive: &str, args: &str, is_regex: bool) -> Result<ScriptAlias, String> {
-        let words = split_words(args);
+        let (words, options) = words_and_options(directive, args, 2)?;
         if words.len() < 2 {
             return Err(format!(
                 "{directive} takes a URL path, a file path and optional key=value options"
@@ -51,7 +51,7 @@ impl ScriptAlias {
         } else {
             AliasPattern::Prefix(words[0].clone())
         };
-        let options = parse_options(directive, &words[2..], ALIAS_OPTIONS)?;
+        let options = parse_options(directive, &options, ALIAS_OPTIONS)?;
         Ok(ScriptAlias {
             pattern,
             target: words[1].clone(),
@@ -72,12 +72,12 @@ const ALIAS_OPTIONS: &[&str] = &[
 /// Parses `key=value` options of `directive`, each of which must be one of `allowed`.
 pub fn parse_options(
     directive: &str,
-    words: &[String],
+    given: &[(String, String)],
     allowed: &[&str],
 ) -> Result<AliasOptions, String> {
     let mut options = AliasOptions::default();
-    for option in words {
-        let (key, value) = split_option(directive, option)?;
+    for (key, value) in given {
+        let (key, value) = (key.as_str(), value.as_str());
         if !allowed.contains(&key) {
             return Err(format!("{directive}: invalid option '{key}'"));
         }

@@ -1,47 +1,105 @@
-//! Splitting a directive's raw argument string into words, the way httpd's own
-//! `ap_getword_conf` does: runs of white space separate words, and a word may be quoted with `"`
-//! or `'` (a backslash escapes the quote character inside it).
+//! Reading a directive's raw argument string the way httpd and C mod_wsgi do: words as httpd's
+//! `ap_getword_conf` reads them, and `key=value` options as C mod_wsgi's option parser reads
+//! them (the key runs to the `=`, the value is one such word, so it may be quoted).
 
-pub fn split_words(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
+/// White space as httpd's `apr_isspace` sees it (ASCII only: a no-break space is part of a word).
+fn is_conf_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// Reads one word of `line` and returns it with the rest of the line. White space first is
+/// skipped; a word that starts with `"` or `'` runs to the matching quote (the rest of the line
+/// then starts right after it); a backslash escapes a backslash, and inside quotes the quote.
+pub fn conf_word(line: &str) -> (String, &str) {
+    let line = line.trim_start_matches(is_conf_space);
+    let quote = line.chars().next().filter(|&c| c == '"' || c == '\'');
+    let body = if quote.is_some() { &line[1..] } else { line };
+    let mut word = String::new();
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let ends = match quote {
+            Some(q) => c == q,
+            None => is_conf_space(c),
+        };
+        if ends {
+            let after = if quote.is_some() { i + 1 } else { i };
+            return (word, &body[after..]);
         }
-        let Some(&first) = chars.peek() else { break };
-        let mut word = String::new();
-        if first == '"' || first == '\'' {
-            chars.next();
-            while let Some(c) = chars.next() {
-                if c == '\\' && chars.peek() == Some(&first) {
-                    word.push(first);
-                    chars.next();
-                } else if c == first {
-                    break;
-                } else {
-                    word.push(c);
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                word.push(c);
+        match chars.peek() {
+            Some(&(_, next)) if c == '\\' && (next == '\\' || Some(next) == quote) => {
+                word.push(next);
                 chars.next();
             }
+            _ => word.push(c),
         }
+    }
+    (word, "")
+}
+
+/// Every word of `line` (see [`conf_word`]).
+pub fn split_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut rest = line;
+    while !rest.trim_start_matches(is_conf_space).is_empty() {
+        let (word, after) = conf_word(rest);
         words.push(word);
+        rest = after;
     }
     words
 }
 
-/// Splits one `key=value` option of `directive`.
-pub fn split_option<'a>(directive: &str, option: &'a str) -> Result<(&'a str, &'a str), String> {
-    option
-        .split_once('=')
-        .ok_or_else(|| format!("{directive}: invalid option '{option}' (expected key=value)"))
+/// Reads the next `key=value` option of `directive` from `line`: the key runs to the `=`, and
+/// the value is one word that may be quoted (`process-group='example.com:8000'`). Unlike C
+/// mod_wsgi, white space right after the `=` ends an empty value rather than being skipped, so
+/// `lang= threads=2` does not set `lang` to `threads=2`. Returns the key, the value and the rest
+/// of the line; None at its end.
+pub fn next_option<'a>(
+    directive: &str,
+    line: &'a str,
+) -> Result<Option<(&'a str, String, &'a str)>, String> {
+    let line = line.trim_start_matches(is_conf_space);
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let key_end = line
+        .find(|c: char| c == '=' || is_conf_space(c))
+        .unwrap_or(line.len());
+    let quoted = line.starts_with(['"', '\'']);
+    if quoted || !line[key_end..].starts_with('=') || key_end == 0 {
+        let (word, _) = conf_word(line);
+        return Err(format!(
+            "{directive}: invalid option '{word}' (expected key=value)"
+        ));
+    }
+    let key = &line[..key_end];
+    let after_eq = &line[key_end + 1..];
+    if after_eq.is_empty() || after_eq.starts_with(is_conf_space) {
+        return Ok(Some((key, String::new(), after_eq)));
+    }
+    let (value, rest) = conf_word(after_eq);
+    Ok(Some((key, value, rest)))
+}
+
+/// The arguments of a directive that takes `positional` words (fewer if the line ends first)
+/// and then `key=value` options.
+pub fn words_and_options(
+    directive: &str,
+    line: &str,
+    positional: usize,
+) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+    let mut words = Vec::new();
+    let mut rest = line;
+    while words.len() < positional && !rest.trim_start_matches(is_conf_space).is_empty() {
+        let (word, after) = conf_word(rest);
+        words.push(word);
+        rest = after;
+    }
+    let mut options = Vec::new();
+    while let Some((key, value, after)) = next_option(directive, rest)? {
+        options.push((key.to_string(), value));
+        rest = after;
+    }
+    Ok((words, options))
 }
 
 /// Parses an `On`/`Off` flag value (case-insensitive) for the directive or option `what`.
@@ -70,6 +128,49 @@ mod tests {
             split_words(r#"/a "/srv/my app/x.wsgi" 'it\'s' "x""#),
             vec!["/a", "/srv/my app/x.wsgi", "it's", "x"]
         );
+    }
+
+    #[test]
+    fn backslashes_and_white_space_as_httpd_reads_them() {
+        assert_eq!(
+            split_words(r#""x\\y" x\\y 'a\b' "q\"" "a"b"#),
+            vec![r"x\y", r"x\y", r"a\b", "q\"", "a", "b"]
+        );
+        // Only ASCII white space separates words.
+        assert_eq!(
+            split_words("/srv/my\u{a0}app.wsgi\u{3000}x\x0by"),
+            vec!["/srv/my\u{a0}app.wsgi\u{3000}x", "y"]
+        );
+        assert_eq!(split_words(r#"a "" b"#), vec!["a", "", "b"]);
+    }
+
+    #[test]
+    fn option_values_may_be_quoted() {
+        let (words, options) = words_and_options(
+            "D",
+            r#"/ '/srv/my app.wsgi' process-group='localhost:8000' application-group="%{GLOBAL}" callable-object=app x="a b""#,
+            2,
+        )
+        .unwrap();
+        assert_eq!(words, vec!["/", "/srv/my app.wsgi"]);
+        let pairs: Vec<(&str, &str)> = options
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("process-group", "localhost:8000"),
+                ("application-group", "%{GLOBAL}"),
+                ("callable-object", "app"),
+                ("x", "a b")
+            ]
+        );
+        // A whole option quoted is not an option (C: "Invalid option").
+        assert!(words_and_options("D", r#"/ x.wsgi "process-group=a b""#, 2)
+            .unwrap_err()
+            .contains("invalid option"));
+        assert!(words_and_options("D", "/ x.wsgi =x", 2).is_err());
     }
 
     #[test]

@@ -113,6 +113,15 @@ fn prepare_process(plan: &GroupPlan) -> Result<(), String> {
             plan.identity.user_name, plan.identity.uid, plan.identity.gid
         )
     })?;
+    // As C does: HOME is the home directory of the user the processes run as, not what Apache's
+    // parent was started with (root's, or that of whoever ran sudo), so `~` and the caches kept
+    // under it point where the user may write.
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if let Ok(account) = crate::config::accounts::lookup_user(&format!("#{euid}")) {
+        // SAFETY (of set_var): the supervisor is single-threaded here.
+        std::env::set_var("HOME", account.home);
+    }
     if !process::die_with_parent(libc::SIGTERM, plan.apache_pid) {
         return Err("Apache's parent process has already exited".into());
     }
