@@ -181,9 +181,33 @@ pub fn load_application<'py>(
     // not taken again, whatever its modification time says.
     let module = match registered(py, &name).map_err(LoadError::Failed)? {
         Some(m) if !stale.is_some_and(|s| s.is(&m)) && is_current(py, &m, mtime, reloading) => m,
-        _ => load_module(py, &name, path, mtime).map_err(LoadError::Failed)?,
+        existing => {
+            note_loading(py, path, existing.is_some());
+            load_module(py, &name, path, mtime).map_err(LoadError::Failed)?
+        }
     };
     callable_of(py, &module, callable)
+}
+
+/// The info-level line C mod_wsgi logs as it loads a script (`again`: in place of the module
+/// loaded before), which operators look for when a script reloads.
+fn note_loading(py: Python<'_>, path: &str, again: bool) {
+    let objects = crate::wsgi::interp::objects(py);
+    let what = if again {
+        format!("Reloading WSGI script '{path}'.")
+    } else {
+        format!("Loading Python script file '{path}'.")
+    };
+    crate::wsgi::process_log::log(
+        py,
+        crate::wsgi::Level::Info,
+        &format!(
+            "mod_wsgi (pid={}, process='{}', application='{}'): {what}",
+            std::process::id(),
+            objects.process_group,
+            objects.group
+        ),
+    );
 }
 
 /// Whether the script at `path` was loaded completely into the attached interpreter and has
@@ -249,11 +273,14 @@ pub fn preload(py: Python<'_>, path: &str) -> PyResult<Preloaded> {
     let mtime = modification_time(&meta);
     let name = module_name(path);
     let _guard = lock_loading(py);
-    if let Some(m) = registered(py, &name)? {
-        if is_current(py, &m, mtime, true) {
-            return Ok(Preloaded::AlreadyCurrent);
-        }
+    let existing = registered(py, &name)?;
+    if existing
+        .as_ref()
+        .is_some_and(|m| is_current(py, m, mtime, true))
+    {
+        return Ok(Preloaded::AlreadyCurrent);
     }
+    note_loading(py, path, existing.is_some());
     load_module(py, &name, path, mtime)?;
     Ok(Preloaded::Loaded)
 }

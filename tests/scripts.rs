@@ -190,6 +190,20 @@ fn reload_required_decides_when_an_unchanged_script_reloads() {
         "{log}"
     );
     assert!(log.contains("ValueError: cannot decide"), "{log}");
+    // C's info lines for each load, which operators look for when a script reloads.
+    for what in [
+        format!("Loading Python script file '{script}'."),
+        format!("Reloading WSGI script '{script}'."),
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.ends_with(&what))
+            .unwrap_or_else(|| panic!("{what} not in:\n{log}"));
+        assert!(
+            line.contains(":info]") && line.contains("process='', application='"),
+            "{line}"
+        );
+    }
 }
 
 #[test]

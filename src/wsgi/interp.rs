@@ -55,6 +55,8 @@ impl Names {
 pub struct InterpObjects {
     /// The application group: '' for the main interpreter.
     pub group: String,
+    /// The process's daemon process group: '' in Apache's own children.
+    pub process_group: String,
     /// Serialises loading scripts into this interpreter: two threads' first requests for a
     /// script import it once. Per interpreter, as the same script in two groups is two modules.
     pub load_lock: Mutex<()>,
@@ -212,6 +214,7 @@ pub fn prepare(py: Python<'_>, info: &ServerInfo, group: &str) -> PyResult<()> {
         .call1((&log_type, "<wsgi.errors>"))?;
     let objects = InterpObjects {
         group: group.to_string(),
+        process_group: info.process_group.clone(),
         load_lock: Mutex::new(()),
         base_environ: OwnedRef::new(base_environ(py, info, &file_wrapper)?.into_any()),
         file_wrapper: OwnedRef::new(file_wrapper.into_any()),

@@ -67,9 +67,14 @@ impl Drop for CurrentRequest {
 /// Logs one line against the current request, or the server when there is none (as for a
 /// thread the application started). The GIL is released while the server writes.
 fn log_line(py: Python<'_>, line: &str) {
+    log(py, Level::Error, line);
+}
+
+/// Logs `line` at `level` against the request this thread serves, else in the server's log.
+pub(crate) fn log(py: Python<'_>, level: Level, line: &str) {
     CURRENT.with(|c| match &*c.borrow() {
-        Some(logger) => detached(py, || logger(Level::Error, line)),
-        None => detached(py, || server_log(Level::Error, line)),
+        Some(logger) => detached(py, || logger(level, line)),
+        None => detached(py, || server_log(level, line)),
     });
 }
 
