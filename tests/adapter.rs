@@ -606,6 +606,16 @@ fn after_a_failed_body_read_later_reads_fail_at_once() {
     );
 }
 
+#[test]
+fn head_and_not_modified_answers_may_declare_a_length_they_do_not_send() {
+    let apache = Apache::start(
+        "bodyless",
+        &[("app.wsgi", common::apps::BODYLESS_ANSWERS)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    common::apps::assert_bodyless_answers_pass(&apache, "/app");
+}
+
 /// Reads the whole body without handling errors, answering with how much it read.
 const UNGUARDED_READER: &str = "def application(environ, start_response):\n\
                                 \x20   data = environ['wsgi.input'].read()\n\

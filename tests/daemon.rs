@@ -970,6 +970,17 @@ class Flood:
 "#;
 
 #[test]
+fn head_and_not_modified_answers_may_declare_a_length_they_do_not_send() {
+    let apache = Apache::start(
+        "daemon_bodyless",
+        &[("app.wsgi", common::apps::BODYLESS_ANSWERS)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
+    );
+    common::apps::assert_bodyless_answers_pass(&apache, "/app");
+}
+
+#[test]
 fn home_is_the_daemon_users_home_directory() {
     // As C: not the HOME Apache's parent was started with (this test's own).
     let app = "import os\n\

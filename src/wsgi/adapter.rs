@@ -31,7 +31,8 @@ pub fn run_app(
     script: &str,
     io: Box<dyn RequestIo>,
 ) -> Outcome {
-    let mut state = RequestState::new(io, script.to_string());
+    let head_request = vars.get("REQUEST_METHOD") == Some(b"HEAD".as_slice());
+    let mut state = RequestState::new(io, script.to_string(), head_request);
     state.io_stats.timed = events::begin(py, vars);
     let outcome = Scoped::run(py, &mut state, |slot| {
         let call = Call { py, slot, script };

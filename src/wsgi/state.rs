@@ -15,6 +15,9 @@ pub struct RequestState {
     /// The response has ended (completely or truncated): nothing more may be sent.
     ended: bool,
     bytes_sent: u64,
+    /// The application was told the request is a HEAD (`REQUEST_METHOD`): its response may
+    /// declare a Content-Length and send no body.
+    head_request: bool,
     input: BodyReader,
     /// The script, for log messages.
     pub script: String,
@@ -31,13 +34,14 @@ pub enum StartError {
 }
 
 impl RequestState {
-    pub fn new(io: Box<dyn RequestIo>, script: String) -> Self {
+    pub fn new(io: Box<dyn RequestIo>, script: String, head_request: bool) -> Self {
         RequestState {
             io,
             head: None,
             headers_sent: false,
             ended: false,
             bytes_sent: 0,
+            head_request,
             input: BodyReader::default(),
             script,
             io_stats: Default::default(),
@@ -151,7 +155,7 @@ impl RequestState {
     pub fn finish(&mut self, py: Python<'_>) -> Result<(), String> {
         self.send_headers_if_needed()?;
         if let Some(declared) = self.head.as_ref().and_then(|h| h.content_length) {
-            if self.bytes_sent < declared {
+            if self.bytes_sent < declared && self.body_expected() {
                 let msg = format!(
                     "mod_wsgi (pid={}): Truncated response for WSGI script '{}': Content-Length \
                      was {declared} but only {} bytes were returned.",
@@ -167,6 +171,14 @@ impl RequestState {
         self.ended = true;
         let io = &mut *self.io;
         detached(py, || io.end_response())
+    }
+
+    /// Whether the response must carry the body its Content-Length declares: not the answer to a
+    /// HEAD request, nor a 1xx, 204 or 304, whose Content-Length describes a body not sent
+    /// (RFC 9110, 8.6).
+    fn body_expected(&self) -> bool {
+        let status = self.head.as_ref().map_or(200, |h| h.status);
+        !(self.head_request || status < 200 || status == 204 || status == 304)
     }
 
     /// Visibly truncates a response that has started (unless it has already ended).

@@ -33,3 +33,30 @@ pub fn parse_environ(text: &str) -> Vec<(String, String)> {
 pub fn environ_value<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
     env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
+
+/// Answers as Werkzeug (Flask) does: the same headers for HEAD as for GET, Content-Length
+/// included, and no body for HEAD; `/304` is a Not Modified that keeps its Content-Length.
+pub const BODYLESS_ANSWERS: &str = r#"
+def application(environ, start_response):
+    body = b"hello world\n"
+    if environ["PATH_INFO"] == "/304":
+        start_response("304 Not Modified", [("Content-Length", str(len(body)))])
+        return []
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+"#;
+
+/// HEAD and 304 answers of [`BODYLESS_ANSWERS`] (mounted at `mount`) go out as the application
+/// gave them, with no error logged: a Content-Length there describes a body not sent.
+pub fn assert_bodyless_answers_pass(apache: &super::Apache, mount: &str) {
+    let r = apache.request("HEAD", mount, &[], b"");
+    assert_eq!(r.status, 200, "{}", apache.error_log());
+    assert_eq!(r.header("Content-Length"), Some("12"), "{:?}", r.headers);
+    let r = apache.request("GET", &format!("{mount}/304"), &[], b"");
+    assert_eq!(r.status, 304, "{}", apache.error_log());
+    let r = apache.get(mount);
+    assert_eq!((r.status, r.text()), (200, "hello world\n".to_string()));
+    let log = apache.error_log();
+    assert!(!log.contains("Truncated response"), "{log}");
+}
