@@ -981,6 +981,35 @@ fn head_and_not_modified_answers_may_declare_a_length_they_do_not_send() {
 }
 
 #[test]
+fn what_close_logs_after_the_response_reaches_the_error_log() {
+    // The response has ended (the Apache child has stopped reading the connection) when the
+    // iterable's close() runs: its output and its traceback are logged by the daemon itself.
+    let app = "import sys\n\
+               class Body:\n\
+               \x20   def __iter__(self):\n\
+               \x20       return iter([b'ok'])\n\
+               \x20   def close(self):\n\
+               \x20       print('printed from close()', file=sys.stderr)\n\
+               \x20       raise RuntimeError('raised from close()')\n\
+               def application(environ, start_response):\n\
+               \x20   start_response('200 OK', [('Content-Length', '2')])\n\
+               \x20   return Body()\n";
+    let apache = Apache::start(
+        "daemon_close_log",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
+    );
+    assert_eq!(apache.get("/app").text(), "ok");
+    let log = apache.wait_for_log("RuntimeError: raised from close()");
+    let printed = log
+        .lines()
+        .find(|l| l.ends_with("printed from close()"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(printed.contains("[remote 127.0.0.1:"), "{printed}");
+}
+
+#[test]
 fn home_is_the_daemon_users_home_directory() {
     // As C: not the HOME Apache's parent was started with (this test's own).
     let app = "import os\n\

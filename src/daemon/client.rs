@@ -420,7 +420,7 @@ fn header_problem(head: &crate::wsgi::ResponseHead, limit: usize) -> Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::daemon_io::{DaemonIo, SharedWriter};
+    use crate::daemon::daemon_io::{DaemonIo, RequestLog, SharedWriter};
     use crate::daemon::test_util::TempDir;
     use crate::wsgi::environ::CgiVars;
     use crate::wsgi::{PieceTaker, ResponseHead};
@@ -536,7 +536,8 @@ mod tests {
                 if restart_first && n == 0 {
                     continue;
                 }
-                serve(n, &head, DaemonIo::new(reader, writer));
+                let log = RequestLog::new(writer.clone(), "127.0.0.1:1");
+                serve(n, &head, DaemonIo::new(reader, writer, log));
             }
         });
         path
@@ -838,7 +839,8 @@ mod tests {
             let writer: SharedWriter = Arc::new(Mutex::new(FrameWriter::new(conn.clone())));
             let mut reader = FrameReader::new(conn);
             reader.next_frame().unwrap().unwrap();
-            let mut io = DaemonIo::new(reader, writer);
+            let log = RequestLog::new(writer.clone(), "127.0.0.1:1");
+            let mut io = DaemonIo::new(reader, writer, log);
             io.send_headers(&response("200 OK", &[])).unwrap();
             io.end_response().unwrap();
         });

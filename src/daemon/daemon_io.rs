@@ -8,6 +8,7 @@ use super::wire::{self, FrameReader, FrameWriter, Kind};
 use crate::buf::UninitBuf;
 use crate::wsgi::{Level, RequestIo, ResponseHead};
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How much body to ask for at least, so a `readline()` loop costs one round trip per 256 KiB
@@ -27,9 +28,50 @@ pub fn lock(writer: &SharedWriter) -> std::sync::MutexGuard<'_, FrameWriter<Conn
     writer.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Where the lines logged for a request go: to the Apache child as `Log` frames while it reads
+/// the connection, so they are logged against the request; once the response has ended (the
+/// iterable's `close()` runs after that) or the connection has failed, nobody reads them there,
+/// and they go to this process's own error log, tagged with the client as C tags them.
+#[derive(Clone)]
+pub struct RequestLog {
+    writer: SharedWriter,
+    ended: Arc<AtomicBool>,
+    client: Arc<str>,
+}
+
+impl RequestLog {
+    /// `client` is the request's `REMOTE_ADDR:REMOTE_PORT`.
+    pub fn new(writer: SharedWriter, client: &str) -> RequestLog {
+        RequestLog {
+            writer,
+            ended: Arc::new(AtomicBool::new(false)),
+            client: client.into(),
+        }
+    }
+
+    pub fn line(&self, level: Level, line: &str) {
+        if !self.ended.load(Ordering::Acquire) {
+            let mut payload = Vec::with_capacity(line.len() + 1);
+            wire::encode_log(level, line, &mut payload);
+            let mut w = lock(&self.writer);
+            if w.frame(Kind::Log, &payload).and_then(|()| w.flush()).is_ok() {
+                return;
+            }
+            self.end();
+        }
+        crate::wsgi::process_log::server_log(level, &format!("[remote {}] {line}", self.client));
+    }
+
+    /// The Apache child reads no more `Log` frames.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+}
+
 pub struct DaemonIo {
     reader: FrameReader<Conn>,
     writer: SharedWriter,
+    log: RequestLog,
     /// Body bytes received but not yet read by the application.
     pending: Vec<u8>,
     pending_at: usize,
@@ -45,10 +87,11 @@ pub struct DaemonIo {
 }
 
 impl DaemonIo {
-    pub fn new(reader: FrameReader<Conn>, writer: SharedWriter) -> DaemonIo {
+    pub fn new(reader: FrameReader<Conn>, writer: SharedWriter, log: RequestLog) -> DaemonIo {
         DaemonIo {
             reader,
             writer,
+            log,
             pending: Vec::new(),
             pending_at: 0,
             body_done: false,
@@ -192,6 +235,7 @@ impl RequestIo for DaemonIo {
 
     fn end_response(&mut self) -> Result<(), String> {
         self.finished();
+        self.log.end();
         self.send(
             Kind::End,
             &wire::end_payload(wire::EndStatus::Complete),
@@ -201,13 +245,14 @@ impl RequestIo for DaemonIo {
 
     fn abort_response(&mut self) {
         self.finished();
+        self.log.end();
         let _ = self.send(Kind::Abort, &[], true);
     }
 
     fn log(&mut self, level: Level, msg: &str) {
-        let mut payload = Vec::with_capacity(msg.len() + 1);
-        wire::encode_log(level, msg, &mut payload);
-        let _ = self.send(Kind::Log, &payload, true);
+        if forked_check().is_ok() {
+            self.log.line(level, msg);
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! script (or ask for this process to be replaced when the script changed) and run the
 //! application with the connection as its `RequestIo`.
 
-use super::daemon_io::{lock, Conn, DaemonIo, SharedWriter};
+use super::daemon_io::{lock, Conn, DaemonIo, RequestLog, SharedWriter};
 use super::now_us;
 use super::plan::{GroupPlan, StartupImport, Tag};
 use super::scoreboard::Scoreboard;
@@ -175,13 +175,14 @@ fn run_request(
         _ => std::borrow::Cow::Borrowed(script.as_str()),
     };
     let mtime = script_mtime(&script);
-    let log_writer = writer.clone();
-    let log = move |level: Level, line: &str| {
-        let mut w = lock(&log_writer);
-        let mut payload = Vec::with_capacity(line.len() + 1);
-        wire::encode_log(level, line, &mut payload);
-        let _ = w.frame(Kind::Log, &payload).and_then(|()| w.flush());
-    };
+    let client = format!(
+        "{}:{}",
+        String::from_utf8_lossy(head.vars.get("REMOTE_ADDR").unwrap_or_default()),
+        String::from_utf8_lossy(head.vars.get("REMOTE_PORT").unwrap_or_default())
+    );
+    let request_log = RequestLog::new(writer.clone(), &client);
+    let log_to = request_log.clone();
+    let log = move |level: Level, line: &str| log_to.line(level, line);
     let tag = Tag;
     let ran = python::attached_to(&head.application_group, |py| {
         let _active = crate::wsgi::process_metrics::ActiveRequest::begin();
@@ -213,7 +214,8 @@ fn run_request(
         }
         let outcome = match loaded {
             Ok(app) => {
-                let io = DaemonIo::new(reader, writer.clone()).with_scoreboard(board);
+                let io = DaemonIo::new(reader, writer.clone(), request_log.clone())
+                    .with_scoreboard(board);
                 run_app(py, &app, &head.vars, &script, Box::new(io))
             }
             Err(LoadError::NoCallable) => {
