@@ -616,6 +616,16 @@ fn head_and_not_modified_answers_may_declare_a_length_they_do_not_send() {
     common::apps::assert_bodyless_answers_pass(&apache, "/app");
 }
 
+#[test]
+fn range_requests_for_file_wrapper_responses_get_206() {
+    let apache = Apache::start(
+        "file_ranges",
+        &[("file.wsgi", common::apps::FILE_RESPONSE)],
+        "WSGIScriptAlias /file {dir}/file.wsgi",
+    );
+    common::apps::assert_file_ranges_are_served(&apache, "/file");
+}
+
 /// Reads the whole body without handling errors, answering with how much it read.
 const UNGUARDED_READER: &str = "def application(environ, start_response):\n\
                                 \x20   data = environ['wsgi.input'].read()\n\

@@ -1010,6 +1010,18 @@ fn what_close_logs_after_the_response_reaches_the_error_log() {
 }
 
 #[test]
+fn range_requests_for_file_wrapper_responses_get_206() {
+    // C answers 200 with the whole file here (it does in embedded mode).
+    let apache = Apache::start(
+        "daemon_file_ranges",
+        &[("file.wsgi", common::apps::FILE_RESPONSE)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIScriptAlias /file {dir}/file.wsgi process-group=site",
+    );
+    common::apps::assert_file_ranges_are_served(&apache, "/file");
+}
+
+#[test]
 fn home_is_the_daemon_users_home_directory() {
     // As C: not the HOME Apache's parent was started with (this test's own).
     let app = "import os\n\

@@ -422,9 +422,8 @@ impl RequestIo for Request {
             ));
         }
         // SAFETY: r, its pool and the brigade are live; `own` is a descriptor we own, wrapped in
-        // an apr_file_t in the request pool and closed by that pool's cleanup; the brigade is
-        // passed and emptied by mod_wsgi_rs_flush.
-        let status = unsafe {
+        // an apr_file_t in the request pool and closed by that pool's cleanup.
+        unsafe {
             let pool = (*self.r).pool;
             let mut file: *mut ap::apr_file_t = ptr::null_mut();
             let flags = if self.sendfile {
@@ -457,14 +456,11 @@ impl RequestIo for Request {
             if !self.mmap_allowed() {
                 ap::apr_bucket_file_enable_mmap(bucket, 0);
             }
-            ap::mod_wsgi_rs_flush(self.r, self.out)
-        };
-        if status != 0 {
-            return Err(format!(
-                "Apache/mod_wsgi failed to write response data: {}",
-                apr_error_text(status)
-            ));
         }
+        // Not passed yet: the file is the whole response, and goes to the filters with the end
+        // of the response in one brigade (end_response), as C sends it. Apache's byte-range
+        // filter answers a Range request only for a response it sees whole, so downloads resume
+        // and videos seek.
         Ok(())
     }
 

@@ -60,3 +60,29 @@ pub fn assert_bodyless_answers_pass(apache: &super::Apache, mount: &str) {
     let log = apache.error_log();
     assert!(!log.contains("Truncated response"), "{log}");
 }
+
+/// Sends `data.bin` beside the script with `wsgi.file_wrapper`, Content-Length declared, as
+/// Django's FileResponse does (it leaves Range requests to the server).
+pub const FILE_RESPONSE: &str = r#"
+import os
+def application(environ, start_response):
+    path = os.path.join(os.path.dirname(environ["SCRIPT_FILENAME"]), "data.bin")
+    f = open(path, "rb")
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(os.fstat(f.fileno()).st_size))])
+    return environ["wsgi.file_wrapper"](f, 65536)
+"#;
+
+/// A Range request for part of [`FILE_RESPONSE`] (mounted at `mount`) gets that part (206), as
+/// Apache serves its own files; without Range, the whole file.
+pub fn assert_file_ranges_are_served(apache: &super::Apache, mount: &str) {
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(apache.path("data.bin"), &data).unwrap();
+    let r = apache.request("GET", mount, &[("Range", "bytes=1000-1009")], b"");
+    assert_eq!(r.status, 206, "{:?}\n{}", r.headers, apache.error_log());
+    assert_eq!(r.header("Content-Range"), Some("bytes 1000-1009/300000"));
+    assert_eq!(r.body, &data[1000..1010]);
+    let r = apache.get(mount);
+    assert_eq!(r.status, 200);
+    assert!(r.body == data, "the whole file");
+}
