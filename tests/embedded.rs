@@ -515,6 +515,47 @@ def application(environ, start_response):
 }
 
 #[test]
+fn the_log_streams_take_what_common_code_gives_them() {
+    // `sys.stdout.reconfigure(...)` at import, bytes through `.buffer`, and a lone surrogate (a
+    // file name decoded with surrogateescape) all reach the log, as with C.
+    let app = r#"
+import io, sys
+sys.stdout.reconfigure(encoding="utf-8", line_buffering=True)
+def application(environ, start_response):
+    errors = environ["wsgi.errors"]
+    print("surrogate \udcff here", file=sys.stderr)
+    errors.write("wsgi.errors surrogate \udcfe\n")
+    sys.stdout.buffer.write("via buffer caf\u00e9\n".encode()[:-3])
+    sys.stdout.buffer.write("\u00e9\n".encode())
+    facts = [sys.stderr.errors, errors.errors, str(isinstance(errors, io.TextIOBase))]
+    start_response("200 OK", [])
+    return [" ".join(facts).encode()]
+"#;
+    let apache = Apache::start(
+        "log_stream_api",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let r = apache.get("/app");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "replace replace True".to_string()),
+        "{}",
+        apache.error_log()
+    );
+    let log = apache.wait_for_log("via buffer");
+    for line in [
+        "surrogate ? here",
+        "wsgi.errors surrogate ?",
+        // Apache escapes what is not ASCII: a UTF-8 character split across two writes is
+        // whole again.
+        "via buffer caf\\xc3\\xa9",
+    ] {
+        assert!(log.lines().any(|l| l.ends_with(line)), "{line} not in:\n{log}");
+    }
+}
+
+#[test]
 fn two_hundred_concurrent_requests_are_all_served() {
     let slow = r#"
 import time

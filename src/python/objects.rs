@@ -313,3 +313,17 @@ pub fn compile_module_source<'py>(
         Bound::from_owned_ptr_or_err(py, code)
     }
 }
+
+/// The text of `s` for a log line: a lone surrogate (from a file name decoded with
+/// `surrogateescape`, say), which UTF-8 cannot carry, becomes `?`, as C mod_wsgi logs it,
+/// rather than failing the write.
+pub fn log_text<'a>(s: &'a Bound<'_, pyo3::types::PyString>) -> PyResult<std::borrow::Cow<'a, str>> {
+    if let Ok(text) = s.to_str() {
+        return Ok(std::borrow::Cow::Borrowed(text));
+    }
+    let bytes = s.call_method1("encode", ("utf-8", "replace"))?;
+    let bytes = bytes.cast::<pyo3::types::PyBytes>()?;
+    Ok(std::borrow::Cow::Owned(
+        String::from_utf8_lossy(bytes.as_bytes()).into_owned(),
+    ))
+}

@@ -312,7 +312,7 @@ fn log_texts<'py>(
     // The texts are gathered first: an iterator given to writelines() runs Python code.
     let mut gathered = String::new();
     for text in texts {
-        gathered.push_str(text_arg(&text?)?.to_str()?);
+        gathered.push_str(&crate::python::objects::log_text(&text_arg(&text?)?)?);
     }
     emit_lines(py, log, &complete_lines(log, &gathered, false))?;
     none(py)

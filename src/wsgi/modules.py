@@ -16,24 +16,60 @@ def fill(mod_wsgi, apache, info, FileWrapper):
     apache.build_date = info["build_date"]
 
 
+import codecs as _codecs
 import io as _io
+
+
+class _LogBuffer(_io.BufferedIOBase):
+    """`sys.stdout.buffer`: bytes written here are decoded as UTF-8 (an invalid sequence as
+    U+FFFD) and logged as the text stream logs text."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._decoder = _codecs.getincrementaldecoder("utf-8")("replace")
+
+    @property
+    def name(self):
+        return self._stream.name
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        data = memoryview(data).cast("B")
+        self._stream.write(self._decoder.decode(data))
+        return len(data)
+
+    def flush(self):
+        self._stream.flush()
 
 
 class LogStream(_io.TextIOBase):
     """sys.stdout and sys.stderr: text written here goes to Apache's error log, one entry per
     line (attributed to the request the writing thread serves, if any)."""
 
-    encoding = "utf-8"
-    errors = "backslashreplace"
     line_buffering = True
 
     def __init__(self, raw, name):
         self._raw = raw
         self._name = name
+        self._encoding = "utf-8"
+        self._errors = "replace"
+        self.buffer = _LogBuffer(self)
 
     @property
     def name(self):
         return self._name
+
+    @property
+    def encoding(self):
+        return self._encoding
+
+    @property
+    def errors(self):
+        return self._errors
 
     def writable(self):
         return True
@@ -46,6 +82,18 @@ class LogStream(_io.TextIOBase):
     def flush(self):
         if not self.closed:
             self._raw.flush()
+
+    def reconfigure(self, *, encoding=None, errors=None, newline=None, line_buffering=None,
+                    write_through=None):
+        """As TextIOWrapper's: accepted so that the common `sys.stdout.reconfigure(...)` works.
+        The text reaches the error log as it is, whatever the encoding named."""
+        self.flush()
+        if encoding is not None:
+            _codecs.lookup(encoding)
+            self._encoding = encoding
+        if errors is not None:
+            _codecs.lookup_error(errors)
+            self._errors = errors
 
     def __repr__(self):
         return "<mod_wsgi.LogStream name=%r>" % self._name
@@ -61,7 +109,7 @@ def give_stream_api(cls, name):
     write/writelines/flush PEP 3333 asks for."""
     cls.name = name
     cls.encoding = "utf-8"
-    cls.errors = "backslashreplace"
+    cls.errors = "replace"
     cls.line_buffering = True
     cls.closed = False
     cls.mode = "w"
@@ -74,3 +122,4 @@ def give_stream_api(cls, name):
     cls.fileno = fileno
     cls.__enter__ = lambda self: self
     cls.__exit__ = lambda self, *exc: None
+    _io.TextIOBase.register(cls)

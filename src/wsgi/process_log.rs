@@ -113,12 +113,12 @@ handle_method!(
                     .unwrap_or_default()
             ))
         })?;
-        let s = text.to_str()?;
-        PENDING.with(|p| p.borrow_mut().push_str(s));
+        let s = crate::python::objects::log_text(text)?;
+        PENDING.with(|p| p.borrow_mut().push_str(&s));
         if s.contains('\n') {
             emit(py, false);
         }
-        Ok(s.chars().count().into_pyobject(py)?.into_any())
+        Ok(text.len()?.into_pyobject(py)?.into_any())
     }
 );
 
