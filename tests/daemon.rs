@@ -1022,6 +1022,43 @@ fn range_requests_for_file_wrapper_responses_get_206() {
 }
 
 #[test]
+fn a_group_takes_its_own_python_path_and_eggs_not_the_servers() {
+    // As C: WSGIPythonPath and WSGIPythonEggs are for Apache's own children; a daemon group has
+    // its python-path= and python-eggs=, or none.
+    let app = "import os, sys\n\
+               def application(environ, start_response):\n\
+               \x20   here = os.path.dirname(__file__)\n\
+               \x20   mine = [os.path.basename(p) for p in sys.path if p.startswith(here + '/')]\n\
+               \x20   eggs = os.environ.get('PYTHON_EGG_CACHE', '-').replace(here + '/', '')\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return [('%s %s' % (','.join(mine) or '-', eggs)).encode()]\n";
+    let apache = Apache::start(
+        "daemon_python_path",
+        &[("app.wsgi", app), ("a/x.py", ""), ("b/x.py", "")],
+        "WSGIPythonPath {dir}/a\n\
+         WSGIPythonEggs {dir}/server-eggs\n\
+         WSGIDaemonProcess own threads=2 python-path={dir}/b python-eggs={dir}/own-eggs\n\
+         WSGIDaemonProcess none threads=2\n\
+         WSGIScriptAlias /own {dir}/app.wsgi process-group=own\n\
+         WSGIScriptAlias /none {dir}/app.wsgi process-group=none\n\
+         WSGIScriptAlias /embedded {dir}/app.wsgi",
+    );
+    for (path, expected) in [
+        ("/own", "b own-eggs"),
+        ("/none", "- -"),
+        ("/embedded", "a server-eggs"),
+    ] {
+        let r = apache.get(path);
+        assert_eq!(
+            (r.status, r.text()),
+            (200, expected.to_string()),
+            "{path}\n{}",
+            apache.error_log()
+        );
+    }
+}
+
+#[test]
 fn home_is_the_daemon_users_home_directory() {
     // As C: not the HOME Apache's parent was started with (this test's own).
     let app = "import os\n\

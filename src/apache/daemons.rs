@@ -441,20 +441,18 @@ fn identity(
     }
 }
 
-/// Python settings of a group: the global ones, with the group's python-home, python-path,
-/// python-eggs and home (first on `sys.path`, as in C mod_wsgi).
+/// Python settings of a group: the global ones, with the group's python-home (else
+/// `WSGIPythonHome`), python-path and python-eggs (`WSGIPythonPath` and `WSGIPythonEggs` are
+/// for Apache's own children only, as in C mod_wsgi: one project's path must not reach another's
+/// group) and home (first on `sys.path`, as in C mod_wsgi).
 fn group_python(main: &ServerConfig, group: &DaemonProcess) -> PythonSettings {
     let o = &group.options;
     let mut settings = super::hooks::python_settings(main);
     if o.python_home.is_some() {
         settings.home = o.python_home.clone();
     }
-    if !o.python_path.is_empty() {
-        settings.path = o.python_path.clone();
-    }
-    if o.python_eggs.is_some() {
-        settings.eggs = o.python_eggs.clone();
-    }
+    settings.path = o.python_path.clone();
+    settings.eggs = o.python_eggs.clone();
     if let Some(home) = &o.home {
         settings.path.insert(0, home.clone());
     }
