@@ -1059,6 +1059,32 @@ fn a_group_takes_its_own_python_path_and_eggs_not_the_servers() {
 }
 
 #[test]
+fn locale_sets_every_category() {
+    // As C: setlocale(LC_ALL), so dates and numbers follow it too, not only the encoding.
+    let app = "import locale\n\
+               def application(environ, start_response):\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return [locale.setlocale(locale.LC_ALL, None).encode()]\n";
+    let apache = Apache::start(
+        "daemon_locale",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess site threads=2 locale=C.UTF-8\n\
+         WSGIDaemonProcess bad threads=2 locale=xx_YY.NOPE\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site\n\
+         WSGIScriptAlias /bad {dir}/app.wsgi process-group=bad",
+    );
+    assert_eq!(apache.get("/app").text(), "C.UTF-8");
+    assert_eq!(apache.get("/bad").status, 200);
+    let log = apache.wait_for_log("Unsupported locale setting");
+    assert!(
+        log.contains(
+            "Unsupported locale setting xx_YY.NOPE specified for daemon process group bad."
+        ),
+        "{log}"
+    );
+}
+
+#[test]
 fn home_is_the_daemon_users_home_directory() {
     // As C: not the HOME Apache's parent was started with (this test's own).
     let app = "import os\n\

@@ -115,6 +115,17 @@ pub fn become_user(who: &Identity) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets every locale category of this process to `locale`; false when it is not installed (or
+/// not a valid name), which leaves the locale as it was.
+pub fn set_locale(locale: &str) -> bool {
+    let Ok(name) = CString::new(locale) else {
+        return false;
+    };
+    // SAFETY: name is a NUL-terminated string alive across the call; the caller is the
+    // single-threaded supervisor, before any thread of its own or Python exists.
+    !unsafe { libc::setlocale(libc::LC_ALL, name.as_ptr()) }.is_null()
+}
+
 /// Asks the kernel to send `signal` to this process when its parent exits, and reports whether
 /// the parent is still `parent` (it may have gone before the request was made).
 pub fn die_with_parent(signal: i32, parent: i32) -> bool {

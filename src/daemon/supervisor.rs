@@ -151,6 +151,19 @@ fn prepare_process(plan: &GroupPlan) -> Result<(), String> {
     }
     if let Some(locale) = &o.locale {
         std::env::set_var("LC_ALL", locale);
+        // Every category, as C sets it (Python itself sets only LC_CTYPE from the environment),
+        // so that dates, numbers and collation follow it too.
+        if !process::set_locale(locale) {
+            plan.log(
+                Level::Error,
+                &format!(
+                    "mod_wsgi (pid={}): Unsupported locale setting {locale} specified for daemon \
+                     process group {}. Consider using 'C.UTF-8' as fallback setting.",
+                    std::process::id(),
+                    plan.name
+                ),
+            );
+        }
     }
     if !o.cpu_time_limit.is_zero() {
         let soft = o.cpu_time_limit.as_secs();
