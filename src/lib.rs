@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod md5;
 pub mod python;
 pub mod script;
+pub mod sha256;
 pub mod wsgi;
 
 #[cfg(not(test))]

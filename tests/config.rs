@@ -120,7 +120,10 @@ fn bad_arguments_are_refused_with_the_directive_named() {
     refused(
         "importdaemon",
         "WSGIImportScript /tmp/a.wsgi process-group=site application-group=%{GLOBAL}",
-        &["WSGIImportScript: no WSGIDaemonProcess named 'site' is defined"],
+        &[
+            "WSGIImportScript (line ",
+            "httpd.conf): no WSGIDaemonProcess named 'site' is defined",
+        ],
     );
     refused(
         "badgroup",

@@ -946,6 +946,11 @@ fn bad_daemon_configuration_fails_the_config_test() {
         let (ok, out) = common::config_test("daemon_badconf", extra);
         assert!(!ok, "{extra}: accepted");
         assert!(out.contains(expected), "{extra}: {out}");
+        // An error found once the whole file is read is said once, naming the line.
+        if out.contains("[wsgi:emerg]") {
+            assert_eq!(out.matches(expected).count(), 1, "{extra}: {out}");
+            assert!(out.contains(" (line "), "{extra}: {out}");
+        }
     }
 }
 

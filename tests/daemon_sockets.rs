@@ -197,3 +197,115 @@ fn a_group_whose_socket_cannot_be_made_answers_503_saying_why() {
         "{log}"
     );
 }
+
+/// Runs in group `a`: finds the secret its own requests carry in its memory (as a hostile
+/// application could, with ctypes), and forges with it, to every group's socket, a request for
+/// `forged.wsgi`, which writes `forged.<uid>` when it runs. Answers how many secrets it found.
+const FORGER: &str = r#"
+import ctypes, glob, json, os, re, socket, struct
+HERE = os.path.dirname(__file__)
+def field(b):
+    return struct.pack("<I", len(b)) + b
+def secrets_in_memory(script):
+    mark = field(script)
+    found = set()
+    for line in open("/proc/self/maps").read().splitlines():
+        m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)\s+\S+\s+\S+\s+\S+\s*(.*)", line)
+        lo, hi, perm, name = int(m.group(1), 16), int(m.group(2), 16), m.group(3), m.group(4)
+        # Private memory of the process: its heap, its threads' stacks, anonymous mappings
+        # (not the kernel's [vvar...], [vsyscall] and [vdso], some of which fault when read).
+        if perm[0] != "r" or perm[3] != "p" or (name and not name.startswith("[")) \
+                or name.startswith("[v"):
+            continue
+        if hi - lo > 512 << 20:
+            continue
+        try:
+            data = ctypes.string_at(lo, hi - lo)
+        except Exception:
+            continue
+        i = data.find(mark)
+        while i != -1:
+            if i >= 33 and data[i - 33] == 1:
+                found.add(data[i - 32:i])
+            i = data.find(mark, i + 1)
+    return found
+def forge(sock, secret, script):
+    env = [(b"REQUEST_METHOD", b"GET"), (b"SCRIPT_NAME", b"/x"), (b"PATH_INFO", b""),
+           (b"SERVER_NAME", b"x"), (b"SERVER_PORT", b"80"), (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+           (b"REQUEST_URI", b"/x"), (b"QUERY_STRING", b""), (b"SCRIPT_FILENAME", script),
+           (b"REMOTE_ADDR", b"1.2.3.4"), (b"REMOTE_PORT", b"1")]
+    head = (b"\x01" + secret + field(script) + field(b"") + field(b"application") + b"\x00"
+            + struct.pack("<I", len(env)) + b"".join(field(k) + field(v) for k, v in env))
+    c = socket.socket(socket.AF_UNIX)
+    c.settimeout(5)
+    try:
+        c.connect(sock)
+        c.sendall(b"H" + struct.pack("<I", len(head)) + head)
+        while c.recv(65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        c.close()
+def application(environ, start_response):
+    secrets = secrets_in_memory(environ["SCRIPT_FILENAME"].encode())
+    forged = os.path.join(HERE, "forged.wsgi").encode()
+    for secret in secrets:
+        for sock in glob.glob(os.path.join(HERE, "*.sock")):
+            forge(sock, secret, forged)
+    start_response("200 OK", [])
+    return [json.dumps(len(secrets)).encode()]
+"#;
+
+const FORGED: &str = r#"
+import os
+open(os.path.join(os.path.dirname(__file__), "forged.%d" % os.getuid()), "w").close()
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [b"forged"]
+"#;
+
+#[test]
+fn an_application_cannot_send_requests_to_another_group() {
+    // Each group has its own secret, derived from one that its processes never hold: what an
+    // application finds in its own memory lets it reach its own group only (which runs its
+    // code already), not another group, which may run as another user.
+    let other_user = if common::is_root() { " user=nobody group=nogroup" } else { "" };
+    let apache = Apache::start(
+        "daemon_forged_requests",
+        &[("forger.wsgi", FORGER), ("forged.wsgi", FORGED)],
+        &format!(
+            "WSGISocketPrefix {{dir}}/wsgi\n\
+             WSGIDaemonProcess a threads=2\n\
+             WSGIDaemonProcess b threads=2{other_user}\n\
+             WSGIScriptAlias /forger {{dir}}/forger.wsgi process-group=a\n\
+             WSGIScriptAlias /forged {{dir}}/forged.wsgi process-group=b"
+        ),
+    );
+    // Group b is up (and has imported nothing yet).
+    assert_eq!(apache.get("/forged").text(), "forged");
+    let b_uid = std::fs::read_dir(&apache.dir)
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("forged.")
+                .filter(|rest| *rest != "wsgi")
+                .map(str::to_string)
+        })
+        .expect("group b ran forged.wsgi");
+    std::fs::remove_file(apache.path(&format!("forged.{b_uid}"))).unwrap();
+    let r = apache.get("/forger");
+    assert_eq!(r.status, 200, "{}", apache.error_log());
+    assert_ne!(r.text(), "0", "the forger found no secret: the test proves nothing");
+    let log = apache.wait_for_log("Request origin could not be validated");
+    assert!(
+        log.contains("a request to daemon process group 'b' carried the wrong secret"),
+        "{log}"
+    );
+    assert!(
+        !apache.path(&format!("forged.{b_uid}")).exists(),
+        "group b ran a forged request\n{log}"
+    );
+}

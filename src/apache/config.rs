@@ -130,7 +130,23 @@ pub(crate) unsafe extern "C" fn handle_directive(
                     let conf = unsafe {
                         &mut *(module_slot((*cmd_ref.server).module_config) as *mut ServerConfig)
                     };
+                    let counts = (
+                        conf.aliases.len(),
+                        conf.import_scripts.len(),
+                        conf.daemon_groups.len(),
+                    );
                     apply(conf, name, args)?;
+                    // SAFETY: cmd is live; its directive (if any) and file name are httpd's.
+                    let at = unsafe { directive_location(cmd_ref) };
+                    if conf.aliases.len() > counts.0 {
+                        conf.aliases.last_mut().unwrap().defined_at = at.clone();
+                    }
+                    for import in &mut conf.import_scripts[counts.1..] {
+                        import.defined_at = at.clone();
+                    }
+                    if conf.daemon_groups.len() > counts.2 {
+                        conf.daemon_groups.last_mut().unwrap().defined_at = at;
+                    }
                     if let Some(alias) = conf.aliases.last_mut() {
                         if let (AliasPattern::Regex(re), None) = (&alias.pattern, alias.regex) {
                             // SAFETY: cmd->pool is the config pool, alive as long as the alias.
@@ -152,6 +168,25 @@ pub(crate) unsafe extern "C" fn handle_directive(
             Err(msg) => unsafe { pstrdup(cmd_ref.pool, msg.as_bytes()) },
         }
     })
+}
+
+/// `line N of FILE` for the directive being read, as httpd names places in its messages.
+///
+/// # Safety
+/// `cmd` must be the live cmd_parms of a directive handler call.
+unsafe fn directive_location(cmd: &ap::cmd_parms) -> Option<String> {
+    // SAFETY: caller's contract; the directive and its file name are httpd's, NUL-terminated.
+    unsafe {
+        let d = cmd.directive;
+        if d.is_null() || (*d).filename.is_null() {
+            return None;
+        }
+        Some(format!(
+            "line {} of {}",
+            (*d).line_num,
+            String::from_utf8_lossy(c_bytes((*d).filename))
+        ))
+    }
 }
 
 /// Compiles a `WSGIScriptAliasMatch` pattern with httpd's regex engine into the config pool.

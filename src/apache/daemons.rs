@@ -46,7 +46,6 @@ pub struct Route {
 }
 
 static ROUTES: Mutex<Vec<Route>> = Mutex::new(Vec::new());
-static TOKEN: Mutex<Token> = Mutex::new([0; 32]);
 
 fn routes() -> MutexGuard<'static, Vec<Route>> {
     ROUTES.lock().unwrap_or_else(|p| p.into_inner())
@@ -73,9 +72,9 @@ pub fn why_not_started(name: &str) -> Option<String> {
         .map(|(_, why)| why.clone())
 }
 
-/// The secret requests carry to the daemons.
-pub fn token() -> Token {
-    *TOKEN.lock().unwrap_or_else(|p| p.into_inner())
+/// The secret requests to group `name` carry (derived in an Apache child; see secret.rs).
+pub fn token_for(name: &str) -> Token {
+    super::secret::cached_group_token(name).unwrap_or([0; 32])
 }
 
 /// Every group of the configuration with the server it was defined in.
@@ -112,8 +111,9 @@ pub(super) unsafe fn check_configuration(s: *mut ap::server_rec) -> Result<(), S
     for (i, (_, g)) in groups.iter().enumerate() {
         if groups[..i].iter().any(|(_, other)| other.name == g.name) {
             return Err(format!(
-                "WSGIDaemonProcess: a daemon process group named '{}' is defined twice \
+                "WSGIDaemonProcess{}: a daemon process group named '{}' is defined twice \
                  (names are shared by all virtual hosts)",
+                place(&g.defined_at),
                 g.name
             ));
         }
@@ -125,24 +125,25 @@ pub(super) unsafe fn check_configuration(s: *mut ap::server_rec) -> Result<(), S
         let wanted = conf
             .import_scripts
             .iter()
-            .map(|i| ("WSGIImportScript", i.process_group.clone()))
+            .map(|i| ("WSGIImportScript", i.clone()))
             .chain(conf.aliases.iter().filter_map(|a| {
-                crate::config::ImportScript::from_alias(a)
-                    .map(|i| ("WSGIScriptAlias", i.process_group))
+                crate::config::ImportScript::from_alias(a).map(|i| ("WSGIScriptAlias", i))
             }));
-        for (directive, name) in wanted {
+        for (directive, import) in wanted {
+            let name = &import.process_group;
             if name.is_empty() {
                 continue;
             }
-            let Some((home, _)) = groups.iter().find(|(_, g)| g.name == name) else {
+            let at = place(&import.defined_at);
+            let Some((home, _)) = groups.iter().find(|(_, g)| &g.name == name) else {
                 return Err(format!(
-                    "{directive}: no WSGIDaemonProcess named '{name}' is defined"
+                    "{directive}{at}: no WSGIDaemonProcess named '{name}' is defined"
                 ));
             };
             // SAFETY: both are servers of the list.
             if !unsafe { reachable_from(*home, server, s) } {
                 return Err(format!(
-                    "{directive}: the daemon process group '{name}' is defined in another \
+                    "{directive}{at}: the daemon process group '{name}' is defined in another \
                      virtual host and cannot be used here"
                 ));
             }
@@ -151,6 +152,14 @@ pub(super) unsafe fn check_configuration(s: *mut ap::server_rec) -> Result<(), S
         server = unsafe { (*server).next };
     }
     Ok(())
+}
+
+/// ` (line N of FILE)`, or nothing when the place is not known.
+fn place(defined_at: &Option<String>) -> String {
+    defined_at
+        .as_ref()
+        .map(|at| format!(" ({at})"))
+        .unwrap_or_default()
 }
 
 /// Whether a group defined in `home` serves requests of `server`: groups of the main server
@@ -184,31 +193,6 @@ unsafe fn hostname(s: *const ap::server_rec) -> Option<Vec<u8>> {
 pub unsafe fn may_use(route: &Route, s: *const ap::server_rec) -> bool {
     // SAFETY: caller's contract.
     route.defined_in.is_none() || unsafe { hostname(s) } == route.defined_in
-}
-
-/// The secret, kept in the process pool so it stays the same across restarts: children of an
-/// old generation still talk to the new generation's daemons during a graceful restart.
-///
-/// # Safety
-/// `process_pool` must be httpd's process pool.
-unsafe fn persistent_token(process_pool: *mut ap::apr_pool_t) -> Token {
-    const KEY: &std::ffi::CStr = c"mod_wsgi_rs.daemon_token";
-    // SAFETY: the userdata is 32 bytes userdata_once allocated in the same (never cleared)
-    // pool; getrandom writes at most 32 bytes into it.
-    unsafe {
-        let data = super::pool::userdata_once(process_pool, KEY, 32, |bytes| {
-            let mut filled = 0usize;
-            while filled < 32 {
-                let n = libc::getrandom(bytes.add(filled).cast(), 32 - filled, 0);
-                if n > 0 {
-                    filled += n as usize;
-                }
-            }
-        });
-        let mut token = [0u8; 32];
-        ptr::copy_nonoverlapping(data.cast::<u8>(), token.as_mut_ptr(), 32);
-        token
-    }
 }
 
 /// The main server, for log lines of the parent that have no server at hand: with a null server
@@ -250,8 +234,7 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
         return;
     }
     // SAFETY: s is live; its process_rec holds httpd's process pool.
-    let token = unsafe { persistent_token((*(*s).process).pool) };
-    *TOKEN.lock().unwrap_or_else(|p| p.into_inner()) = token;
+    unsafe { super::secret::load_master((*(*s).process).pool) };
     // SAFETY: s is the main server, whose config this module built.
     let main_conf = unsafe { server_config(s) };
     // SAFETY: ap_unixd_config is filled by the User/Group directives before post_config.
@@ -354,7 +337,8 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
                 working_directory,
                 listener,
                 socket_path: socket,
-                token,
+                // Derived by the forked supervisor itself (forget_inherited).
+                token: [0; 32],
                 io_timeout,
                 // SAFETY: geteuid has no preconditions.
                 allowed_peers: vec![apache_uid, unsafe { libc::geteuid() }],
@@ -364,7 +348,7 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
                 server_info: info,
                 apache_pid: apache_pid as i32,
                 log: process_server_log,
-                close_inherited,
+                forget_inherited,
                 set_title,
             },
             *home,
@@ -652,13 +636,16 @@ pub(super) fn close_listeners_in_child() {
 }
 
 /// After forking a supervisor: close Apache's listening sockets and the other groups' sockets.
-fn close_inherited(keep: RawFd) {
+fn forget_inherited(keep: RawFd, group: &str) -> Token {
     // SAFETY: closes the listeners httpd opened in this (forked) process; nothing here accepts.
     unsafe { ap::ap_close_listeners() };
     for r in routes().iter().filter(|r| r.listener != keep) {
         // SAFETY: an inherited descriptor this process does not use.
         unsafe { libc::close(r.listener) };
     }
+    let token = super::secret::group_token(group).unwrap_or([0; 32]);
+    super::secret::forget_master();
+    token
 }
 
 /// `display-name`: what `ps` shows for a daemon process.

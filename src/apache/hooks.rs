@@ -128,10 +128,8 @@ unsafe extern "C" fn check_config(
         match unsafe { super::daemons::check_configuration(s) } {
             Ok(()) => OK,
             Err(msg) => {
+                // Before the logs are opened this goes to stderr, where `apache2 -t` shows it.
                 server_log(s, ap::APLOG_EMERG, &msg);
-                // httpd prints nothing more for a failed check_config; say it on stderr too,
-                // where `apache2 -t` shows it.
-                eprintln!("{msg}");
                 ap::HTTP_INTERNAL_SERVER_ERROR as c_int
             }
         }

@@ -15,3 +15,4 @@ pub mod pool;
 mod preload;
 pub mod request;
 pub mod scoreboard;
+pub mod secret;

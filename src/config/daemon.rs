@@ -87,6 +87,8 @@ pub const MIN_SOCKET_BUFFER_SIZE: u32 = 512;
 pub struct DaemonProcess {
     pub name: String,
     pub options: DaemonOptions,
+    /// Where the configuration defines it (`line N of FILE`), for errors found later.
+    pub defined_at: Option<String>,
 }
 
 /// The settings of a daemon process group. Timeouts are whole seconds in the configuration;
@@ -231,6 +233,7 @@ impl DaemonProcess {
         Ok(DaemonProcess {
             name,
             options: parsed,
+            defined_at: None,
         })
     }
 }

@@ -15,6 +15,8 @@ pub struct ImportScript {
     pub process_group: String,
     /// The interpreter it is imported into: '' is the main one (`%{GLOBAL}`).
     pub application_group: String,
+    /// Where the configuration says so (`line N of FILE`), for errors found later.
+    pub defined_at: Option<String>,
 }
 
 impl ImportScript {
@@ -62,6 +64,7 @@ impl ImportScript {
             script: script.clone(),
             process_group,
             application_group,
+            defined_at: None,
         })
     }
 
@@ -84,6 +87,7 @@ impl ImportScript {
             script: alias.target.clone(),
             process_group,
             application_group: literal(application_group)?,
+            defined_at: alias.defined_at.clone(),
         })
     }
 }
@@ -148,7 +152,8 @@ mod tests {
             ImportScript {
                 script: "/srv/app.wsgi".into(),
                 process_group: String::new(),
-                application_group: "site".into()
+                application_group: "site".into(),
+                defined_at: None,
             }
         );
         let e = ImportScript::parse(D, "/srv/app.wsgi application-group=site").unwrap_err();
@@ -211,7 +216,8 @@ mod tests {
             Some(ImportScript {
                 script: "/srv/app.wsgi".into(),
                 process_group: String::new(),
-                application_group: "site".into()
+                application_group: "site".into(),
+                defined_at: None,
             })
         );
         let a = alias(

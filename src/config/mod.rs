@@ -287,6 +287,7 @@ mod tests {
             target: "/x.wsgi".into(),
             options: Default::default(),
             regex: None,
+            defined_at: None,
         };
         let base = ServerConfig {
             aliases: vec![alias("/main")],

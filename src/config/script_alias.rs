@@ -22,6 +22,8 @@ pub struct ScriptAlias {
     pub options: AliasOptions,
     /// The compiled form of a `Regex` pattern, owned by the Apache layer (httpd's config pool).
     pub regex: Option<RegexHandle>,
+    /// Where the configuration says so (`line N of FILE`), for errors found later.
+    pub defined_at: Option<String>,
 }
 
 /// An opaque reference to a regular expression compiled by the Apache layer.
@@ -57,6 +59,7 @@ impl ScriptAlias {
             target: words[1].clone(),
             options,
             regex: None,
+            defined_at: None,
         })
     }
 }

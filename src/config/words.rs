@@ -80,13 +80,16 @@ pub fn next_option<'a>(
     Ok(Some((key, value, rest)))
 }
 
+/// `key=value` options, in the order given.
+pub type Options = Vec<(String, String)>;
+
 /// The arguments of a directive that takes `positional` words (fewer if the line ends first)
 /// and then `key=value` options.
 pub fn words_and_options(
     directive: &str,
     line: &str,
     positional: usize,
-) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+) -> Result<(Vec<String>, Options), String> {
     let mut words = Vec::new();
     let mut rest = line;
     while words.len() < positional && !rest.trim_start_matches(is_conf_space).is_empty() {

@@ -33,6 +33,8 @@ pub struct GroupPlan {
     /// The listening socket, created by Apache's parent and inherited.
     pub listener: RawFd,
     pub socket_path: PathBuf,
+    /// The group's secret, which requests must carry. Apache's parent does not derive it: the
+    /// forked supervisor gets it from `forget_inherited`.
     pub token: Token,
     /// The longest wait for a read or write on a connection (socket-timeout, else Apache's
     /// `Timeout`).
@@ -47,9 +49,11 @@ pub struct GroupPlan {
     pub apache_pid: i32,
     /// Writes one line to Apache's error log (the main server's, or the defining virtual host's).
     pub log: fn(Level, &str),
-    /// Closes what the forked process inherited from Apache's parent and must not keep (Apache's
-    /// listening sockets, other groups' sockets).
-    pub close_inherited: fn(keep: RawFd),
+    /// In the forked supervisor, before anything else: closes what it inherited from Apache's
+    /// parent and must not keep (Apache's listening sockets, other groups' sockets, all but
+    /// `keep`), wipes the secret other groups' tokens derive from, and returns the token of the
+    /// group named.
+    pub forget_inherited: fn(keep: RawFd, group: &str) -> Token,
     /// Rewrites the process's command line for `display-name`.
     pub set_title: fn(&str),
 }

@@ -29,9 +29,9 @@ struct Slot {
 }
 
 /// The supervisor's whole life, in the forked process; never returns.
-pub fn run(plan: GroupPlan) -> ! {
+pub fn run(mut plan: GroupPlan) -> ! {
     let name = plan.name.clone();
-    (plan.close_inherited)(plan.listener);
+    plan.token = (plan.forget_inherited)(plan.listener, &name);
     process::set_thread_name(&format!("wsgi-sv:{name}"));
     if let Err(e) = prepare_process(&plan) {
         plan.log(

@@ -11,7 +11,7 @@ use std::io::{self, IoSlice};
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -117,18 +117,19 @@ pub fn bind_listener(
     receive_buffer: u32,
 ) -> io::Result<OwnedFd> {
     sockaddr(path)?;
-    refuse_non_socket(path)?;
-    // A path so long that the suffix does not fit is made in place (as the only way left).
-    let mut staging = path.as_os_str().to_owned();
-    staging.push(".new");
-    let staging = std::path::PathBuf::from(staging);
+    // The socket is made under an unpredictable name, then renamed over whatever is at `path`
+    // (as C mod_wsgi, which removes it): a local user who can write to the socket directory
+    // cannot keep the group from starting by planting a file or a symbolic link where the
+    // socket goes. A directory there is an error. Socket paths always end `.PID.N.sock`, so no
+    // file of anyone's is replaced by mistake.
+    let staging = staging_path(path);
     let staging = if sockaddr(&staging).is_ok() {
         staging
     } else {
-        remove_stale_socket(path)?;
+        // A path so long that the suffix does not fit is made in place (as the only way left).
+        remove_entry(path)?;
         path.to_owned()
     };
-    remove_stale_socket(&staging)?;
     let sock = listen_at(&staging, backlog, owner, send_buffer, receive_buffer);
     let sock = sock.and_then(|sock| {
         if staging != path {
@@ -141,37 +142,46 @@ pub fn bind_listener(
         }
         Ok(sock)
     });
-    if sock.is_err() {
+    if sock.is_err() && staging != path {
         let _ = std::fs::remove_file(&staging);
     }
     sock
 }
 
-/// An error when something other than a socket (or nothing) is at `path`: we never replace it.
-fn refuse_non_socket(path: &Path) -> io::Result<()> {
+/// `path` with a random suffix: where a new socket is made before it replaces `path`.
+fn staging_path(path: &Path) -> std::path::PathBuf {
+    let mut random = [0u8; 8];
+    // SAFETY: getrandom writes at most random.len() bytes into it.
+    let n = unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) };
+    if n != random.len() as isize {
+        random = (std::process::id() as u64 ^ now_nanos()).to_le_bytes();
+    }
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(format!(".{}.new", u64::from_le_bytes(random)));
+    std::path::PathBuf::from(staging)
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Removes what is at `path` (not following a symbolic link), unless it is a directory.
+fn remove_entry(path: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => Ok(()),
-        Ok(_) => Err(io::Error::new(
+        Ok(meta) if meta.is_dir() => Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            format!("{:?} exists and is not a socket; not replacing it", path),
+            format!("{:?} is a directory, where the socket should be", path),
         )),
+        Ok(_) => std::fs::remove_file(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot remove {:?}: {}", path, e))
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io::Error::new(
             e.kind(),
             format!("cannot inspect socket path {:?}: {}", path, e),
         )),
-    }
-}
-
-/// Removes a socket file left at `path` by an earlier run, so `path` can be bound again.
-fn remove_stale_socket(path: &Path) -> io::Result<()> {
-    refuse_non_socket(path)?;
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io::Error::new(
-            e.kind(),
-            format!("cannot remove stale socket {:?}: {}", path, e),
-        )),
-        _ => Ok(()),
     }
 }
 
@@ -652,6 +662,7 @@ pub fn is_retryable(err: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
     use crate::daemon::test_util::TempDir;
     use std::os::unix::net::UnixStream;
 
@@ -893,17 +904,30 @@ mod tests {
     }
 
     #[test]
-    fn non_socket_file_is_refused() {
-        let dir = TempDir::new("file");
+    fn what_squats_at_the_socket_path_is_replaced_but_a_directory() {
+        let dir = TempDir::new("squat");
         let path = dir.0.join("s.sock");
-        std::fs::write(&path, b"precious").unwrap();
-        let err = bind_listener(&path, 1, None, 0, 0).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+        let elsewhere = dir.0.join("elsewhere");
+        std::fs::write(&elsewhere, b"kept").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let l = bind_listener(&path, 1, None, 0, 0).unwrap();
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_socket());
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"kept", "the link is not followed");
+        drop(l);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"planted").unwrap();
+        drop(bind_listener(&path, 1, None, 0, 0).unwrap());
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
-        assert!(bind_listener(&path, 1, None, 0, 0).is_err());
+        let err = bind_listener(&path, 1, None, 0, 0).unwrap_err();
+        assert!(err.to_string().contains("s.sock"), "{err}");
         assert!(path.is_dir());
+        // Nothing is left behind by the failed attempt.
+        let left: Vec<_> = std::fs::read_dir(&dir.0).unwrap().flatten().collect();
+        assert_eq!(left.len(), 2, "{left:?}");
     }
 
     #[test]
