@@ -351,6 +351,7 @@ unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_
         if running {
             super::preload::import_configured_scripts(s, &imports);
         }
+        crate::daemon::process::release_start_up_memory();
     })
 }
 

@@ -295,6 +295,14 @@ pub fn set_umask(mask: u32) {
     unsafe { libc::umask(mask as libc::mode_t) };
 }
 
+/// Gives back to the kernel the pages start-up freed (Python compiling and importing allocates
+/// and frees much), which glibc otherwise keeps where they lie in the heap; a process that then
+/// idles holds only what it uses. Once, after start-up, so no request pays for it.
+pub fn release_start_up_memory() {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// Lets the malloc arenas of the serving threads keep memory freed at the end of a request for
 /// the next one. glibc hands the free top of an arena back to the kernel once it passes its trim
 /// threshold, 128 KiB until the process has freed a block large enough to have had its own

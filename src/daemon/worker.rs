@@ -169,6 +169,7 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
     for import in &plan.imports {
         super::serve::import_at_start(&plan, import);
     }
+    process::release_start_up_memory();
     // Only now: what start-up allocated and freed has been given back already.
     process::keep_freed_heap_memory();
     let threads: Vec<_> = (0..plan.options.threads)

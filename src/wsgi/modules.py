@@ -26,7 +26,7 @@ class _LogBuffer(_io.BufferedIOBase):
 
     def __init__(self, stream):
         self._stream = stream
-        self._decoder = _codecs.getincrementaldecoder("utf-8")("replace")
+        self._decoder = None
 
     @property
     def name(self):
@@ -39,6 +39,8 @@ class _LogBuffer(_io.BufferedIOBase):
         if self.closed:
             raise ValueError("I/O operation on closed file.")
         data = memoryview(data).cast("B")
+        if self._decoder is None:
+            self._decoder = _codecs.getincrementaldecoder("utf-8")("replace")
         self._stream.write(self._decoder.decode(data))
         return len(data)
 
@@ -57,11 +59,18 @@ class LogStream(_io.TextIOBase):
         self._name = name
         self._encoding = "utf-8"
         self._errors = "replace"
-        self.buffer = _LogBuffer(self)
+        self._buffer = None
 
     @property
     def name(self):
         return self._name
+
+    @property
+    def buffer(self):
+        # Made when first asked for: most applications never do.
+        if self._buffer is None:
+            self._buffer = _LogBuffer(self)
+        return self._buffer
 
     @property
     def encoding(self):
