@@ -1090,6 +1090,34 @@ fn locale_sets_every_category() {
 }
 
 #[test]
+fn a_write_past_the_file_size_limit_is_an_error_not_a_killed_process() {
+    let app = "import errno, os, resource\n\
+               def application(environ, start_response):\n\
+               \x20   soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)\n\
+               \x20   resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))\n\
+               \x20   path = os.path.join(os.path.dirname(__file__), 'big.out')\n\
+               \x20   try:\n\
+               \x20       with open(path, 'wb', buffering=0) as f:\n\
+               \x20           f.write(b'x' * 2000)\n\
+               \x20           f.write(b'x' * 2000)\n\
+               \x20       outcome = 'written'\n\
+               \x20   except OSError as e:\n\
+               \x20       outcome = errno.errorcode[e.errno]\n\
+               \x20   finally:\n\
+               \x20       resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return [outcome.encode()]\n";
+    let apache = Apache::start(
+        "daemon_fsize",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
+    );
+    let r = apache.get("/app");
+    assert_eq!((r.status, r.text()), (200, "EFBIG".to_string()), "{}", apache.error_log());
+}
+
+#[test]
 fn home_is_the_daemon_users_home_directory() {
     // As C: not the HOME Apache's parent was started with (this test's own).
     let app = "import os\n\

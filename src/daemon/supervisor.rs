@@ -177,6 +177,9 @@ fn prepare_process(plan: &GroupPlan) -> Result<(), String> {
         process::set_limit(libc::RLIMIT_AS, bytes, bytes).map_err(|e| e.to_string())?;
     }
     process::ignore(libc::SIGPIPE);
+    // As in Apache's own processes (and C's daemons): a write past RLIMIT_FSIZE fails with
+    // EFBIG, which the application sees as an OSError, instead of killing the process.
+    process::ignore(libc::SIGXFSZ);
     for sig in [
         libc::SIGTERM,
         libc::SIGINT,
