@@ -640,6 +640,13 @@ def application(environ, start_response):
     );
     let dir = apache.dir.display().to_string();
     assert_eq!(apache.get("/app").text(), format!("mylib pth {dir}/lib"));
+    // C's info line for each directory.
+    let log = apache.error_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(":info]") && l.ends_with(&format!("Adding '{dir}/lib' to path."))),
+        "{log}"
+    );
 }
 
 #[test]
