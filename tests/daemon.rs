@@ -974,14 +974,19 @@ class Flood:
             f.write("closed after %d blocks" % self.sent)
 "#;
 
-#[test]
-fn head_and_not_modified_answers_may_declare_a_length_they_do_not_send() {
-    let apache = Apache::start(
-        "daemon_bodyless",
-        &[("app.wsgi", common::apps::BODYLESS_ANSWERS)],
+/// Apache with one daemon group `site` (two threads) serving `app` at `/app`.
+fn one_group(name: &str, app: &str) -> Apache {
+    Apache::start(
+        name,
+        &[("app.wsgi", app)],
         "WSGIDaemonProcess site threads=2\n\
          WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
-    );
+    )
+}
+
+#[test]
+fn head_and_not_modified_answers_may_declare_a_length_they_do_not_send() {
+    let apache = one_group("daemon_bodyless", common::apps::BODYLESS_ANSWERS);
     common::apps::assert_bodyless_answers_pass(&apache, "/app");
 }
 
@@ -999,12 +1004,7 @@ fn what_close_logs_after_the_response_reaches_the_error_log() {
                def application(environ, start_response):\n\
                \x20   start_response('200 OK', [('Content-Length', '2')])\n\
                \x20   return Body()\n";
-    let apache = Apache::start(
-        "daemon_close_log",
-        &[("app.wsgi", app)],
-        "WSGIDaemonProcess site threads=2\n\
-         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
-    );
+    let apache = one_group("daemon_close_log", app);
     assert_eq!(apache.get("/app").text(), "ok");
     let log = apache.wait_for_log("RuntimeError: raised from close()");
     let printed = log
@@ -1107,12 +1107,7 @@ fn a_write_past_the_file_size_limit_is_an_error_not_a_killed_process() {
                \x20       resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))\n\
                \x20   start_response('200 OK', [])\n\
                \x20   return [outcome.encode()]\n";
-    let apache = Apache::start(
-        "daemon_fsize",
-        &[("app.wsgi", app)],
-        "WSGIDaemonProcess site threads=2\n\
-         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
-    );
+    let apache = one_group("daemon_fsize", app);
     let r = apache.get("/app");
     assert_eq!((r.status, r.text()), (200, "EFBIG".to_string()), "{}", apache.error_log());
 }
