@@ -1113,6 +1113,57 @@ fn a_write_past_the_file_size_limit_is_an_error_not_a_killed_process() {
 }
 
 #[test]
+fn a_process_that_dies_after_serving_is_replaced_at_once_however_soon() {
+    // Dying within 2 s of starting counts as failing to start (replacements are then held
+    // back, up to 20 s) only for a process that never got as far as serving.
+    let app = "import os, signal, threading\n\
+               class Body:\n\
+               \x20   def __iter__(self):\n\
+               \x20       return iter([b'%d' % os.getpid()])\n\
+               \x20   def close(self):\n\
+               \x20       threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGKILL)).start()\n\
+               def application(environ, start_response):\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return Body()\n";
+    let apache = Apache::start(
+        "daemon_quick_deaths",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess site processes=1 threads=2\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
+    );
+    let started = Instant::now();
+    let mut pids = std::collections::HashSet::new();
+    for _ in 0..8 {
+        let r = apache.get("/app");
+        assert_eq!(r.status, 200, "{}", apache.error_log());
+        pids.insert(r.text());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let took = started.elapsed();
+    assert_eq!(pids.len(), 8, "each request had a new process");
+    // Held back as failing starts, the last five would have waited 0.25 + 0.5 + … + 4 s.
+    assert!(took < Duration::from_secs(6), "took {took:?}\n{}", apache.error_log());
+    assert!(!apache.error_log().contains("failed as it started"));
+}
+
+#[test]
+fn a_process_that_keeps_dying_as_it_starts_is_replaced_after_a_growing_pause() {
+    let apache = Apache::start(
+        "daemon_start_failures",
+        &[("dies.wsgi", "import os\nos._exit(3)\n")],
+        "WSGIDaemonProcess site processes=1 threads=2\n\
+         WSGIImportScript {dir}/dies.wsgi process-group=site application-group=%{GLOBAL}",
+    );
+    let log = apache.wait_for_log("failed as it started 4 times in a row");
+    for line in [
+        "failed as it started 3 times in a row: starting its replacement in 0.25 seconds.",
+        "failed as it started 4 times in a row: starting its replacement in 0.5 seconds.",
+    ] {
+        assert!(log.contains(line), "{line} not in:\n{log}");
+    }
+}
+
+#[test]
 fn home_is_the_daemon_users_home_directory() {
     // As C: not the HOME Apache's parent was started with (this test's own).
     let app = "import os\n\

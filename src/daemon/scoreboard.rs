@@ -1,6 +1,7 @@
 //! Which requests a daemon process is serving, in memory its supervisor shares: when the process
 //! dies, the supervisor's log line names the requests it took with it next to its pid and the
-//! signal or exit code.
+//! signal or exit code. It also records whether the process got as far as serving: one that dies
+//! after that is replaced at once, however soon, not held back as a process failing to start.
 
 use std::io;
 
@@ -21,7 +22,8 @@ unsafe impl Sync for Scoreboard {}
 impl Scoreboard {
     /// Shared memory for `slots` threads, inherited by the processes forked afterwards.
     pub fn new(slots: usize) -> io::Result<Scoreboard> {
-        let len = (slots.max(1)) * SLOT;
+        // One slot more, whose first byte says the process is serving.
+        let len = (slots.max(1) + 1) * SLOT;
         // SAFETY: an anonymous shared mapping of `len` bytes; checked for failure below.
         let base = unsafe {
             libc::mmap(
@@ -61,6 +63,22 @@ impl Scoreboard {
         self.set(slot, b"");
     }
 
+    fn ready_flag(&self) -> &std::sync::atomic::AtomicU8 {
+        // SAFETY: the byte after the threads' slots is inside the mapping (see new), and only
+        // ever used as an atomic.
+        unsafe { &*(self.base.add(self.slots * SLOT) as *const std::sync::atomic::AtomicU8) }
+    }
+
+    /// Records that the process has started and is serving.
+    pub fn mark_ready(&self) {
+        self.ready_flag().store(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the process that used the board got as far as serving; cleared for the next.
+    pub fn take_ready(&self) -> bool {
+        self.ready_flag().swap(0, std::sync::atomic::Ordering::AcqRel) != 0
+    }
+
     /// The requests being served, as recorded; all slots are cleared.
     pub fn take(&self) -> Vec<String> {
         (0..self.slots)
@@ -81,7 +99,7 @@ impl Scoreboard {
 impl Drop for Scoreboard {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the mapping made in new().
-        unsafe { libc::munmap(self.base.cast(), self.slots * SLOT) };
+        unsafe { libc::munmap(self.base.cast(), (self.slots + 1) * SLOT) };
     }
 }
 
@@ -108,6 +126,21 @@ mod tests {
             }
         }
         assert_eq!(board.take(), ["from-the-child"]);
+        assert!(!board.take_ready());
+        match unsafe { libc::fork() } {
+            0 => {
+                board.mark_ready();
+                // SAFETY: ends the forked test process without running the harness.
+                unsafe { libc::_exit(0) };
+            }
+            pid => {
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+            }
+        }
+        assert!(board.take_ready());
+        assert!(!board.take_ready(), "cleared for the next process");
         assert!(board.take().is_empty());
         board.set(1, &[b'x'; 100]);
         assert_eq!(board.take(), ["x".repeat(63)]);

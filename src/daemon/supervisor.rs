@@ -237,7 +237,9 @@ fn note_death(plan: &GroupPlan, slot: &mut Slot, pid: i32, ended: Ended) {
             ),
         );
     } else {
-        slot.failures = if lived < QUICK_DEATH {
+        // A process that got as far as serving did not fail to start, however soon it died.
+        let served = slot.board.as_ref().is_some_and(|b| b.take_ready());
+        slot.failures = if lived < QUICK_DEATH && !served {
             slot.failures + 1
         } else {
             0
@@ -248,11 +250,22 @@ fn note_death(plan: &GroupPlan, slot: &mut Slot, pid: i32, ended: Ended) {
         } else {
             format!(" while serving request {}", requests.join(", "))
         };
+        let pause = backoff(slot.failures);
+        let next = if pause.is_zero() {
+            "starting its replacement".to_string()
+        } else {
+            format!(
+                "it failed as it started {} times in a row: starting its replacement in {} \
+                 seconds",
+                slot.failures,
+                pause.as_secs_f64()
+            )
+        };
         plan.log(
             Level::Error,
             &format!(
                 "mod_wsgi (pid={}): Process {pid} of daemon group '{}' {ended}{serving} after \
-                 {:.1} seconds; starting its replacement.",
+                 {:.1} seconds; {next}.",
                 std::process::id(),
                 plan.name,
                 lived.as_secs_f64()
@@ -261,6 +274,7 @@ fn note_death(plan: &GroupPlan, slot: &mut Slot, pid: i32, ended: Ended) {
     }
     if let Some(board) = &slot.board {
         board.take();
+        board.take_ready();
     }
     slot.due = Some(Instant::now() + backoff(slot.failures));
 }

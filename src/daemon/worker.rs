@@ -172,6 +172,9 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
     process::release_start_up_memory();
     // Only now: what start-up allocated and freed has been given back already.
     process::keep_freed_heap_memory();
+    if let Some(board) = &board {
+        board.mark_ready();
+    }
     let threads: Vec<_> = (0..plan.options.threads)
         .map(|i| {
             let (plan, state, board) = (plan.clone(), state.clone(), board.clone());
