@@ -290,6 +290,10 @@ const NOT_IN_SUBINTERPRETERS: &[&str] = &[
     "does not support subinterpreters",
     // NumPy 2 and others that keep per-process state.
     "cannot load module more than once per process",
+    // Cython modules (lxml, …), in a second interpreter.
+    "Interpreter change detected",
+    // psycopg2, in an interpreter with a GIL of its own.
+    "datetime initialization failed",
 ];
 
 /// The line logged after a traceback (the lines of `traceback`) showing that an extension module
@@ -380,6 +384,8 @@ mod tests {
             "ImportError: module _cffi_ext does not support loading in subinterpreters",
             "ImportError: PyO3 modules do not yet support subinterpreters, see https://github.com/PyO3/pyo3/issues/576",
             "ImportError: cannot load module more than once per process",
+            "ImportError: Interpreter change detected - this module can only be loaded into one interpreter per process.",
+            "ImportError: datetime initialization failed",
         ] {
             let tb = lines(&format!(
                 "Traceback (most recent call last):\n  File \"/srv/app.wsgi\", line 1, in <module>\n{message}"
