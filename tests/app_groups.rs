@@ -535,4 +535,8 @@ fn per_interpreter_gil_gives_each_group_a_gil_of_its_own_on_python_3_12_and_late
     );
     assert!(log.contains("Destroy interpreter 'group'"), "{log}");
     assert!(!log.contains("exit signal"), "{log}");
+    assert!(
+        log.contains("WSGIPerInterpreterGIL On is experimental"),
+        "the start-up notice: {log}"
+    );
 }

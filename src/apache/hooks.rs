@@ -168,6 +168,16 @@ unsafe extern "C" fn post_config(
             );
         }
         // SAFETY: as above.
+        if serving && unsafe { server_config(s) }.python.per_interpreter_gil == Some(true) {
+            server_log(
+                s,
+                APLOG_NOTICE,
+                "mod_wsgi-rs: WSGIPerInterpreterGIL On is experimental: CPython 3.12 and 3.13 \
+                 have crashing bugs with interpreters that have a GIL of their own (see \
+                 docs/directives.md); test the application with this exact Python release",
+            );
+        }
+        // SAFETY: as above.
         if let (true, Some(mechanism)) = (serving, &unsafe { server_config(s) }.accept_mutex) {
             server_log(
                 s,
