@@ -87,6 +87,27 @@ fn a_python_that_cannot_start_is_a_500_with_a_reason() {
 }
 
 #[test]
+fn a_python_apache_cannot_read_is_pointed_out() {
+    // Shown by a build for a Python that Apache's User cannot read (pyenv's, under /root): the
+    // suite runs such builds with a readable copy as WSGIPythonHome, which this test leaves
+    // out. A build for Debian's Python starts, and has nothing to show.
+    if std::env::var("MOD_WSGI_PYTHON_HOME").is_err() || !common::is_root() {
+        return;
+    }
+    let apache = Apache::start(
+        "unreadablepython",
+        &[("hello.wsgi", HELLO)],
+        "# (no WSGIPythonHome)\nWSGIScriptAlias /hello {dir}/hello.wsgi",
+    );
+    assert_eq!(apache.get("/hello").status, 500);
+    let log = apache.wait_for_log("Python could not be started");
+    assert!(
+        log.contains("WSGIPythonHome is not set, so Python looks for its library from"),
+        "{log}"
+    );
+}
+
+#[test]
 fn script_alias_match_substitutes_groups() {
     let apache = Apache::start(
         "aliasmatch",

@@ -204,8 +204,11 @@ pub fn initialize(
             let status = ffi::Py_InitializeFromConfig(&config);
             if ffi::PyStatus_Exception(status) != 0 {
                 let mut msg = status_error("Python failed to start", &status);
-                if let Some(home) = &settings.home {
-                    msg.push_str(&format!(" (WSGIPythonHome is '{home}': is it a Python {} prefix or virtual environment readable by this user?)", crate::PYTHON_VERSION));
+                match &settings.home {
+                    Some(home) => msg.push_str(&format!(" (WSGIPythonHome is '{home}': is it a Python {} prefix or virtual environment readable by this user?)", crate::PYTHON_VERSION)),
+                    // A Python under a home directory (pyenv's) is often not readable by
+                    // Apache's User.
+                    None => msg.push_str(&format!(" (WSGIPythonHome is not set, so Python looks for its library from '{}', the Python {} the module was built for: can this user read it? WSGIPythonHome names another prefix)", crate::PYTHON_EXECUTABLE, crate::PYTHON_VERSION)),
                 }
                 return Err(msg);
             }
