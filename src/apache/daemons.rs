@@ -635,7 +635,8 @@ pub(super) fn close_listeners_in_child() {
     }
 }
 
-/// After forking a supervisor: close Apache's listening sockets and the other groups' sockets.
+/// In a forked supervisor, first thing: closes Apache's listening sockets and the other groups'
+/// sockets, derives the group's own token, and wipes the master secret (see secret.rs).
 fn forget_inherited(keep: RawFd, group: &str) -> Token {
     // SAFETY: closes the listeners httpd opened in this (forked) process; nothing here accepts.
     unsafe { ap::ap_close_listeners() };

@@ -2,7 +2,7 @@
 //!
 //! One random master secret lives in httpd's process pool (so it survives restarts: children of
 //! an old generation still reach the new generation's daemons). Each group's token is derived
-//! from it and the group's name (HMAC-SHA1), so the processes of one group, which run
+//! from it and the group's name, so the processes of one group, which run
 //! applications, hold their own token only and cannot make requests to another group, which may
 //! run as another user. Apache's parent keeps only the master; its children derive the tokens
 //! they send; a group's supervisor derives its own token right after the fork and then wipes the
