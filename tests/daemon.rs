@@ -863,6 +863,50 @@ fn a_graceful_restart_that_loads_other_modules_and_a_stop_leave_the_parent_alive
 }
 
 #[test]
+fn a_supervisor_started_again_is_stopped_cleanly_by_a_restart_and_a_stop() {
+    // An application can kill its supervisor (same user). Apache's parent starts it again;
+    // its registration then goes with the configuration pool before the group's own cleanup
+    // runs, which must neither undo it a second time (APR crashes the parent) nor forget to
+    // stop the supervisor.
+    let app = "import os, signal\n\
+               def application(environ, start_response):\n\
+               \x20   if environ['PATH_INFO'] == '/kill':\n\
+               \x20       os.kill(os.getppid(), signal.SIGKILL)\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return [b'%d' % os.getppid()]\n";
+    let mut apache = one_group("daemon_supervisor_again", app);
+    let first: i32 = apache.get("/app").text().parse().unwrap();
+    apache.get("/app/kill");
+    apache.wait_for_log("starting it again");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let second = loop {
+        let r = apache.get("/app");
+        if let Ok(pid) = r.text().parse::<i32>() {
+            if r.status == 200 && pid != first {
+                break pid;
+            }
+        }
+        assert!(Instant::now() < deadline, "{}", apache.error_log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // SAFETY: signalling the Apache parent this test started.
+    unsafe { libc::kill(apache_pid(&apache), libc::SIGUSR1) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while common::process_alive(second) {
+        assert!(
+            Instant::now() < deadline,
+            "the supervisor started again was not stopped by the restart\n{}",
+            apache.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let third: i32 = apache.get("/app").text().parse().unwrap();
+    assert_ne!(third, second);
+    // The harness fails if Apache's parent dies of a signal as it stops.
+    apache.stop();
+}
+
+#[test]
 fn a_group_in_a_virtual_host_logs_outside_requests_to_that_hosts_error_log() {
     // As in C: a daemon process's own lines and its Python output outside a request (at import,
     // from a thread of the application) go to the ErrorLog of the host that defines the group.

@@ -213,6 +213,9 @@ struct Started {
     /// The registration is in place (undoing one that is not crashes the parent: see
     /// other_child.rs).
     registered: bool,
+    /// The supervisor `proc_` names runs (was started and has not been seen to end): the
+    /// registration may be gone while it still runs, when its pool is cleared first.
+    running: bool,
     socket: PathBuf,
     apache_pid: u32,
     /// The configuration pool the registration belongs to.
@@ -501,6 +504,7 @@ unsafe fn start_supervisor(
         // SAFETY: apr_proc_t is plain data; zero is "no process".
         proc_: unsafe { std::mem::zeroed() },
         registered: false,
+        running: false,
         apache_pid,
         pool: pconf,
     }));
@@ -543,6 +547,7 @@ unsafe fn fork_supervisor(started: *mut Started, pool: *mut ap::apr_pool_t) {
                 )
             };
             st.registered = true;
+            st.running = true;
             server_log(
                 main_server(),
                 APLOG_INFO,
@@ -568,15 +573,27 @@ unsafe fn fork_supervisor(started: *mut Started, pool: *mut ap::apr_pool_t) {
 /// APR's news about a supervisor: when it died while Apache runs, start it again.
 unsafe extern "C" fn supervisor_event(reason: c_int, data: *mut c_void, status: c_int) {
     ffi_boundary("daemon supervisor event", (), || {
-        if reason as u32 != ap::APR_OC_REASON_DEATH && reason as u32 != ap::APR_OC_REASON_LOST {
-            return;
-        }
         let started = data as *mut Started;
-        // SAFETY: data is the Started registered with this callback, alive until stop_group.
-        let st = unsafe { &mut *started };
-        // SAFETY: unregistering the registration this callback belongs to.
+        match reason as u32 {
+            ap::APR_OC_REASON_UNREGISTER => {
+                // APR removes the registration: asked to (here, or by stop_group), or because
+                // the pool it was made in is being cleared, which may come before stop_group
+                // (a supervisor started again registered after stop_group's cleanup, and pool
+                // cleanups run last first). stop_group must not undo it again: APR crashes.
+                // SAFETY: data is the Started registered with this callback, alive until
+                // stop_group frees it (after which it is no longer registered).
+                unsafe { (*started).registered = false };
+                return;
+            }
+            ap::APR_OC_REASON_DEATH | ap::APR_OC_REASON_LOST => {}
+            _ => return,
+        }
+        // SAFETY: unregistering the registration this callback belongs to (APR calls back with
+        // UNREGISTER first).
         unsafe { ap::apr_proc_other_child_unregister(data) };
-        st.registered = false;
+        // SAFETY: as above; no other reference to it is live.
+        let st = unsafe { &mut *started };
+        st.running = false;
         let mut state: c_int = 0;
         // SAFETY: ap_mpm_query writes one int.
         unsafe { ap::ap_mpm_query(ap::AP_MPMQ_MPM_STATE as c_int, &mut state) };
@@ -603,25 +620,31 @@ unsafe extern "C" fn supervisor_event(reason: c_int, data: *mut c_void, status: 
 /// wait for them.
 unsafe extern "C" fn stop_group(data: *mut c_void) -> ap::apr_status_t {
     ffi_boundary("daemon group cleanup", 0, || {
-        // SAFETY: data is the Box<Started> registered with this cleanup, which runs once.
-        let started = unsafe { Box::from_raw(data as *mut Started) };
+        let raw = data as *mut Started;
         // Apache's children run the configuration pool's cleanups too when they exit; only the
         // parent owns the group.
-        if std::process::id() != started.apache_pid {
-            std::mem::forget(started);
+        // SAFETY: data is the Started registered with this cleanup, which runs once.
+        if std::process::id() != unsafe { (*raw).apache_pid } {
             return 0;
         }
+        // SAFETY: as above; read before unregistering, whose callback writes `registered`.
+        let (registered, running, pid) =
+            unsafe { ((*raw).registered, (*raw).running, (*raw).proc_.pid) };
+        if registered {
+            // SAFETY: registered with this data, and not undone since (see supervisor_event).
+            unsafe { ap::apr_proc_other_child_unregister(data) };
+        }
+        // SAFETY: the Box made in start_supervisor; nothing refers to it any more.
+        let started = unsafe { Box::from_raw(raw) };
         let _ = std::fs::remove_file(&started.socket);
         // SAFETY: the parent's own copy of the listener, not used after this.
         unsafe { libc::close(started.plan.listener) };
-        if started.registered {
-            // SAFETY: registered with this data, and not undone since.
-            unsafe { ap::apr_proc_other_child_unregister(data) };
-            process::kill(started.proc_.pid, libc::SIGTERM);
+        if running {
+            process::kill(pid, libc::SIGTERM);
             // On a restart the parent reaps it later, once it has finished: the next generation
             // claims it then.
             // SAFETY: the parent, single-threaded in a pool cleanup; the main server is live.
-            unsafe { other_child::hand_over(main_server(), started.proc_.pid) };
+            unsafe { other_child::hand_over(main_server(), pid) };
         }
         0
     })
