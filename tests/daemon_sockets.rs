@@ -309,3 +309,24 @@ fn an_application_cannot_send_requests_to_another_group() {
         "group b ran a forged request\n{log}"
     );
 }
+
+#[test]
+fn connections_refused_by_a_group_do_not_count_towards_maximum_requests() {
+    // Otherwise anyone allowed to connect could make the group recycle its processes.
+    let apache = Apache::start(
+        "daemon_refused_not_counted",
+        &[("pid.wsgi", PID_APP)],
+        "WSGISocketPrefix {dir}/wsgi\n\
+         WSGIDaemonProcess site processes=1 threads=1 maximum-requests=3\n\
+         WSGIScriptAlias /pid {dir}/pid.wsgi process-group=site",
+    );
+    let first = apache.get("/pid").text();
+    let socket = sockets_in(&apache.dir).pop().expect("the group's socket");
+    for _ in 0..4 {
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        use std::io::Write;
+        let _ = s.write_all(b"H\x05\x00\x00\x00junk!");
+    }
+    apache.wait_for_log("unreadable request");
+    assert_eq!(apache.get("/pid").text(), first, "{}", apache.error_log());
+}

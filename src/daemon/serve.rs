@@ -23,6 +23,9 @@ const REQUEST_READ_BUFFER: usize = 16 << 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Served {
     Done,
+    /// The connection carried no request this process may serve (refused, or closed first): it
+    /// does not count towards maximum-requests, so a stranger cannot make the group recycle.
+    NoRequest,
     /// The script changed since this process loaded it: the process must be replaced (the
     /// request was handed back to Apache, which sends it again).
     RestartRequired,
@@ -67,11 +70,11 @@ pub fn connection(
                     plan.name, peer.pid, peer.uid
                 ),
             );
-            return Served::Done;
+            return Served::NoRequest;
         }
         Err(e) => {
             plan.log(Level::Error, &format!("{tag}: SO_PEERCRED failed: {e}"));
-            return Served::Done;
+            return Served::NoRequest;
         }
     }
     let timeout = (!plan.io_timeout.is_zero()).then_some(plan.io_timeout);
@@ -83,7 +86,7 @@ pub fn connection(
     let writer: SharedWriter = Arc::new(Mutex::new(FrameWriter::new(conn)));
     let head = match reader.next_frame() {
         Ok(Some(frame)) if frame.kind == Kind::Request => wire::decode_request_head(frame.payload),
-        Ok(None) => return Served::Done,
+        Ok(None) => return Served::NoRequest,
         Ok(Some(frame)) => Err(std::io::Error::other(format!(
             "expected a request, got a {:?} frame",
             frame.kind
@@ -101,7 +104,7 @@ pub fn connection(
                     plan.name
                 ),
             );
-            return Served::Done;
+            return Served::NoRequest;
         }
         Err(e) => {
             plan.log(
@@ -112,7 +115,7 @@ pub fn connection(
                     plan.name
                 ),
             );
-            return Served::Done;
+            return Served::NoRequest;
         }
     };
     // No acknowledgement is sent: the Apache child tells a request that was taken from one that

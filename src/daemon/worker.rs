@@ -333,6 +333,9 @@ fn accept_loop(plan: &GroupPlan, state: &State, board: Option<Arc<Scoreboard>>, 
             process::exit_now(0);
         }
         state.activity.end(slot);
+        if outcome == super::serve::Served::NoRequest {
+            continue;
+        }
         let served = state.requests.fetch_add(1, Ordering::AcqRel) + 1;
         let max = plan.options.maximum_requests;
         if outcome == super::serve::Served::RestartRequired {
