@@ -70,7 +70,7 @@ pub(super) unsafe fn handle(
             Err(status) => return status,
         };
         let mut head = RequestHead {
-            token: daemons::token_for(&route.name),
+            token: daemons::token_for(&route),
             script: match &settings.handler_script {
                 Some(script) => script.as_bytes().to_vec(),
                 None => filename.to_vec(),

@@ -40,6 +40,9 @@ pub struct Route {
     /// How long one write of the response to the client may block (response-socket-timeout,
     /// else socket-timeout); None: Apache's `Timeout`, as for any response.
     pub response_timeout: Option<Duration>,
+    /// Who the group's processes run as (part of its secret).
+    pub uid: u32,
+    pub gid: u32,
     /// `script-user=`/`script-group=`: who must own the scripts sent to the group.
     pub script_owner: Option<crate::daemon::script_owner::ScriptOwner>,
     listener: RawFd,
@@ -72,9 +75,10 @@ pub fn why_not_started(name: &str) -> Option<String> {
         .map(|(_, why)| why.clone())
 }
 
-/// The secret requests to group `name` carry (derived in an Apache child; see secret.rs).
-pub fn token_for(name: &str) -> Token {
-    super::secret::cached_group_token(name).unwrap_or([0; 32])
+/// The secret requests to the group of `route` carry (derived in an Apache child; see
+/// secret.rs).
+pub fn token_for(route: &Route) -> Token {
+    super::secret::cached_group_token(&route.name, route.uid, route.gid).unwrap_or([0; 32])
 }
 
 /// Every group of the configuration with the server it was defined in.
@@ -304,6 +308,8 @@ pub(super) unsafe fn start_groups(pconf: *mut ap::apr_pool_t, s: *mut ap::server
         });
         routes().push(Route {
             name: group.name.clone(),
+            uid: identity.uid,
+            gid: identity.gid,
             socket: socket.clone(),
             // SAFETY: home is a live server.
             defined_in: if *home == s {
@@ -660,14 +666,14 @@ pub(super) fn close_listeners_in_child() {
 
 /// In a forked supervisor, first thing: closes Apache's listening sockets and the other groups'
 /// sockets, derives the group's own token, and wipes the master secret (see secret.rs).
-fn forget_inherited(keep: RawFd, group: &str) -> Token {
+fn forget_inherited(keep: RawFd, group: &str, uid: u32, gid: u32) -> Token {
     // SAFETY: closes the listeners httpd opened in this (forked) process; nothing here accepts.
     unsafe { ap::ap_close_listeners() };
     for r in routes().iter().filter(|r| r.listener != keep) {
         // SAFETY: an inherited descriptor this process does not use.
         unsafe { libc::close(r.listener) };
     }
-    let token = super::secret::group_token(group).unwrap_or([0; 32]);
+    let token = super::secret::group_token(group, uid, gid).unwrap_or([0; 32]);
     super::secret::forget_master();
     token
 }

@@ -7,10 +7,11 @@
 //! run as another user. Apache's parent keeps only the master; its children derive the tokens
 //! they send; a group's supervisor derives its own token right after the fork and then wipes the
 //! master from its memory, before any application code runs in the processes it forks. The
-//! token is HMAC-SHA-256(master, "mod_wsgi-rs group token\0" ‖ name).
+//! token is HMAC-SHA-256(master, "mod_wsgi-rs group token\0" ‖ name ‖ "\0" ‖ uid:gid): a
+//! token learned while a group ran as one user is worthless once it runs as another.
 
 use super::bindings as ap;
-use crate::sha256::{hmac_sha256, wipe};
+use crate::sha256::wipe;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
@@ -44,9 +45,9 @@ pub unsafe fn load_master(process_pool: *mut ap::apr_pool_t) {
     MASTER.store(data.cast(), Ordering::Release);
 }
 
-/// The token of daemon process group `group`; None before the master was loaded (or after it
-/// was forgotten).
-pub fn group_token(group: &str) -> Option<Token> {
+/// The token of daemon process group `group`, whose processes run as `uid`:`gid`; None before
+/// the master was loaded (or after it was forgotten).
+pub fn group_token(group: &str, uid: u32, gid: u32) -> Option<Token> {
     let master = MASTER.load(Ordering::Acquire);
     if master.is_null() {
         return None;
@@ -54,20 +55,23 @@ pub fn group_token(group: &str) -> Option<Token> {
     // SAFETY: a non-null MASTER points at MASTER_LEN bytes of the process pool, which lives as
     // long as the process; they are read in place, never copied whole.
     let key = unsafe { std::slice::from_raw_parts(master as *const u8, MASTER_LEN) };
-    let token = hmac_sha256(key, &[b"mod_wsgi-rs group token\0", group.as_bytes()]);
-    Some(token)
+    Some(crate::daemon::plan::derive_token(key, group, uid, gid))
 }
 
-/// The token of `group`, derived once per process (an Apache child sends it with every request
-/// to the group).
-pub fn cached_group_token(group: &str) -> Option<Token> {
-    static CACHE: Mutex<Vec<(String, Token)>> = Mutex::new(Vec::new());
+/// [`group_token`], derived once per process (an Apache child sends it with every request to
+/// the group).
+pub fn cached_group_token(group: &str, uid: u32, gid: u32) -> Option<Token> {
+    type Key = (String, u32, u32);
+    static CACHE: Mutex<Vec<(Key, Token)>> = Mutex::new(Vec::new());
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, token)) = cache.iter().find(|(name, _)| name == group) {
+    if let Some((_, token)) = cache
+        .iter()
+        .find(|((name, u, g), _)| name == group && *u == uid && *g == gid)
+    {
         return Some(*token);
     }
-    let token = group_token(group)?;
-    cache.push((group.to_string(), token));
+    let token = group_token(group, uid, gid)?;
+    cache.push(((group.to_string(), uid, gid), token));
     Some(token)
 }
 

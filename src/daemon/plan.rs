@@ -52,8 +52,8 @@ pub struct GroupPlan {
     /// In the forked supervisor, before anything else: closes what it inherited from Apache's
     /// parent and must not keep (Apache's listening sockets, other groups' sockets, all but
     /// `keep`), wipes the secret other groups' tokens derive from, and returns the token of the
-    /// group named.
-    pub forget_inherited: fn(keep: RawFd, group: &str) -> Token,
+    /// group named, which runs as `uid`:`gid`.
+    pub forget_inherited: fn(keep: RawFd, group: &str, uid: u32, gid: u32) -> Token,
     /// Rewrites the process's command line for `display-name`.
     pub set_title: fn(&str),
 }
@@ -97,9 +97,43 @@ pub fn socket_path(
     })
 }
 
+/// The token requests to daemon process group `group` carry, whose processes run as
+/// `uid`:`gid`: HMAC-SHA-256 under the master secret (see apache/secret.rs), so that knowing one
+/// group's token tells nothing of another's, nor of the same group's once it runs as another
+/// user.
+pub fn derive_token(master: &[u8], group: &str, uid: u32, gid: u32) -> Token {
+    let identity = format!("\0{uid}:{gid}");
+    crate::sha256::hmac_sha256(
+        master,
+        &[b"mod_wsgi-rs group token\0", group.as_bytes(), identity.as_bytes()],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_group_and_identity_has_its_own_token() {
+        let master = [7u8; 32];
+        let token = derive_token(&master, "site", 33, 33);
+        assert_eq!(token, derive_token(&master, "site", 33, 33));
+        for other in [
+            derive_token(&master, "site2", 33, 33),
+            derive_token(&master, "sit", 33, 33),
+            derive_token(&master, "site", 1001, 33),
+            derive_token(&master, "site", 33, 1001),
+            derive_token(&[8u8; 32], "site", 33, 33),
+        ] {
+            assert_ne!(token, other);
+        }
+        // HMAC-SHA-256(master, "mod_wsgi-rs group token\0site\033:33"), by Python's hmac.
+        let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "cb62873e5c9b3c908d16189446af6c1ca2d87cc7f65d79913fa31fc105ac9efc"
+        );
+    }
 
     #[test]
     fn the_log_tag_names_the_process_that_writes_it() {
