@@ -322,11 +322,15 @@ fn connections_refused_by_a_group_do_not_count_towards_maximum_requests() {
     );
     let first = apache.get("/pid").text();
     let socket = sockets_in(&apache.dir).pop().expect("the group's socket");
-    for _ in 0..4 {
+    for _ in 0..20 {
         let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
         use std::io::Write;
         let _ = s.write_all(b"H\x05\x00\x00\x00junk!");
     }
     apache.wait_for_log("unreadable request");
     assert_eq!(apache.get("/pid").text(), first, "{}", apache.error_log());
+    // Nor can they flood the log: at most a line a second.
+    let log = apache.error_log();
+    let lines = log.matches("unreadable request").count();
+    assert!((1..=3).contains(&lines), "{lines} lines:\n{log}");
 }

@@ -31,6 +31,28 @@ pub enum Served {
     RestartRequired,
 }
 
+/// Logs why a connection was refused, at most once a second per process (with how many were
+/// refused since): whoever may connect must not be able to flood the error log.
+fn log_refusal(plan: &GroupPlan, line: String) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    let now = (now_us() / 1_000_000) as u64;
+    if LAST_SECOND.swap(now, Ordering::AcqRel) == now {
+        SUPPRESSED.fetch_add(1, Ordering::AcqRel);
+        return;
+    }
+    let suppressed = SUPPRESSED.swap(0, Ordering::AcqRel);
+    if suppressed > 0 {
+        plan.log(
+            Level::Error,
+            &format!("{line} ({suppressed} more refused since the last such line)"),
+        );
+    } else {
+        plan.log(Level::Error, &line);
+    }
+}
+
 /// Compares secrets in time independent of where they differ.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -61,9 +83,9 @@ pub fn connection(
     match unix::peer_credentials(conn.as_fd()) {
         Ok(peer) if plan.allowed_peers.contains(&peer.uid) => {}
         Ok(peer) => {
-            plan.log(
-                Level::Error,
-                &format!(
+            log_refusal(
+                plan,
+                format!(
                     "{tag}: Request origin could not be validated: connection to daemon process \
                      group '{}' from pid {} with uid {} refused (only Apache's children may \
                      connect).",
@@ -96,9 +118,9 @@ pub fn connection(
     let mut head = match head {
         Ok(head) if same_secret(&head.token, &plan.token) => head,
         Ok(_) => {
-            plan.log(
-                Level::Error,
-                &format!(
+            log_refusal(
+                plan,
+                format!(
                     "{tag}: Request origin could not be validated: a request to daemon process \
                      group '{}' carried the wrong secret.",
                     plan.name
@@ -107,9 +129,9 @@ pub fn connection(
             return Served::NoRequest;
         }
         Err(e) => {
-            plan.log(
-                Level::Error,
-                &format!(
+            log_refusal(
+                plan,
+                format!(
                     "{tag}: Request origin could not be validated: unreadable request to daemon \
                      process group '{}' ({e}).",
                     plan.name
