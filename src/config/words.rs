@@ -38,14 +38,19 @@ pub fn conf_word(line: &str) -> (String, &str) {
 
 /// Every word of `line` (see [`conf_word`]).
 pub fn split_words(line: &str) -> Vec<String> {
+    leading_words(line, usize::MAX).0
+}
+
+/// The first `max` words of `line` (fewer if it ends first), and the rest of the line.
+fn leading_words(line: &str, max: usize) -> (Vec<String>, &str) {
     let mut words = Vec::new();
     let mut rest = line;
-    while !rest.trim_start_matches(is_conf_space).is_empty() {
+    while words.len() < max && !rest.trim_start_matches(is_conf_space).is_empty() {
         let (word, after) = conf_word(rest);
         words.push(word);
         rest = after;
     }
-    words
+    (words, rest)
 }
 
 /// Reads the next `key=value` option of `directive` from `line`: the key runs to the `=`, and
@@ -90,13 +95,7 @@ pub fn words_and_options(
     line: &str,
     positional: usize,
 ) -> Result<(Vec<String>, Options), String> {
-    let mut words = Vec::new();
-    let mut rest = line;
-    while words.len() < positional && !rest.trim_start_matches(is_conf_space).is_empty() {
-        let (word, after) = conf_word(rest);
-        words.push(word);
-        rest = after;
-    }
+    let (words, mut rest) = leading_words(line, positional);
     let mut options = Vec::new();
     while let Some((key, value, after)) = next_option(directive, rest)? {
         options.push((key.to_string(), value));
