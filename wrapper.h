@@ -22,7 +22,6 @@
 /* Exported by src/apache/shim.c: the macro-only parts of the brigade API. */
 apr_status_t mod_wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const char *data,
                                apr_size_t len, int flush);
-apr_status_t mod_wsgi_rs_flush(request_rec *r, apr_bucket_brigade *bb);
 apr_status_t mod_wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb);
 apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb);
 long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_brigade *tmp,

@@ -22,16 +22,6 @@ apr_status_t mod_wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const cha
     return rv;
 }
 
-apr_status_t mod_wsgi_rs_flush(request_rec *r, apr_bucket_brigade *bb)
-{
-    apr_status_t rv;
-
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(r->connection->bucket_alloc));
-    rv = ap_pass_brigade(r->output_filters, bb);
-    apr_brigade_cleanup(bb);
-    return rv;
-}
-
 /*
  * End a response that has started but cannot be completed. An error bucket with status 502 is
  * what httpd's chunking filter recognises as a broken backend: it then leaves out the final
