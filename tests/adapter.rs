@@ -626,19 +626,13 @@ fn range_requests_for_file_wrapper_responses_get_206() {
     common::apps::assert_file_ranges_are_served(&apache, "/file");
 }
 
-/// Reads the whole body without handling errors, answering with how much it read.
-const UNGUARDED_READER: &str = "def application(environ, start_response):\n\
-                                \x20   data = environ['wsgi.input'].read()\n\
-                                \x20   start_response('200 OK', [])\n\
-                                \x20   return [b'%d' % len(data)]\n";
-
 #[test]
 fn a_client_too_slow_to_send_its_body_gets_408_not_500() {
     // The application's read times out (`Timeout`) and the OSError escapes it. C answers 500 in
     // embedded mode (408 in daemon mode); a slow client is not a server error.
     let apache = Apache::start(
         "slow_body_408",
-        &[("app.wsgi", UNGUARDED_READER)],
+        &[("app.wsgi", common::apps::UNGUARDED_READER)],
         "Timeout 1\nWSGIScriptAlias /app {dir}/app.wsgi",
     );
     let answer = common::stalled_upload(apache.port, "/app", 10, b"abc");

@@ -1240,13 +1240,9 @@ fn home_is_the_daemon_users_home_directory() {
 fn a_client_too_slow_to_send_its_body_gets_408() {
     // As C: the Apache child's read of the body times out (`Timeout`), and the application's
     // error for the body it could not have is not the server's fault.
-    let app = "def application(environ, start_response):\n\
-               \x20   data = environ['wsgi.input'].read()\n\
-               \x20   start_response('200 OK', [])\n\
-               \x20   return [b'%d' % len(data)]\n";
     let apache = Apache::start(
         "daemon_slow_body_408",
-        &[("app.wsgi", app)],
+        &[("app.wsgi", common::apps::UNGUARDED_READER)],
         "Timeout 1\n\
          WSGIDaemonProcess site threads=2\n\
          WSGIScriptAlias /app {dir}/app.wsgi process-group=site",

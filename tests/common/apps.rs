@@ -86,3 +86,9 @@ pub fn assert_file_ranges_are_served(apache: &super::Apache, mount: &str) {
     assert_eq!(r.status, 200);
     assert!(r.body == data, "the whole file");
 }
+
+/// Reads the whole body without handling errors, answering with how much it read.
+pub const UNGUARDED_READER: &str = "def application(environ, start_response):\n\
+                                    \x20   data = environ['wsgi.input'].read()\n\
+                                    \x20   start_response('200 OK', [])\n\
+                                    \x20   return [b'%d' % len(data)]\n";
