@@ -156,13 +156,16 @@ fn order_hot_code() {
     // module on such a boundary (glibc 2.35+), so the blocks fall the same way in every load,
     // with the listed code starting one. The exception tables, which only a panic reads, go
     // after `.rodata` and `.eh_frame` instead of before `.rodata`, so a constant read does not
-    // map them. tests/code_layout.rs checks both.
+    // map them. The PLT, which the C shims and every thread-local access (`__tls_get_addr`) call
+    // through, goes before `.text`, beside the listed code, instead of alone after the cold
+    // code, where it cost a block of its own. tests/code_layout.rs checks all three.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,max-page-size=65536");
-    let script = PathBuf::from(env::var("OUT_DIR").unwrap()).join("exception-tables-last.ld");
+    let script = PathBuf::from(env::var("OUT_DIR").unwrap()).join("code-layout.ld");
     std::fs::write(
         &script,
         "SECTIONS { .gcc_except_table : { *(.gcc_except_table .gcc_except_table.*) } } \
-         INSERT AFTER .eh_frame;\n",
+         INSERT AFTER .eh_frame;\n\
+         SECTIONS { .plt : { *(.plt) } } INSERT BEFORE .text;\n",
     )
     .expect("cannot write the linker script");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{}", script.display());

@@ -1,65 +1,72 @@
 #!/bin/bash
 # Writes src/hot-symbols.txt: the functions of the module that a running server executes (start-up,
 # configuration, child start, requests in embedded and daemon mode), found by running Apache
-# under valgrind's callgrind and serving each of the benchmark apps. build.rs hands the list to
-# the linker, which puts these functions next to each other at the start of `.text`.
+# under valgrind's callgrind and serving each of the apps in scripts/profile-apps. build.rs hands
+# the list to the linker, which puts these functions next to each other at the start of `.text`.
 #
-#   scripts/hot-symbols.sh [MODULE.so]     (default: target/release/libmod_wsgi.so)
+#   scripts/hot-symbols.sh [MODULE.so]           (default: target/release/libmod_wsgi.so)
+#   scripts/hot-symbols.sh --check [MODULE.so]   (tests/code_layout.rs runs this)
 #
 # Why: the kernel maps a shared library's code into a process in 64 KiB blocks around each page
-# the process touches. About 190 KB of the module's 800 KB of code runs, but spread over every
-# block, so every Apache process mapped nearly all of it. Rerun after changing the request path
-# or upgrading Rust (symbol names carry hashes; names no longer found are ignored, and
-# tests/code_layout.rs says when too many are missing). Needs valgrind and curl.
+# the process touches. About 400 KB of the module's 1 MB of code runs; spread out, it touched
+# every block, and every Apache process mapped nearly all of it. Rerun after changing the request
+# path or upgrading Rust (symbol names carry hashes; names no longer found are ignored). One
+# function left out of the list costs a whole block (64 KiB) in every tree: `--check` runs the
+# same servers and requests without valgrind and fails if any process of the tree maps module
+# code outside the blocks of the listed functions. Needs root (page maps), curl, and valgrind
+# (not for --check).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
+check=
+if [ "${1:-}" = --check ]; then
+    check=1
+    shift
+fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 module=$(realpath "${1:-$here/target/release/libmod_wsgi.so}")
-apps=$(realpath "${BENCH_APPS:-$here/../shared/bench/apps}")
 port=${PORT:-18295}
 work=$(mktemp -d /tmp/mod_wsgi_rs_hot.XXXXXX)
 chmod 0777 "$work"
 trap 'rm -rf "$work"' EXIT
+apps="$work/apps"
+cp -r "$here/scripts/profile-apps" "$apps"
+head -c 4194304 /dev/zero >"$apps/data.bin"
+chmod -R a+rX "$apps"
 head -c 1048576 /dev/zero | tr '\0' a >"$work/body"
-# Failing apps too: an exception's traceback reaching the error log is common enough in service.
-printf 'raise ImportError("profiled import failure")\n' >"$work/fails.wsgi"
-printf 'def application(environ, start_response):\n    raise RuntimeError("profiled")\n' \
-    >"$work/raises.wsgi"
 
-# $1: the mode's directives. Runs Apache under callgrind (every process, forks included), serves
-# every app a few times, stops Apache by its pid and leaves one profile per process in $work.
-profile() {
-    local mode=$1 directives=$2
+# The configuration of a mode ($1: its directives); failing apps too, since an exception's
+# traceback reaching the error log is common enough in service.
+write_conf() {
     {
         measuring_conf_head "$work" "$port" "$module"
         cat <<EOF
 KeepAlive On
 WSGIApplicationGroup %{GLOBAL}
-$directives
+$1
 WSGIScriptAlias /hello $apps/hello.wsgi
 WSGIScriptAlias /echo $apps/echo.wsgi
 WSGIScriptAlias /big $apps/big.wsgi
 WSGIScriptAlias /file $apps/file.wsgi
 WSGIScriptAlias /environ $apps/environ.wsgi
-WSGIScriptAlias /fails $work/fails.wsgi
-WSGIScriptAlias /raises $work/raises.wsgi
+WSGIScriptAlias /fails $apps/fails.wsgi
+WSGIScriptAlias /raises $apps/raises.wsgi
 <Directory $apps>
-    Require all granted
-</Directory>
-<Directory $work>
     Require all granted
 </Directory>
 EOF
     } >"$work/httpd.conf"
     rm -f "$work/httpd.pid"
-    valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/callgrind.$mode.%p" \
-        apache2 -DFOREGROUND -f "$work/httpd.conf" >"$work/valgrind.$mode.log" 2>&1 &
-    local vg=$!
+}
+
+# Waits for Apache (started in the background, pid $1) to answer, then serves every app a few
+# times.
+serve_requests() {
     for _ in $(seq 1 300); do
-        # Apache's children switch to www-data before callgrind writes their files at exit.
+        # Under callgrind, Apache's children switch to www-data before they write their files.
         chmod 0777 "$work" && chmod 0666 "$work"/callgrind.* 2>/dev/null || true
         curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/hello" && break
+        kill -0 "$1" 2>/dev/null || { cat "$work/error.log" >&2; exit 1; }
         sleep 0.3
     done
     for _ in 1 2 3 4; do
@@ -71,10 +78,14 @@ EOF
                 "http://127.0.0.1:$port/$app"
         done
     done
+}
+
+# Stops Apache by its pid and waits for it ($1, started in the background) and for the daemon
+# processes, which finish on their own after Apache has gone (under callgrind, their profiles
+# are written as they end).
+stop_apache() {
     kill "$(cat "$work/httpd.pid")"
-    wait "$vg" || true
-    # Daemon processes finish on their own after Apache has gone; their profiles are written
-    # when they end.
+    wait "$1" || true
     for _ in $(seq 1 100); do
         pgrep -f "$work/httpd.conf" >/dev/null || break
         sleep 0.3
@@ -83,14 +94,43 @@ EOF
 
 # /options/…: the groups named by WSGIScriptAlias options, as the usual daemon-mode configuration
 # (`WSGIScriptAlias / site.wsgi process-group=site application-group=%{GLOBAL}`) names them.
-profile embedded "WSGIScriptAlias /options/hello $apps/hello.wsgi application-group=%{GLOBAL}
+EMBEDDED="WSGIScriptAlias /options/hello $apps/hello.wsgi application-group=%{GLOBAL}
 WSGIScriptAlias /options/echo $apps/echo.wsgi application-group=%{GLOBAL}"
-profile daemon "WSGIRestrictEmbedded On
+DAEMON="WSGIRestrictEmbedded On
 WSGISocketPrefix $work/wsgi
 WSGIDaemonProcess hot processes=1 threads=4 display-name=%{GROUP}
 WSGIProcessGroup hot
 WSGIScriptAlias /options/hello $apps/hello.wsgi process-group=hot application-group=%{GLOBAL}
 WSGIScriptAlias /options/echo $apps/echo.wsgi process-group=hot application-group=%{GLOBAL}"
+
+if [ -n "$check" ]; then
+    status=0
+    for mode in embedded daemon; do
+        if [ $mode = embedded ]; then write_conf "$EMBEDDED"; else write_conf "$DAEMON"; fi
+        apache2 -DFOREGROUND -f "$work/httpd.conf" >"$work/apache.log" 2>&1 &
+        apache=$!
+        serve_requests "$apache"
+        sleep 1
+        PYTHONPATH="$here/scripts" /usr/bin/python3 "$here/scripts/mapped_outside.py" \
+            "$module" "$apache" "$here/src/hot-symbols.txt" "$mode" || status=1
+        stop_apache "$apache"
+    done
+    exit $status
+fi
+
+# Runs Apache under callgrind (every process, forks included), serves every app a few times,
+# stops Apache by its pid and leaves one profile per process in $work.
+profile() {
+    write_conf "$2"
+    valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/callgrind.$1.%p" \
+        apache2 -DFOREGROUND -f "$work/httpd.conf" >"$work/valgrind.$1.log" 2>&1 &
+    local vg=$!
+    serve_requests "$vg"
+    stop_apache "$vg"
+}
+
+profile embedded "$EMBEDDED"
+profile daemon "$DAEMON"
 
 # The functions of our module that ran, by their symbol names, kept only if the module has them:
 # first those both modes ran, then those only embedded mode ran, then daemon mode's own, so a

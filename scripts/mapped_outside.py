@@ -1,0 +1,96 @@
+"""Used by `scripts/hot-symbols.sh --check`: whether any process of a running Apache tree has
+mapped module code outside the 64 KiB blocks that hold the functions of src/hot-symbols.txt.
+
+    mapped_outside.py MODULE.so APACHE_PID HOT_SYMBOLS_TXT MODE
+
+The kernel maps a library's code in 64 KiB blocks around each page touched (fault-around), so a
+block mapped outside the listed functions' blocks means a function that ran is not listed.
+Exits 1, naming the blocks, if there is one. Needs root (/proc/PID/pagemap of other users).
+"""
+import struct
+import subprocess
+import sys
+
+from proc_tree import children
+
+BLOCK = 65536
+PAGE = 4096
+
+
+def text_symbols(module):
+    """name -> (address, size) of every function the module defines."""
+    out = subprocess.run(["nm", "--defined-only", "-S", module], capture_output=True, text=True,
+                         check=True).stdout
+    symbols = {}
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 4 and words[2] in ("t", "T"):
+            symbols[words[3]] = (int(words[0], 16), int(words[1], 16))
+    return symbols
+
+
+def code_sections(module):
+    """(name, address, size) of the module's executable sections (.text, .plt, .init, ...)."""
+    out = subprocess.run(["readelf", "--section-headers", "--wide", module], capture_output=True,
+                         text=True, check=True).stdout
+    sections = []
+    for line in out.splitlines():
+        words = line.replace("[ ", "[").split()
+        if len(words) > 7 and words[1].startswith(".") and "X" in words[7]:
+            sections.append((words[1], int(words[3], 16), int(words[5], 16)))
+    return sections
+
+
+def mapped_code_blocks(pid, module):
+    """The blocks (by address in the module's file layout) of module code `pid` has in memory."""
+    maps = [line.split() for line in open(f"/proc/{pid}/maps")]
+    maps = [m for m in maps if len(m) >= 6 and m[5] == module]
+    if not maps:
+        return set()
+    # The module's load address: where its first mapping (file offset 0) starts.
+    base = min(int(m[0].split("-")[0], 16) - int(m[2], 16) for m in maps)
+    blocks = set()
+    with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for m in maps:
+            if m[1] != "r-xp":
+                continue
+            start, end = (int(x, 16) for x in m[0].split("-"))
+            pagemap.seek(start // PAGE * 8)
+            entries = pagemap.read((end - start) // PAGE * 8)
+            for i in range(len(entries) // 8):
+                if struct.unpack_from("<Q", entries, i * 8)[0] >> 63:
+                    blocks.add((start + i * PAGE - base) // BLOCK)
+    return blocks
+
+
+def main():
+    module, parent, listed, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    symbols = text_symbols(module)
+    names = [l.strip() for l in open(listed) if l.strip() and not l.startswith("#")]
+    allowed = set()
+    for addr, size in (symbols[n] for n in names if n in symbols):
+        allowed.update(range(addr // BLOCK, (addr + max(size, 1) - 1) // BLOCK + 1))
+    tree = [parent]
+    for pid in children(parent):
+        tree += [pid] + children(pid)
+    outside = {}
+    for pid in tree:
+        for block in mapped_code_blocks(pid, module) - allowed:
+            outside.setdefault(block, []).append(pid)
+    if not outside:
+        print(f"{mode} mode: {len(tree)} processes map module code only in the listed "
+              f"functions' {len(allowed)} blocks")
+        return 0
+    print(f"{mode} mode: module code mapped outside the listed functions' blocks "
+          "(run scripts/hot-symbols.sh to list them again):")
+    for block, pids in sorted(outside.items()):
+        there = sorted(n for n, (a, _) in symbols.items() if a // BLOCK == block)
+        sections = [name for name, addr, size in code_sections(module)
+                    if addr // BLOCK <= block <= (addr + max(size, 1) - 1) // BLOCK]
+        print(f"  block at {block * BLOCK:#x} ({', '.join(sections)}), mapped by {sorted(pids)}: "
+              f"{len(there)} functions, such as {', '.join(there[:4])}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
