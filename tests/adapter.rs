@@ -380,8 +380,10 @@ def application(environ, start_response):
     let outcome = wait_for_file(&apache.path("outcome"));
     assert!(
         // C's words (APR's), which people search for.
-        outcome.starts_with("OSError: Apache/mod_wsgi request data read error: Partial results \
-                             are valid but processing is incomplete"),
+        outcome.starts_with(
+            "OSError: Apache/mod_wsgi request data read error: Partial results \
+                             are valid but processing is incomplete"
+        ),
         "{outcome}"
     );
 }

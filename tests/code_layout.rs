@@ -109,20 +109,29 @@ fn a_running_server_maps_only_the_listed_code() {
     if !made_by_this_rustc() {
         return;
     }
-    assert!(common::is_root(), "needs root: the page maps of Apache's processes");
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/hot-symbols.sh"))
-        .arg("--check")
-        .arg(common::module_path())
-        .env("PORT", common::free_port().to_string())
-        .output()
-        .expect("run scripts/hot-symbols.sh --check");
+    assert!(
+        common::is_root(),
+        "needs root: the page maps of Apache's processes"
+    );
+    let out = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/hot-symbols.sh"
+    ))
+    .arg("--check")
+    .arg(common::module_path())
+    .env("PORT", common::free_port().to_string())
+    .output()
+    .expect("run scripts/hot-symbols.sh --check");
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{said}");
-    assert!(said.contains("embedded mode: ") && said.contains("daemon mode: "), "{said}");
+    assert!(
+        said.contains("embedded mode: ") && said.contains("daemon mode: "),
+        "{said}"
+    );
 }
 
 #[test]

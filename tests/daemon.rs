@@ -1153,7 +1153,12 @@ fn a_write_past_the_file_size_limit_is_an_error_not_a_killed_process() {
                \x20   return [outcome.encode()]\n";
     let apache = one_group("daemon_fsize", app);
     let r = apache.get("/app");
-    assert_eq!((r.status, r.text()), (200, "EFBIG".to_string()), "{}", apache.error_log());
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "EFBIG".to_string()),
+        "{}",
+        apache.error_log()
+    );
 }
 
 #[test]
@@ -1186,7 +1191,11 @@ fn a_process_that_dies_after_serving_is_replaced_at_once_however_soon() {
     let took = started.elapsed();
     assert_eq!(pids.len(), 8, "each request had a new process");
     // Held back as failing starts, the last five would have waited 0.25 + 0.5 + … + 4 s.
-    assert!(took < Duration::from_secs(6), "took {took:?}\n{}", apache.error_log());
+    assert!(
+        took < Duration::from_secs(6),
+        "took {took:?}\n{}",
+        apache.error_log()
+    );
     assert!(!apache.error_log().contains("failed as it started"));
 }
 
@@ -1214,7 +1223,11 @@ fn home_is_the_daemon_users_home_directory() {
                def application(environ, start_response):\n\
                \x20   start_response('200 OK', [])\n\
                \x20   return [('%d %s' % (os.geteuid(), os.environ.get('HOME'))).encode()]\n";
-    let user = if is_root() { " user=nobody group=nogroup" } else { "" };
+    let user = if is_root() {
+        " user=nobody group=nogroup"
+    } else {
+        ""
+    };
     let apache = Apache::start(
         "daemon_home",
         &[("app.wsgi", app)],

@@ -270,7 +270,11 @@ fn an_application_cannot_send_requests_to_another_group() {
     // Each group has its own secret, derived from one that its processes never hold: what an
     // application finds in its own memory lets it reach its own group only (which runs its
     // code already), not another group, which may run as another user.
-    let other_user = if common::is_root() { " user=nobody group=nogroup" } else { "" };
+    let other_user = if common::is_root() {
+        " user=nobody group=nogroup"
+    } else {
+        ""
+    };
     let apache = Apache::start(
         "daemon_forged_requests",
         &[("forger.wsgi", FORGER), ("forged.wsgi", FORGED)],
@@ -298,7 +302,11 @@ fn an_application_cannot_send_requests_to_another_group() {
     std::fs::remove_file(apache.path(&format!("forged.{b_uid}"))).unwrap();
     let r = apache.get("/forger");
     assert_eq!(r.status, 200, "{}", apache.error_log());
-    assert_ne!(r.text(), "0", "the forger found no secret: the test proves nothing");
+    assert_ne!(
+        r.text(),
+        "0",
+        "the forger found no secret: the test proves nothing"
+    );
     let log = apache.wait_for_log("Request origin could not be validated");
     assert!(
         log.contains("a request to daemon process group 'b' carried the wrong secret"),

@@ -572,7 +572,10 @@ def application(environ, start_response):
         // whole again.
         "via buffer caf\\xc3\\xa9",
     ] {
-        assert!(log.lines().any(|l| l.ends_with(line)), "{line} not in:\n{log}");
+        assert!(
+            log.lines().any(|l| l.ends_with(line)),
+            "{line} not in:\n{log}"
+        );
     }
 }
 

@@ -86,4 +86,3 @@ pub fn forget_master() {
     // (forked) process has its own copy of.
     wipe(unsafe { std::slice::from_raw_parts_mut(master, MASTER_LEN) });
 }
-

@@ -54,7 +54,10 @@ impl RequestLog {
             let mut payload = Vec::with_capacity(line.len() + 1);
             wire::encode_log(level, line, &mut payload);
             let mut w = lock(&self.writer);
-            if w.frame(Kind::Log, &payload).and_then(|()| w.flush()).is_ok() {
+            if w.frame(Kind::Log, &payload)
+                .and_then(|()| w.flush())
+                .is_ok()
+            {
                 return;
             }
             self.end();

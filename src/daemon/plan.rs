@@ -105,7 +105,11 @@ pub fn derive_token(master: &[u8], group: &str, uid: u32, gid: u32) -> Token {
     let identity = format!("\0{uid}:{gid}");
     crate::sha256::hmac_sha256(
         master,
-        &[b"mod_wsgi-rs group token\0", group.as_bytes(), identity.as_bytes()],
+        &[
+            b"mod_wsgi-rs group token\0",
+            group.as_bytes(),
+            identity.as_bytes(),
+        ],
     )
 }
 

@@ -71,12 +71,15 @@ impl Scoreboard {
 
     /// Records that the process has started and is serving.
     pub fn mark_ready(&self) {
-        self.ready_flag().store(1, std::sync::atomic::Ordering::Release);
+        self.ready_flag()
+            .store(1, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether the process that used the board got as far as serving; cleared for the next.
     pub fn take_ready(&self) -> bool {
-        self.ready_flag().swap(0, std::sync::atomic::Ordering::AcqRel) != 0
+        self.ready_flag()
+            .swap(0, std::sync::atomic::Ordering::AcqRel)
+            != 0
     }
 
     /// The requests being served, as recorded; all slots are cleared.

@@ -31,12 +31,8 @@ struct Slot {
 /// The supervisor's whole life, in the forked process; never returns.
 pub fn run(mut plan: GroupPlan) -> ! {
     let name = plan.name.clone();
-    plan.token = (plan.forget_inherited)(
-        plan.listener,
-        &name,
-        plan.identity.uid,
-        plan.identity.gid,
-    );
+    plan.token =
+        (plan.forget_inherited)(plan.listener, &name, plan.identity.uid, plan.identity.gid);
     process::set_thread_name(&format!("wsgi-sv:{name}"));
     if let Err(e) = prepare_process(&plan) {
         plan.log(

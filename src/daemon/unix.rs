@@ -174,9 +174,8 @@ fn remove_entry(path: &Path) -> io::Result<()> {
             io::ErrorKind::AlreadyExists,
             format!("{:?} is a directory, where the socket should be", path),
         )),
-        Ok(_) => std::fs::remove_file(path).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot remove {:?}: {}", path, e))
-        }),
+        Ok(_) => std::fs::remove_file(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot remove {:?}: {}", path, e))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io::Error::new(
             e.kind(),
@@ -662,8 +661,8 @@ pub fn is_retryable(err: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::FileTypeExt;
     use crate::daemon::test_util::TempDir;
+    use std::os::unix::fs::FileTypeExt;
     use std::os::unix::net::UnixStream;
 
     #[test]
@@ -915,7 +914,11 @@ mod tests {
             .unwrap()
             .file_type()
             .is_socket());
-        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"kept", "the link is not followed");
+        assert_eq!(
+            std::fs::read(&elsewhere).unwrap(),
+            b"kept",
+            "the link is not followed"
+        );
         drop(l);
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, b"planted").unwrap();

@@ -317,7 +317,9 @@ pub fn compile_module_source<'py>(
 /// The text of `s` for a log line: a lone surrogate (from a file name decoded with
 /// `surrogateescape`, say), which UTF-8 cannot carry, becomes `?`, as C mod_wsgi logs it,
 /// rather than failing the write.
-pub fn log_text<'a>(s: &'a Bound<'_, pyo3::types::PyString>) -> PyResult<std::borrow::Cow<'a, str>> {
+pub fn log_text<'a>(
+    s: &'a Bound<'_, pyo3::types::PyString>,
+) -> PyResult<std::borrow::Cow<'a, str>> {
     if let Ok(text) = s.to_str() {
         return Ok(std::borrow::Cow::Borrowed(text));
     }

@@ -146,7 +146,10 @@ fn add_site_directories(py: Python<'_>, dirs: &[String]) -> PyResult<()> {
     let site = py.import("site")?;
     for dir in dirs {
         // C's info line, for whoever wonders where an import came from.
-        let line = format!("mod_wsgi (pid={}): Adding '{dir}' to path.", std::process::id());
+        let line = format!(
+            "mod_wsgi (pid={}): Adding '{dir}' to path.",
+            std::process::id()
+        );
         py.detach(|| super::runtime::log_info(&line));
         site.call_method1("addsitedir", (dir,))?;
     }

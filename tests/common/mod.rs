@@ -94,7 +94,9 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub fn tls_config(name: &str) -> String {
     let keys = temp_dir(&format!("{name}_keys"));
     let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
         .args(["-subj", "/CN=127.0.0.1", "-keyout"])
         .arg(keys.join("key.pem"))
         .arg("-out")
