@@ -85,9 +85,11 @@ fn an_idle_process_is_replaced_after_inactivity_timeout() {
         log.contains("Daemon process idle inactivity timer expired, stopping process 'site'."),
         "{log}"
     );
+    // Replaced as it began to stop, not once it had ended.
     assert!(
         log.contains(&format!(
-            "Process {before} of daemon group 'site' has exited; starting its replacement."
+            "Process {before} of daemon group 'site' is stopping; starting its replacement while \
+             it finishes its requests."
         )),
         "{log}"
     );
@@ -183,18 +185,12 @@ fn a_process_whose_script_does_not_load_is_replaced_after_startup_timeout() {
         .and_then(|pid| pid.parse().ok())
         .unwrap_or_else(|| panic!("no pid in\n{log}"));
     let log = apache.wait_for_log(&format!(
-        "Process {failing} of daemon group 'site' has exited; starting its replacement."
+        "Process {failing} of daemon group 'site' is stopping; starting its replacement"
     ));
     let took = begin.elapsed();
     assert!(
         log.contains(&format!(
             "mod_wsgi (pid={failing}): Application startup timer expired, stopping process 'site'."
-        )),
-        "{log}"
-    );
-    assert!(
-        log.contains(&format!(
-            "Process {failing} of daemon group 'site' has exited; starting its replacement."
         )),
         "{log}"
     );
@@ -240,7 +236,10 @@ fn a_process_whose_gil_is_held_is_replaced_after_deadlock_timeout() {
 
 #[test]
 fn an_evicted_process_waits_eviction_timeout_for_its_requests() {
-    let apache = start("timers_eviction", "graceful-timeout=60 eviction-timeout=1");
+    let apache = start(
+        "timers_eviction",
+        "graceful-timeout=60 eviction-timeout=1 shutdown-timeout=1",
+    );
     let before = pid(&apache);
     let port = apache.port;
     let begin = Instant::now();
@@ -268,10 +267,18 @@ fn an_evicted_process_waits_eviction_timeout_for_its_requests() {
         )),
         "{log}"
     );
+    // As C: once eviction-timeout has run out, shutdown-timeout more.
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={before}): Daemon process graceful timer expired 'site': requests \
+             still running after eviction-timeout (1 seconds); shutting down."
+        )),
+        "{log}"
+    );
     assert!(
         log.contains(&format!(
             "mod_wsgi (pid={before}): Aborting process 'site': requests still running after \
-             eviction-timeout (1 seconds)."
+             shutdown-timeout (1 seconds)."
         )),
         "{log}"
     );
@@ -386,6 +393,111 @@ fn a_shutdown_during_a_graceful_stop_gets_shutdown_timeout_not_the_rest_of_grace
         )),
         "{log}"
     );
+}
+
+#[test]
+fn an_evicted_process_is_replaced_at_once_while_it_finishes_its_requests() {
+    // One process: while it finishes a slow request, nothing else of the group could take a new
+    // one. Its replacement starts as it begins to stop, not once it has ended.
+    let apache = start("timers_replaced_at_once", "processes=1 graceful-timeout=60");
+    let before = pid(&apache);
+    let port = apache.port;
+    let slow =
+        std::thread::spawn(move || common::http_request(port, "GET", "/pid/slow?6", &[], b""));
+    wait_for_file(&apache.path("busy"));
+    signal(before, libc::SIGUSR1);
+    let begin = Instant::now();
+    let after = pid(&apache);
+    let took = begin.elapsed();
+    assert_ne!(after, before);
+    assert!(
+        took < Duration::from_secs(4),
+        "a new request waited {took:?} for the slow one\n{}",
+        apache.error_log()
+    );
+    assert!(process_alive(before), "the old process finishes its request");
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
+    assert_eq!(r.text(), before.to_string());
+    assert!(wait_for_exit(before, Duration::from_secs(15)));
+    let log = apache.wait_for_log(&format!("Process {before} of daemon group 'site' has exited."));
+    assert!(
+        log.contains(&format!(
+            "Process {before} of daemon group 'site' is stopping; starting its replacement while \
+             it finishes its requests."
+        )),
+        "{log}"
+    );
+    // Still one process serving, the replacement.
+    assert_eq!(pid(&apache), after);
+}
+
+#[test]
+fn after_graceful_timeout_requests_get_shutdown_timeout_more() {
+    // As C: graceful-timeout, then shutdown-timeout; the 3-second request fits in 1 + 4.
+    let apache = start(
+        "timers_graceful_then_shutdown_timeout",
+        "graceful-timeout=1 shutdown-timeout=4",
+    );
+    let before = pid(&apache);
+    let port = apache.port;
+    let slow =
+        std::thread::spawn(move || common::http_request(port, "GET", "/pid/slow?3", &[], b""));
+    wait_for_file(&apache.path("busy"));
+    signal(before, libc::SIGUSR1);
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
+    assert_eq!(r.text(), before.to_string());
+    assert!(wait_for_exit(before, Duration::from_secs(15)));
+    let log = apache.error_log();
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={before}): Daemon process graceful timer expired 'site': requests \
+             still running after graceful-timeout (1 seconds); shutting down."
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("Aborting process"), "{log}");
+}
+
+/// Spins on the CPU for as many seconds as the query string says, then answers with its pid.
+const SPIN_CPU: &str = r#"
+import os, time
+def application(environ, start_response):
+    begin = time.process_time()
+    while time.process_time() - begin < float(environ.get("QUERY_STRING") or 2):
+        pass
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+#[test]
+fn a_process_over_cpu_time_limit_finishes_its_requests_and_is_replaced() {
+    // The kernel's SIGXCPU at the limit used to kill the process, and the request with it (a
+    // 502); as in C, the process stops gracefully instead.
+    let apache = Apache::start(
+        "timers_cpu_limit",
+        &[("spin.wsgi", SPIN_CPU)],
+        "WSGIDaemonProcess site threads=2 cpu-time-limit=1\n\
+         WSGIScriptAlias /spin {dir}/spin.wsgi process-group=site",
+    );
+    let r = apache.get("/spin?2.5");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
+    let spun: i32 = r.text().parse().unwrap();
+    let log = apache.wait_for_log("Exceeded CPU time limit");
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={spun}): Exceeded CPU time limit, waiting for requests to complete \
+             'site'."
+        )),
+        "{log}"
+    );
+    assert!(wait_for_exit(spun, Duration::from_secs(15)));
+    let r = apache.get("/spin?0");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
+    assert_ne!(r.text().parse::<i32>().unwrap(), spun);
+    assert!(!apache.error_log().contains("SIGXCPU"), "{}", apache.error_log());
 }
 
 #[test]

@@ -1,12 +1,19 @@
 //! Which requests a daemon process is serving, in memory its supervisor shares: when the process
 //! dies, the supervisor's log line names the requests it took with it next to its pid and the
-//! signal or exit code. It also records whether the process got as far as serving: one that dies
-//! after that is replaced at once, however soon, not held back as a process failing to start.
+//! signal or exit code. It also records how far the process got: one that got as far as serving
+//! and then dies is replaced at once, however soon, not held back as a process failing to start;
+//! one that has begun to stop (it accepts nothing more and finishes what it serves) is replaced
+//! at once, while it finishes.
 
 use std::io;
 
 /// Bytes kept per thread: a length byte and the request id (Apache's are 11-24 characters).
 const SLOT: usize = 64;
+
+/// How far the process has got, in the byte after the threads' slots.
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const STOPPING: u8 = 2;
 
 pub struct Scoreboard {
     base: *mut u8,
@@ -14,7 +21,7 @@ pub struct Scoreboard {
 }
 
 // SAFETY: each slot is written by one thread of the daemon process only, and read by the
-// supervisor only after that process has ended.
+// supervisor only after that process has ended; the stage byte is only used as an atomic.
 unsafe impl Send for Scoreboard {}
 // SAFETY: as above.
 unsafe impl Sync for Scoreboard {}
@@ -63,7 +70,7 @@ impl Scoreboard {
         self.set(slot, b"");
     }
 
-    fn ready_flag(&self) -> &std::sync::atomic::AtomicU8 {
+    fn stage(&self) -> &std::sync::atomic::AtomicU8 {
         // SAFETY: the byte after the threads' slots is inside the mapping (see new), and only
         // ever used as an atomic.
         unsafe { &*(self.base.add(self.slots * SLOT) as *const std::sync::atomic::AtomicU8) }
@@ -71,15 +78,30 @@ impl Scoreboard {
 
     /// Records that the process has started and is serving.
     pub fn mark_ready(&self) {
-        self.ready_flag()
-            .store(1, std::sync::atomic::Ordering::Release);
+        self.stage().store(READY, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Records that the process, having served, has begun to stop: it accepts no more
+    /// connections, so the group needs its replacement now.
+    pub fn mark_stopping(&self) {
+        let _ = self.stage().compare_exchange(
+            READY,
+            STOPPING,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        );
+    }
+
+    /// Whether the process has begun to stop (see mark_stopping).
+    pub fn stopping(&self) -> bool {
+        self.stage().load(std::sync::atomic::Ordering::Acquire) == STOPPING
     }
 
     /// Whether the process that used the board got as far as serving; cleared for the next.
     pub fn take_ready(&self) -> bool {
-        self.ready_flag()
-            .swap(0, std::sync::atomic::Ordering::AcqRel)
-            != 0
+        self.stage()
+            .swap(STARTING, std::sync::atomic::Ordering::AcqRel)
+            != STARTING
     }
 
     /// The requests being served, as recorded; all slots are cleared.
@@ -144,6 +166,13 @@ mod tests {
         }
         assert!(board.take_ready());
         assert!(!board.take_ready(), "cleared for the next process");
+        board.mark_stopping();
+        assert!(!board.stopping(), "a process that never served is not replaced early");
+        board.mark_ready();
+        board.mark_stopping();
+        assert!(board.stopping());
+        assert!(board.take_ready(), "a stopping process had served");
+        assert!(!board.stopping());
         assert!(board.take().is_empty());
         board.set(1, &[b'x'; 100]);
         assert_eq!(board.take(), ["x".repeat(63)]);

@@ -4,6 +4,12 @@
 //!
 //! Signals: SIGTERM/SIGINT/SIGHUP stop the group (each process finishes what it is serving);
 //! SIGUSR1 asks each process to finish gracefully and be replaced.
+//!
+//! A process that begins to stop on its own (SIGUSR1, `maximum-requests`, `restart-interval`,
+//! a changed script, a timer) accepts nothing more, marks its scoreboard and rings with SIGCHLD:
+//! its replacement starts at once, in a fresh scoreboard, while it finishes its requests. Waiting
+//! for it to end first left the group unable to take a request for as long as its longest
+//! request ran (up to graceful-timeout) with `processes=1`.
 
 use super::plan::GroupPlan;
 use super::process::{self, Ended, Forked, CONTROL_SIGNALS};
@@ -25,6 +31,13 @@ struct Slot {
     /// When the replacement is due (after a back-off).
     due: Option<Instant>,
     /// The requests the process serves, shared with it.
+    board: Option<Arc<Scoreboard>>,
+}
+
+/// A process already replaced, finishing its requests before it ends.
+struct Stopping {
+    pid: i32,
+    started: Instant,
     board: Option<Arc<Scoreboard>>,
 }
 
@@ -63,11 +76,13 @@ pub fn run(mut plan: GroupPlan) -> ! {
                 .map(Arc::new),
         })
         .collect();
+    let mut replaced: Vec<Stopping> = Vec::new();
     let mut stopping = false;
     loop {
         if !stopping {
+            replace_stopping(&plan, &mut slots, &mut replaced);
             start_due(&plan, &mut slots);
-        } else if slots.iter().all(|s| s.pid.is_none()) {
+        } else if slots.iter().all(|s| s.pid.is_none()) && replaced.is_empty() {
             process::exit_now(0);
         }
         let next_due = slots.iter().filter_map(|s| s.due).min();
@@ -82,6 +97,7 @@ pub fn run(mut plan: GroupPlan) -> ! {
                 if !stopping {
                     stopping = true;
                     forward(&slots, libc::SIGTERM);
+                    forward_replaced(&replaced, libc::SIGTERM);
                 }
             }
         }
@@ -91,6 +107,11 @@ pub fn run(mut plan: GroupPlan) -> ! {
                 if !stopping {
                     note_death(&plan, slot, pid, ended);
                 }
+            } else if let Some(at) = replaced.iter().position(|r| r.pid == pid) {
+                let old = replaced.swap_remove(at);
+                if !stopping {
+                    note_replaced_death(&plan, &old, ended);
+                }
             }
         }
         // Apache's parent gone (killed without stopping us): nothing will use the group again.
@@ -98,6 +119,7 @@ pub fn run(mut plan: GroupPlan) -> ! {
         if !stopping && unsafe { libc::getppid() } != plan.apache_pid {
             stopping = true;
             forward(&slots, libc::SIGTERM);
+            forward_replaced(&replaced, libc::SIGTERM);
         }
     }
 }
@@ -191,6 +213,72 @@ fn prepare_process(plan: &GroupPlan) -> Result<(), String> {
         process::default_action(sig);
     }
     Ok(())
+}
+
+/// Moves each process that has begun to stop out of its slot, with its scoreboard, and makes the
+/// slot due at once with a fresh scoreboard, so its replacement starts while it finishes.
+fn replace_stopping(plan: &GroupPlan, slots: &mut [Slot], replaced: &mut Vec<Stopping>) {
+    for slot in slots.iter_mut() {
+        let Some(pid) = slot.pid else { continue };
+        if !slot.board.as_ref().is_some_and(|b| b.stopping()) {
+            continue;
+        }
+        // Without a scoreboard of its own the replacement would share the old one; then it
+        // waits for the old process to end, as it would without one.
+        let Ok(board) = Scoreboard::new(plan.options.threads as usize) else {
+            continue;
+        };
+        replaced.push(Stopping {
+            pid,
+            started: slot.started,
+            board: slot.board.replace(Arc::new(board)),
+        });
+        slot.pid = None;
+        slot.failures = 0;
+        slot.due = Some(Instant::now());
+        plan.log(
+            Level::Info,
+            &format!(
+                "mod_wsgi (pid={}): Process {pid} of daemon group '{}' is stopping; starting its \
+                 replacement while it finishes its requests.",
+                std::process::id(),
+                plan.name
+            ),
+        );
+    }
+}
+
+/// Logs how a process that was already replaced ended: only its failure is news.
+fn note_replaced_death(plan: &GroupPlan, old: &Stopping, ended: Ended) {
+    if ended == Ended::Exited(0) {
+        plan.log(
+            Level::Info,
+            &format!(
+                "mod_wsgi (pid={}): Process {} of daemon group '{}' has exited.",
+                std::process::id(),
+                old.pid,
+                plan.name
+            ),
+        );
+        return;
+    }
+    let requests = old.board.as_ref().map(|b| b.take()).unwrap_or_default();
+    let serving = if requests.is_empty() {
+        String::new()
+    } else {
+        format!(" while serving request {}", requests.join(", "))
+    };
+    plan.log(
+        Level::Error,
+        &format!(
+            "mod_wsgi (pid={}): Process {} of daemon group '{}' {ended}{serving} after {:.1} \
+             seconds, as it stopped; it had been replaced already.",
+            std::process::id(),
+            old.pid,
+            plan.name,
+            old.started.elapsed().as_secs_f64()
+        ),
+    );
 }
 
 fn start_due(plan: &GroupPlan, slots: &mut [Slot]) {
@@ -292,6 +380,12 @@ fn backoff(failures: u32) -> Duration {
 fn forward(slots: &[Slot], signal: i32) {
     for pid in slots.iter().filter_map(|s| s.pid) {
         process::kill(pid, signal);
+    }
+}
+
+fn forward_replaced(replaced: &[Stopping], signal: i32) {
+    for old in replaced {
+        process::kill(old.pid, signal);
     }
 }
 

@@ -41,6 +41,10 @@ pub struct State {
     /// Where the free threads wait for a connection; the most recently freed is woken first.
     waiter: unix::ConnectionWaiter,
     stopped: (Mutex<bool>, Condvar),
+    /// The stop came from the supervisor (Apache is stopping or restarting): the connections
+    /// queued on the listener are served before the process ends. Any other shutdown leaves
+    /// them to the replacement, which shares the listener.
+    drain: AtomicBool,
     /// The connections queued when Apache stopped the group have all been taken.
     drained: AtomicBool,
     requests: AtomicU64,
@@ -64,6 +68,7 @@ impl State {
             wake_write: w,
             waiter,
             stopped: (Mutex::new(false), Condvar::new()),
+            drain: AtomicBool::new(false),
             drained: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             activity: Activity::new(threads),
@@ -126,6 +131,8 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
     // SAFETY: getppid has no preconditions.
     let supervisor = unsafe { libc::getppid() };
     process::mask_signals(&[libc::SIGCHLD], false);
+    // Before any thread starts, so that only the signal thread takes it (see DAEMON_SIGNALS).
+    process::mask_signals(&[libc::SIGXCPU], true);
     if !process::die_with_parent(libc::SIGTERM, supervisor) {
         process::exit_now(0);
     }
@@ -195,9 +202,17 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
         Level::Info,
         &format!("{tag}: Shutdown requested '{name}' ({reason:?})."),
     );
-    spawn_reaper(&plan, limit, why);
+    // The threads accept nothing more: have the supervisor start the replacement now, while
+    // the requests in progress finish (it ignores this when it is stopping the group itself).
+    if let Some(board) = &board {
+        board.mark_stopping();
+        process::kill(supervisor, libc::SIGCHLD);
+    }
     if reason == StopReason::Graceful {
+        spawn_graceful_deadline(&plan, state.clone(), limit, why);
         spawn_escalation_watch(&plan, state.clone());
+    } else {
+        spawn_reaper(&plan, limit, why);
     }
     for t in threads {
         let _ = t.join();
@@ -213,12 +228,40 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
     process::exit_now(0);
 }
 
+/// The signals the signal thread waits for: the supervisor's, and SIGXCPU, which the kernel
+/// sends once the process has used `cpu-time-limit` seconds of CPU (its default action would
+/// kill the process with every request in it).
+const DAEMON_SIGNALS: [i32; 5] = [
+    CONTROL_SIGNALS[0],
+    CONTROL_SIGNALS[1],
+    CONTROL_SIGNALS[2],
+    CONTROL_SIGNALS[3],
+    libc::SIGXCPU,
+];
+
 fn spawn_signal_thread(plan: &GroupPlan, state: Arc<State>) {
     let (log, tag, name) = (plan.log, plan.tag(), plan.name.clone());
     let _ = std::thread::Builder::new()
         .name("wsgi:signals".into())
         .spawn(move || loop {
-            match process::wait_signal(&CONTROL_SIGNALS, None) {
+            match process::wait_signal(&DAEMON_SIGNALS, None) {
+                // As C: finish the requests in progress (within graceful-timeout) and be
+                // replaced; the hard limit (shutdown-timeout and a second more of CPU) stays
+                // the kernel's.
+                Some(libc::SIGXCPU) if state.reason() == StopReason::Running => {
+                    let what = if state.activity.busy() {
+                        "waiting for requests to complete"
+                    } else {
+                        "triggering immediate shutdown"
+                    };
+                    log(
+                        Level::Info,
+                        &format!("{tag}: Exceeded CPU time limit, {what} '{name}'."),
+                    );
+                    crate::wsgi::events::set_shutdown_reason("cpu_time_limit");
+                    state.stop(StopReason::Graceful);
+                }
+                Some(libc::SIGXCPU) => {}
                 // Logged first, so it comes before the process's "Shutdown requested".
                 Some(libc::SIGUSR1) if state.reason() == StopReason::Running => {
                     let what = if state.activity.busy() {
@@ -235,6 +278,7 @@ fn spawn_signal_thread(plan: &GroupPlan, state: Arc<State>) {
                 }
                 Some(libc::SIGUSR1) => {}
                 Some(_) => {
+                    state.drain.store(true, Ordering::Release);
                     state.stop(StopReason::Shutdown);
                 }
                 None => std::thread::sleep(Duration::from_millis(100)),
@@ -253,6 +297,35 @@ fn spawn_escalation_watch(plan: &GroupPlan, state: Arc<State>) {
                 std::thread::sleep(Duration::from_millis(100));
             }
             spawn_reaper(&plan, plan.options.shutdown_timeout, "shutdown-timeout");
+        });
+}
+
+/// Once graceful-timeout (or eviction-timeout) has run out with requests still running, the
+/// stop becomes a shutdown, which gives them shutdown-timeout more, as C mod_wsgi does; with no
+/// shutdown-timeout the process ends then.
+fn spawn_graceful_deadline(plan: &GroupPlan, state: Arc<State>, limit: Duration, why: &'static str) {
+    if plan.options.shutdown_timeout.is_zero() {
+        spawn_reaper(plan, limit, why);
+        return;
+    }
+    if limit.is_zero() {
+        return;
+    }
+    let (log, tag, name) = (plan.log, plan.tag(), plan.name.clone());
+    let _ = std::thread::Builder::new()
+        .name("wsgi:graceful".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            if state.stop(StopReason::Shutdown) {
+                log(
+                    Level::Info,
+                    &format!(
+                        "{tag}: Daemon process graceful timer expired '{name}': requests still \
+                         running after {why} ({} seconds); shutting down.",
+                        limit.as_secs()
+                    ),
+                );
+            }
         });
 }
 
@@ -301,7 +374,10 @@ fn accept_loop(plan: &GroupPlan, state: &State, board: Option<Arc<Scoreboard>>, 
                 },
                 // Apache has removed the socket, so nothing new arrives: serve what was already
                 // queued instead of dropping it.
-                StopReason::Shutdown if !state.drained.load(Ordering::Acquire) => {
+                StopReason::Shutdown
+                    if state.drain.load(Ordering::Acquire)
+                        && !state.drained.load(Ordering::Acquire) =>
+                {
                     match unix::accept(listener) {
                         Ok(conn) => conn,
                         Err(_) => {
