@@ -198,9 +198,8 @@ def application(environ, start_response):
     assert_eq!(post("/app/iterate"), "<one\n><two-two\n><three\n><end>|||");
 }
 
-#[test]
-fn a_client_that_goes_away_mid_response_still_gets_close_called() {
-    let app = r#"
+/// Streams without end until the client goes; close() leaves the file `closed`.
+const ENDLESS: &str = r#"
 import os, time
 HERE = os.path.dirname(__file__)
 class Endless:
@@ -217,15 +216,11 @@ def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
     return Endless()
 "#;
-    let apache = Apache::start_with(
-        "disconnect",
-        &[("app.wsgi", app)],
-        "WSGIScriptAlias /app {dir}/app.wsgi",
-        common::Options {
-            processes: 1,
-            ..Default::default()
-        },
-    );
+
+/// Reads part of the endless response, then goes; the application's close() is called, the
+/// server carries on, and the error log has no error for it: a client that leaves is no error
+/// of the application's (C logs it at debug level only).
+fn leave_mid_response(apache: &Apache) {
     let pid = apache.get("/app/pid").text();
     {
         let mut stream = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
@@ -237,7 +232,42 @@ def application(environ, start_response):
         // Dropping the stream closes the connection with the response still streaming.
     }
     assert_eq!(wait_for_file(&apache.path("closed")), "closed");
-    assert_eq!(apache.get("/app/pid").text(), pid, "the child carries on");
+    assert_eq!(apache.get("/app/pid").text(), pid, "the process carries on");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = apache.error_log();
+    for noise in [
+        "Exception occurred",
+        "failed to write response data",
+        "Failed to proxy response",
+        "connection to Apache lost",
+    ] {
+        assert!(!log.contains(noise), "{noise}:\n{log}");
+    }
+}
+
+#[test]
+fn a_client_that_goes_away_mid_response_still_gets_close_called() {
+    let apache = Apache::start_with(
+        "disconnect",
+        &[("app.wsgi", ENDLESS)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+        common::Options {
+            processes: 1,
+            ..Default::default()
+        },
+    );
+    leave_mid_response(&apache);
+}
+
+#[test]
+fn a_client_that_goes_away_mid_response_in_daemon_mode_still_gets_close_called() {
+    let apache = Apache::start(
+        "disconnect_daemon",
+        &[("app.wsgi", ENDLESS)],
+        "WSGIDaemonProcess site processes=1 threads=2\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
+    );
+    leave_mid_response(&apache);
 }
 
 #[test]
@@ -626,6 +656,45 @@ fn range_requests_for_file_wrapper_responses_get_206() {
         "WSGIScriptAlias /file {dir}/file.wsgi",
     );
     common::apps::assert_file_ranges_are_served(&apache, "/file");
+}
+
+#[test]
+fn a_file_wrapper_response_shorter_than_its_content_length_is_truncated_not_a_502() {
+    let apache = Apache::start(
+        "short_file",
+        &[("file.wsgi", common::apps::SHORT_FILE)],
+        "WSGIScriptAlias /file {dir}/file.wsgi",
+    );
+    common::apps::assert_short_file_is_truncated(&apache, "/file");
+}
+
+#[test]
+fn the_traceback_of_a_failing_iterable_comes_before_what_its_close_logs() {
+    // As in C: the error is logged when it happens, then close() runs.
+    let app = r#"
+import sys
+class Body:
+    def __iter__(self):
+        raise RuntimeError("iteration failed")
+    def close(self):
+        print("close() ran", file=sys.stderr)
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return Body()
+"#;
+    let apache = Apache::start(
+        "iter_then_close",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    assert_eq!(apache.get("/app").status, 500);
+    let log = apache.wait_for_log("close() ran");
+    let traceback = log.find("RuntimeError: iteration failed");
+    let closed = log.find("close() ran");
+    assert!(
+        traceback.is_some() && traceback < closed,
+        "the traceback must come first:\n{log}"
+    );
 }
 
 #[test]

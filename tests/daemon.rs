@@ -1059,6 +1059,17 @@ fn what_close_logs_after_the_response_reaches_the_error_log() {
 }
 
 #[test]
+fn a_file_wrapper_response_shorter_than_its_content_length_is_truncated_not_a_502() {
+    let apache = Apache::start(
+        "daemon_short_file",
+        &[("file.wsgi", common::apps::SHORT_FILE)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIScriptAlias /file {dir}/file.wsgi process-group=site",
+    );
+    common::apps::assert_short_file_is_truncated(&apache, "/file");
+}
+
+#[test]
 fn range_requests_for_file_wrapper_responses_get_206() {
     // C answers 200 with the whole file here (it does in embedded mode).
     let apache = Apache::start(
@@ -1351,4 +1362,18 @@ fn a_process_the_application_forks_does_not_go_on_serving() {
     assert!(apache
         .error_log()
         .contains("returned from the application without exec"));
+}
+
+#[test]
+fn module_variables_reach_apaches_environment_of_the_request() {
+    let apache = Apache::start(
+        "daemon_module_vars",
+        &[("app.wsgi", common::apps::MODULE_VARS_APP)],
+        &format!(
+            "{}\nWSGIDaemonProcess site threads=2\n\
+             WSGIScriptAlias /app {{dir}}/app.wsgi process-group=site",
+            common::apps::MODULE_VARS_LOG
+        ),
+    );
+    common::apps::assert_module_vars_reach_the_access_log(&apache, "site");
 }

@@ -1069,3 +1069,16 @@ def application(environ, start_response):
     };
     assert_eq!(apache.get("/app").text(), format!("{want}|[]"));
 }
+
+#[test]
+fn module_variables_reach_apaches_environment_of_the_request() {
+    let apache = Apache::start(
+        "module_vars",
+        &[("app.wsgi", common::apps::MODULE_VARS_APP)],
+        &format!(
+            "{}\nWSGIScriptAlias /app {{dir}}/app.wsgi",
+            common::apps::MODULE_VARS_LOG
+        ),
+    );
+    common::apps::assert_module_vars_reach_the_access_log(&apache, "");
+}

@@ -95,6 +95,8 @@ pub(super) unsafe fn handle(
         let exchange = client::forward(&target, &mut head, &mut io);
         let overridden = io.overridden();
         let location = redirect.location().map(str::to_string);
+        // What the exchange added, for the access log (`%{mod_wsgi.queue_start}e`), as C.
+        request.export_named(&head.vars, client::EXCHANGE_VARS);
         drop(request);
         match (exchange, overridden, location) {
             (Exchange::Done, Some(status), _) => {

@@ -46,6 +46,9 @@ pub struct Request {
     pull_brigades: Option<(*mut ap::apr_bucket_brigade, *mut ap::apr_bucket_brigade)>,
     /// The brigade `read_body` reads through, made at the first read.
     read_brigade: Option<*mut ap::apr_bucket_brigade>,
+    /// A write to the client failed: timed out, or (`client_gone`) anything else.
+    write_timed_out: bool,
+    client_gone: bool,
 }
 
 // SAFETY: a Request is used by the thread running its handler (blocking calls are made with the
@@ -69,6 +72,8 @@ impl Request {
             saved_timeout: None,
             pull_brigades: None,
             read_brigade: None,
+            write_timed_out: false,
+            client_gone: false,
         }
     }
 
@@ -92,6 +97,22 @@ impl Request {
     fn client_socket(&self) -> *mut ap::apr_socket_t {
         // SAFETY: r and its connection are live.
         unsafe { ap::ap_get_conn_socket((*self.r).connection) }
+    }
+
+    /// The outcome of passing response data to the filters, with why it failed noted.
+    fn written(&mut self, status: ap::apr_status_t) -> Result<(), String> {
+        if status == 0 {
+            return Ok(());
+        }
+        if status == ap::APR_TIMEUP as ap::apr_status_t {
+            self.write_timed_out = true;
+        } else {
+            self.client_gone = true;
+        }
+        Err(format!(
+            "Apache/mod_wsgi failed to write response data: {}",
+            apr_error_text(status)
+        ))
     }
 
     fn rec(&self) -> &ap::request_rec {
@@ -150,6 +171,34 @@ impl Request {
             ap::ap_add_cgi_vars(self.r);
             ap::ap_add_common_vars(self.r);
             table_entries(self.rec().subprocess_env)
+        }
+    }
+
+    /// Adds the variables of `vars` whose names start with `prefix` to Apache's environment of
+    /// the request (`r->subprocess_env`), where the access log's `%{NAME}e`, mod_headers and
+    /// mod_rewrite see them, and an internal redirect passes them on as `REDIRECT_NAME`. Only
+    /// for names the environment does not have yet.
+    pub fn export_vars(&self, vars: &CgiVars, prefix: &[u8]) {
+        self.export(vars.iter().filter(|(k, _)| k.starts_with(prefix)));
+    }
+
+    /// Adds the variables `names` of `vars` to Apache's environment of the request (see
+    /// [`Request::export_vars`]).
+    pub fn export_named(&self, vars: &CgiVars, names: &[&str]) {
+        self.export(
+            names
+                .iter()
+                .filter_map(|name| Some((name.as_bytes(), vars.get(name)?))),
+        );
+    }
+
+    fn export<'v>(&self, pairs: impl Iterator<Item = (&'v [u8], &'v [u8])>) {
+        // SAFETY: r is live; keys and values are copied into its pool, which the table lives in.
+        unsafe {
+            let (pool, env) = ((*self.r).pool, (*self.r).subprocess_env);
+            for (key, value) in pairs {
+                ap::apr_table_addn(env, pstrdup(pool, key), pstrdup(pool, value));
+            }
         }
     }
 
@@ -387,6 +436,7 @@ impl RequestIo for Request {
         // transient: Apache copies it if it must keep it after the call returns).
         let status = unsafe {
             if (*(*self.r).connection).aborted != 0 {
+                self.client_gone |= !self.write_timed_out;
                 return Err(
                     "Apache/mod_wsgi failed to write response data: client closed the connection"
                         .into(),
@@ -400,13 +450,7 @@ impl RequestIo for Request {
                 flush as i32,
             )
         };
-        if status != 0 {
-            return Err(format!(
-                "Apache/mod_wsgi failed to write response data: {}",
-                apr_error_text(status)
-            ));
-        }
-        Ok(())
+        self.written(status)
     }
 
     fn send_file(&mut self, fd: i32, offset: u64, len: u64) -> Result<(), String> {
@@ -467,13 +511,11 @@ impl RequestIo for Request {
     fn end_response(&mut self) -> Result<(), String> {
         // SAFETY: r and the brigade are live; the brigade is passed and emptied.
         let status = unsafe { ap::mod_wsgi_rs_end(self.r, self.out) };
-        if status != 0 {
-            return Err(format!(
-                "Apache/mod_wsgi failed to write response data: {}",
-                apr_error_text(status)
-            ));
-        }
-        Ok(())
+        self.written(status)
+    }
+
+    fn client_gone(&self) -> bool {
+        self.client_gone
     }
 
     fn abort_response(&mut self) {

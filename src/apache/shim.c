@@ -26,12 +26,20 @@ apr_status_t mod_wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const cha
  * End a response that has started but cannot be completed. An error bucket with status 502 is
  * what httpd's chunking filter recognises as a broken backend: it then leaves out the final
  * chunk and closes the connection, so the client sees a truncated response, not a complete one.
+ * The head (and whatever `bb` still holds, such as a wsgi.file_wrapper file) goes out first:
+ * meeting the error bucket before the head is sent, httpd's header filter would answer with its
+ * own 502 page instead.
  */
 apr_status_t mod_wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb)
 {
     apr_status_t rv;
 
     r->connection->keepalive = AP_CONN_CLOSE;
+    if (!r->sent_bodyct || !APR_BRIGADE_EMPTY(bb)) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(r->connection->bucket_alloc));
+        ap_pass_brigade(r->output_filters, bb);
+        apr_brigade_cleanup(bb);
+    }
     APR_BRIGADE_INSERT_TAIL(bb, ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL, r->pool,
                                                        r->connection->bucket_alloc));
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(r->connection->bucket_alloc));

@@ -48,6 +48,13 @@ enum Attempt {
     Again,
 }
 
+/// The variables [`forward`] adds to the request's.
+pub const EXCHANGE_VARS: &[&str] = &[
+    "mod_wsgi.queue_start",
+    "mod_wsgi.daemon_connects",
+    "mod_wsgi.daemon_restarts",
+];
+
 /// Forwards one request to the daemon group and proxies the response back through `io`.
 pub fn forward(target: &Target<'_>, head: &mut RequestHead, io: &mut dyn RequestIo) -> Exchange {
     let request_id = head
@@ -366,8 +373,15 @@ fn client_failed(
         Some(t) => format!(" (response-socket-timeout {} seconds)", t.as_secs_f64()),
         None => String::new(),
     };
+    // A client that left is no failure worth an error line (C logs nothing); one too slow
+    // to take the response (a timeout) is.
+    let level = if io.client_gone() {
+        Level::Debug
+    } else {
+        Level::Error
+    };
     io.log(
-        Level::Error,
+        level,
         &format!(
             "mod_wsgi: Failed to proxy response of daemon process group '{}' to client for \
              request {request_id}{limit}: {error}",

@@ -87,6 +87,9 @@ pub struct DaemonIo {
     /// Where the request is recorded as being served: cleared as the response ends, before the
     /// Apache child can send its next request.
     serving: Option<(Arc<Scoreboard>, usize)>,
+    /// Writing the response failed: the Apache child let go of the connection (its client
+    /// left, or it gave up on it).
+    apache_gone: bool,
 }
 
 impl DaemonIo {
@@ -101,6 +104,7 @@ impl DaemonIo {
             body_rest: 0,
             pulling: false,
             serving: None,
+            apache_gone: false,
         }
     }
 
@@ -118,10 +122,12 @@ impl DaemonIo {
 
     fn send(&mut self, kind: Kind, payload: &[u8], flush: bool) -> Result<(), String> {
         forked_check()?;
-        let mut w = lock(&self.writer);
-        w.frame(kind, payload)
-            .and_then(|()| if flush { w.flush() } else { Ok(()) })
-            .map_err(|e| format!("connection to Apache lost: {e}"))
+        let sent = {
+            let mut w = lock(&self.writer);
+            w.frame(kind, payload)
+                .and_then(|()| if flush { w.flush() } else { Ok(()) })
+        };
+        self.lost(sent)
     }
 
     /// Gives `take` the next body bytes (it returns how many it took, at most all): those left
@@ -181,6 +187,16 @@ impl DaemonIo {
     }
 }
 
+impl DaemonIo {
+    /// The outcome of writing response data to the Apache child, with its loss noted.
+    fn lost(&mut self, written: std::io::Result<()>) -> Result<(), String> {
+        written.map_err(|e| {
+            self.apache_gone = true;
+            format!("connection to Apache lost: {e}")
+        })
+    }
+}
+
 impl RequestIo for DaemonIo {
     /// The daemon does not talk to the client: the Apache child applies the timeout.
     fn set_send_timeout(&mut self, _timeout: std::time::Duration) {}
@@ -222,18 +238,20 @@ impl RequestIo for DaemonIo {
 
     fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String> {
         forked_check()?;
-        lock(&self.writer)
-            .data(data, flush)
-            .map_err(|e| format!("connection to Apache lost: {e}"))
+        let written = lock(&self.writer).data(data, flush);
+        self.lost(written)
     }
 
     fn send_file(&mut self, fd: i32, offset: u64, len: u64) -> Result<(), String> {
         forked_check()?;
         // SAFETY: the caller keeps fd open until this returns (RequestIo's contract).
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        lock(&self.writer)
-            .send_file_frame(offset, len, fd)
-            .map_err(|e| format!("connection to Apache lost: {e}"))
+        let written = lock(&self.writer).send_file_frame(offset, len, fd);
+        self.lost(written)
+    }
+
+    fn client_gone(&self) -> bool {
+        self.apache_gone
     }
 
     fn end_response(&mut self) -> Result<(), String> {

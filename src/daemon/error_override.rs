@@ -60,6 +60,10 @@ impl RequestIo for ErrorOverride<'_> {
         self.inner.expect_continue()
     }
 
+    fn client_gone(&self) -> bool {
+        self.inner.client_gone()
+    }
+
     fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String> {
         if self.enabled && is_error(head.status) {
             self.overridden = Some(head.status);

@@ -103,6 +103,10 @@ impl RequestIo for InternalRedirect<'_> {
         self.inner.end_response()
     }
 
+    fn client_gone(&self) -> bool {
+        self.inner.client_gone()
+    }
+
     fn abort_response(&mut self) {
         // A body cut short is dropped all the same: as in C, the redirect still happens.
         if !self.held() {

@@ -69,15 +69,20 @@ impl<'py> Call<'_, 'py> {
         let outcome = match app.call1((environ, start_response)) {
             Ok(result) => {
                 // The response is complete and on its way before close(), so the client does
-                // not wait for the application's clean-up.
+                // not wait for the application's clean-up; a failure is logged before close()
+                // runs, so its traceback comes before anything close() logs, as in C.
                 let sent = self
                     .send_result(&result)
                     .and_then(|()| self.complete_response());
-                let closed = self.close(&result);
-                match (sent, closed) {
-                    (Ok(()), Ok(())) => Outcome::Sent,
-                    (Err(e), _) | (Ok(()), Err(e)) => self.fail(e),
+                let mut outcome = match sent {
+                    Ok(()) => Outcome::Sent,
+                    Err(e) if self.client_left(&e) => Outcome::Sent,
+                    Err(e) => self.fail(e),
+                };
+                if let Err(e) = self.close(&result) {
+                    outcome = self.fail(e);
                 }
+                outcome
             }
             Err(e) => self.fail(e),
         };
@@ -214,6 +219,32 @@ impl<'py> Call<'_, 'py> {
         self.slot
             .with(self.py, f)
             .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("{e:?}")))?
+    }
+
+    /// Whether `err` is a failed write of the response to a client that has gone (closed or
+    /// reset the connection): then iterating stopped, as C does, and this logs it at debug level
+    /// only (it is no error of the application's) and makes sure the response is cut short.
+    /// The write() callable still raises it into the application, as in C.
+    fn client_left(&self, err: &PyErr) -> bool {
+        let py = self.py;
+        if !err.is_instance_of::<pyo3::exceptions::PyOSError>(py) {
+            return false;
+        }
+        let msg = format!(
+            "mod_wsgi (pid={}): Client closed connection: {}.",
+            std::process::id(),
+            err.value(py)
+        );
+        self.slot
+            .with(py, |st| {
+                if !st.client_gone() {
+                    return false;
+                }
+                st.log(py, Level::Debug, &msg);
+                st.abort(py);
+                true
+            })
+            .unwrap_or(false)
     }
 
     /// Logs `err`; a response already under way is truncated, otherwise the server sends a 500.

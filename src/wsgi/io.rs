@@ -93,6 +93,13 @@ pub trait RequestIo: Send {
     /// Ends a response that has started but cannot be completed, so the client sees it is
     /// truncated instead of a complete response.
     fn abort_response(&mut self);
+    /// Whether a write failed because nobody is left to send the response to: the client closed
+    /// or reset its connection (in a daemon process: the Apache child serving it let go). That
+    /// is no error of the application's; C mod_wsgi logs it at debug level only. A write that
+    /// timed out is not this.
+    fn client_gone(&self) -> bool {
+        false
+    }
     /// Writes one line to the server's error log, attributed to this request.
     fn log(&mut self, level: Level, msg: &str);
 }

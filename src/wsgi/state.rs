@@ -52,6 +52,12 @@ impl RequestState {
         self.headers_sent
     }
 
+    /// A write failed because nobody is left to send the response to (see
+    /// [`RequestIo::client_gone`]).
+    pub fn client_gone(&self) -> bool {
+        self.io.client_gone()
+    }
+
     pub fn started(&self) -> bool {
         self.head.is_some()
     }

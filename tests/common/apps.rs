@@ -92,3 +92,90 @@ pub const UNGUARDED_READER: &str = "def application(environ, start_response):\n\
                                     \x20   data = environ['wsgi.input'].read()\n\
                                     \x20   start_response('200 OK', [])\n\
                                     \x20   return [b'%d' % len(data)]\n";
+
+/// A `wsgi.file_wrapper` response whose Content-Length promises more than the file has (a file
+/// that shrank after its size was read).
+pub const SHORT_FILE: &str = r#"
+import os
+def application(environ, start_response):
+    path = os.path.join(os.path.dirname(environ["SCRIPT_FILENAME"]), "short.bin")
+    f = open(path, "rb")
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", "2000")])
+    return environ["wsgi.file_wrapper"](f, 65536)
+"#;
+
+/// [`SHORT_FILE`] (mounted at `mount`) sends the head and the 1000 bytes the file has, then
+/// closes the connection: a truncated response, as any other short one, not Apache's 502 page.
+pub fn assert_short_file_is_truncated(apache: &super::Apache, mount: &str) {
+    std::fs::write(apache.path("short.bin"), vec![b'f'; 1000]).unwrap();
+    let r = apache.get(mount);
+    assert_eq!(r.status, 200, "{:?}\n{}", r.headers, apache.error_log());
+    assert_eq!(r.header("Content-Length"), Some("2000"));
+    assert_eq!(r.body, vec![b'f'; 1000]);
+    assert!(!r.complete, "a short response must not look complete");
+    let log = apache.wait_for_log("Truncated response");
+    assert!(
+        log.contains("Content-Length was 2000 but only 1000 bytes were returned."),
+        "{log}"
+    );
+}
+
+/// Answers with its request id, or for `/redirected`, with what an internal redirect passed on
+/// of the request it replaces (`REDIRECT_mod_wsgi.script_name`); `/fail` raises.
+pub const MODULE_VARS_APP: &str = r#"
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/fail":
+        raise RuntimeError("fails, for ErrorDocument")
+    if path == "/redirected":
+        body = environ.get("REDIRECT_mod_wsgi.script_name", "-")
+    else:
+        body = environ["mod_wsgi.request_id"]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body.encode()]
+"#;
+
+/// The access-log format of [`assert_module_vars_reach_the_access_log`].
+pub const MODULE_VARS_LOG: &str = "LogFormat \"%U pg=%{mod_wsgi.process_group}e \
+     ag=%{mod_wsgi.application_group}e id=%{mod_wsgi.request_id}e \
+     qs=%{mod_wsgi.queue_start}e sn=%{mod_wsgi.script_name}e\" wsgivars\n\
+     CustomLog \"{dir}/access.log\" wsgivars\n\
+     ErrorDocument 500 /app/redirected";
+
+/// The `mod_wsgi.*` variables are in Apache's environment of the request, as C puts them there:
+/// the access log shows them (with [`MODULE_VARS_LOG`], [`MODULE_VARS_APP`] at /app), and an
+/// ErrorDocument's request sees them as `REDIRECT_mod_wsgi.*`. `group` is the process group
+/// ('' in embedded mode), which also decides whether `queue_start` is there.
+pub fn assert_module_vars_reach_the_access_log(apache: &super::Apache, group: &str) {
+    let r = apache.get("/app/id");
+    assert_eq!(r.status, 200, "{}", apache.error_log());
+    let id = r.text();
+    let r = apache.get("/app/fail");
+    // The ErrorDocument page is the application's own answer, status and all (as in C).
+    assert_eq!((r.status, r.text().as_str()), (200, "/app"), "{}", apache.error_log());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let log = loop {
+        let log = std::fs::read_to_string(apache.path("access.log")).unwrap_or_default();
+        if log.lines().count() >= 2 || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("/app/id "))
+        .unwrap_or_else(|| panic!("no line for /app/id in\n{log}"));
+    let expected = format!(
+        "/app/id pg={group} ag=127.0.0.1:{}|/app id={id} ",
+        apache.port
+    );
+    assert!(line.starts_with(&expected), "{line}\nnot {expected}");
+    assert!(line.ends_with(" sn=/app"), "{line}");
+    let queue_start = line.split(" qs=").nth(1).unwrap().split(' ').next().unwrap();
+    if group.is_empty() {
+        assert_eq!(queue_start, "-", "{line}");
+    } else {
+        assert!(queue_start.parse::<u64>().is_ok(), "{line}");
+    }
+}
