@@ -12,10 +12,62 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// Why no application could be had from a script.
 pub enum LoadError {
-    /// Reading, compiling or running the script failed.
+    /// The script could not be read or compiled.
+    Unreadable(PyErr),
+    /// Running the script's code (or looking up the callable) failed.
     Failed(PyErr),
     /// The script ran but has no attribute of the callable's name.
     NoCallable,
+}
+
+impl LoadError {
+    /// The exception of a script that could not be read, compiled or run.
+    fn into_exception(self) -> PyErr {
+        match self {
+            LoadError::Unreadable(err) | LoadError::Failed(err) => err,
+            LoadError::NoCallable => {
+                pyo3::exceptions::PyAttributeError::new_err("no WSGI application in the script")
+            }
+        }
+    }
+
+    /// The lines C mod_wsgi logs for a script that could not be read, compiled or run (path
+    /// `path`): which of those failed, then the exception and its traceback. Empty for
+    /// `NoCallable`, which has a line of its own.
+    pub fn report(&self, py: Python<'_>, path: &str) -> Vec<String> {
+        let (what, err) = match self {
+            LoadError::Unreadable(err) => {
+                let objects = crate::wsgi::interp::objects(py);
+                let what = format!(
+                    "mod_wsgi (pid={}, process='{}', application='{}'): Could not read/compile \
+                     source file '{path}'.",
+                    std::process::id(),
+                    objects.process_group,
+                    objects.group
+                );
+                (what, err)
+            }
+            LoadError::Failed(err) => {
+                let what = if err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) {
+                    "SystemExit exception raised when doing exec of"
+                } else {
+                    "Failed to exec"
+                };
+                let what = format!(
+                    "mod_wsgi (pid={}): {what} Python script file '{path}'.",
+                    std::process::id()
+                );
+                (what, err)
+            }
+            LoadError::NoCallable => return Vec::new(),
+        };
+        let mut lines = vec![
+            what,
+            crate::wsgi::adapter::exception_headline(py, err, path),
+        ];
+        lines.extend(crate::wsgi::adapter::exception_report(py, err));
+        lines
+    }
 }
 
 /// Module names by script path, so the digest is computed once per script.
@@ -104,21 +156,44 @@ fn load_module<'py>(
     name: &str,
     path: &str,
     mtime: i64,
-) -> PyResult<Bound<'py, PyAny>> {
-    let source = std::fs::read(path)?;
-    let code = compile_module_source(py, &source, path)?;
-    let builtins = py.import("builtins")?;
-    let module = PyModule::new(py, name)?;
-    module.setattr("__file__", path)?;
-    describe_origin(py, &module, name, path);
-    let modules = sys_modules(py)?;
-    modules.set_item(name, &module)?;
-    let ran = builtins.getattr("exec")?.call1((code, module.dict()));
-    if let Err(e) = ran.and_then(|_| module.setattr("__mtime__", mtime)) {
-        let _ = modules.del_item(name);
-        return Err(e);
+) -> Result<Bound<'py, PyAny>, LoadError> {
+    let source = std::fs::read(path).map_err(|e| LoadError::Unreadable(os_error(py, &e, path)))?;
+    let code = compile_module_source(py, &source, path).map_err(LoadError::Unreadable)?;
+    let run = || -> PyResult<Bound<'py, PyAny>> {
+        let builtins = py.import("builtins")?;
+        let module = PyModule::new(py, name)?;
+        module.setattr("__file__", path)?;
+        describe_origin(py, &module, name, path);
+        let modules = sys_modules(py)?;
+        modules.set_item(name, &module)?;
+        let ran = builtins.getattr("exec")?.call1((code, module.dict()));
+        if let Err(e) = ran.and_then(|_| module.setattr("__mtime__", mtime)) {
+            let _ = modules.del_item(name);
+            return Err(e);
+        }
+        Ok(module.into_any())
+    };
+    run().map_err(LoadError::Failed)
+}
+
+/// The Python exception for a failure to read `path`, as `open()` would raise it
+/// (`PermissionError: [Errno 13] Permission denied: '/srv/app.wsgi'`).
+fn os_error(py: Python<'_>, err: &std::io::Error, path: &str) -> PyErr {
+    let Some(errno) = err.raw_os_error() else {
+        return PyErr::from(std::io::Error::new(err.kind(), err.to_string()));
+    };
+    // OSError(errno, strerror, filename) is made the subclass the errno calls for.
+    let made = py
+        .import("os")
+        .and_then(|os| os.call_method1("strerror", (errno,)))
+        .and_then(|text| {
+            py.get_type::<pyo3::exceptions::PyOSError>()
+                .call1((errno, text, path))
+        });
+    match made {
+        Ok(value) => PyErr::from_value(value),
+        Err(e) => e,
     }
-    Ok(module.into_any())
 }
 
 /// Gives the script's module what an imported module has (`__spec__`, `__loader__` for its file,
@@ -183,7 +258,7 @@ pub fn load_application<'py>(
         Some(m) if !stale.is_some_and(|s| s.is(&m)) && is_current(py, &m, mtime, reloading) => m,
         existing => {
             note_loading(py, path, existing.is_some());
-            load_module(py, &name, path, mtime).map_err(LoadError::Failed)?
+            load_module(py, &name, path, mtime)?
         }
     };
     callable_of(py, &module, callable)
@@ -281,6 +356,6 @@ pub fn preload(py: Python<'_>, path: &str) -> PyResult<Preloaded> {
         return Ok(Preloaded::AlreadyCurrent);
     }
     note_loading(py, path, existing.is_some());
-    load_module(py, &name, path, mtime)?;
+    load_module(py, &name, path, mtime).map_err(LoadError::into_exception)?;
     Ok(Preloaded::Loaded)
 }

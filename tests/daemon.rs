@@ -1281,6 +1281,39 @@ fn a_client_too_slow_to_send_its_body_gets_408() {
     assert_eq!(apache.get("/app").text(), "0");
 }
 
+#[test]
+fn a_body_that_stops_coming_for_socket_timeout_is_a_timeout_error_in_the_daemon() {
+    // The daemon's own wait for the body runs out first (socket-timeout 1 s, Apache's Timeout
+    // 3 s): the application is told the read timed out, as C tells it, not that the connection
+    // to Apache was lost.
+    let app = r#"
+import sys
+def application(environ, start_response):
+    try:
+        environ["wsgi.input"].read()
+    except OSError as e:
+        print("read failed: %s" % e, file=sys.stderr)
+    start_response("200 OK", [])
+    return [b"done"]
+"#;
+    let apache = Apache::start(
+        "daemon_body_socket_timeout",
+        &[("app.wsgi", app)],
+        "Timeout 3\n\
+         WSGIDaemonProcess site threads=2 socket-timeout=1\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
+    );
+    let _ = common::stalled_upload(apache.port, "/app", 10, b"abc");
+    let log = apache.wait_for_log("read failed");
+    assert!(
+        log.contains(
+            "read failed: Apache/mod_wsgi request data read error: The timeout specified has \
+             expired (no more of the body arrived within the group's socket-timeout)"
+        ),
+        "{log}"
+    );
+}
+
 /// A client that stops reading: with response-socket-timeout the Apache child gives up on it
 /// after that long (not Apache's `Timeout`, 20 s here), says so, and the application is closed.
 fn stalled_client(timeout_option: &str) -> (String, String, Duration) {
@@ -1376,4 +1409,22 @@ fn module_variables_reach_apaches_environment_of_the_request() {
         ),
     );
     common::apps::assert_module_vars_reach_the_access_log(&apache, "site");
+}
+
+#[test]
+fn a_group_whose_python_home_is_wrong_says_which_option_named_it() {
+    let apache = Apache::start(
+        "daemon_bad_python_home",
+        &[(
+            "app.wsgi",
+            "def application(e, s):\n    s('200 OK', [])\n    return [b'x']\n",
+        )],
+        "WSGIDaemonProcess site threads=1 python-home=/nonexistent/venv\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
+    );
+    let log = apache.wait_for_log("Python could not be started");
+    assert!(
+        log.contains("(python-home= is '/nonexistent/venv': is it a Python"),
+        "{log}"
+    );
 }

@@ -415,12 +415,17 @@ fn an_evicted_process_is_replaced_at_once_while_it_finishes_its_requests() {
         "a new request waited {took:?} for the slow one\n{}",
         apache.error_log()
     );
-    assert!(process_alive(before), "the old process finishes its request");
+    assert!(
+        process_alive(before),
+        "the old process finishes its request"
+    );
     let r = slow.join().unwrap();
     assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
     assert_eq!(r.text(), before.to_string());
     assert!(wait_for_exit(before, Duration::from_secs(15)));
-    let log = apache.wait_for_log(&format!("Process {before} of daemon group 'site' has exited."));
+    let log = apache.wait_for_log(&format!(
+        "Process {before} of daemon group 'site' has exited."
+    ));
     assert!(
         log.contains(&format!(
             "Process {before} of daemon group 'site' is stopping; starting its replacement while \
@@ -497,7 +502,11 @@ fn a_process_over_cpu_time_limit_finishes_its_requests_and_is_replaced() {
     let r = apache.get("/spin?0");
     assert_eq!(r.status, 200, "{}\n{}", r.text(), apache.error_log());
     assert_ne!(r.text().parse::<i32>().unwrap(), spun);
-    assert!(!apache.error_log().contains("SIGXCPU"), "{}", apache.error_log());
+    assert!(
+        !apache.error_log().contains("SIGXCPU"),
+        "{}",
+        apache.error_log()
+    );
 }
 
 #[test]

@@ -262,6 +262,76 @@ fn callable_object_is_configurable_and_missing_one_is_404() {
 }
 
 #[test]
+fn script_failures_are_logged_in_cs_words() {
+    // Log watchers match these lines: a script that cannot be compiled (or read) is "Could not
+    // read/compile source file", one that fails as it runs "Failed to exec Python script
+    // file", and SystemExit is "ignored".
+    let apache = Apache::start(
+        "script_failure_words",
+        &[
+            ("broken.wsgi", "def broken(:\n    pass\n"),
+            ("exits.wsgi", "raise SystemExit(3)\n"),
+            (
+                "exits_later.wsgi",
+                "def application(environ, start_response):\n    raise SystemExit(4)\n",
+            ),
+            ("unreadable.wsgi", HELLO),
+        ],
+        "WSGIScriptAlias /broken {dir}/broken.wsgi\n\
+         WSGIScriptAlias /exits {dir}/exits.wsgi\n\
+         WSGIScriptAlias /exits_later {dir}/exits_later.wsgi\n\
+         WSGIScriptAlias /unreadable {dir}/unreadable.wsgi",
+    );
+    common::set_mode(&apache.path("unreadable.wsgi"), 0o000);
+    for path in ["/broken", "/exits", "/exits_later"] {
+        assert_eq!(apache.get(path).status, 500, "{path}");
+    }
+    if common::is_root() {
+        // Root reads anything: only Apache's User is kept out.
+        assert_eq!(apache.get("/unreadable").status, 500);
+    }
+    let log = apache.wait_for_log("SystemExit: 4");
+    let path = |name: &str| apache.path(name).display().to_string();
+    for line in [
+        format!(
+            "process='', application='127.0.0.1:{}|/broken'): Could not read/compile source file \
+             '{}'.",
+            apache.port,
+            path("broken.wsgi")
+        ),
+        format!(
+            "SystemExit exception raised when doing exec of Python script file '{}'.",
+            path("exits.wsgi")
+        ),
+        format!(
+            "SystemExit exception raised by WSGI script '{}' ignored.",
+            path("exits.wsgi")
+        ),
+        format!(
+            "SystemExit exception raised by WSGI script '{}' ignored.",
+            path("exits_later.wsgi")
+        ),
+    ] {
+        assert!(log.contains(&line), "{line}\nnot in:\n{log}");
+    }
+    if common::is_root() {
+        let line = format!(
+            "PermissionError: [Errno 13] Permission denied: '{}'",
+            path("unreadable.wsgi")
+        );
+        assert!(log.contains(&line), "{line}\nnot in:\n{log}");
+    }
+    assert!(
+        !log.contains(
+            "Failed to exec Python script file '{}'."
+                .replace("{}", &path("broken.wsgi"))
+                .as_str()
+        ),
+        "{log}"
+    );
+}
+
+#[test]
 fn exceptions_are_500_with_a_traceback_and_the_child_survives() {
     let bad = "def helper():\n    raise ValueError('boom')\n\ndef application(environ, start_response):\n    helper()\n";
     let broken = "def broken(:\n    pass\n";
@@ -301,6 +371,9 @@ def application(environ, start_response):
         start_response("200 OK", [("X Bad", "v")])
     elif kind == "/status":
         start_response("200 OK\r\nX-Injected: yes", [])
+    elif kind == "/code-only":
+        # PEP 3333 asks for "999 Message here"; C refuses a code alone too.
+        start_response("200", [])
     elif kind == "/tuple":
         start_response("200 OK", (("X-A", "b"),))
     elif kind == "/bytes":
@@ -324,7 +397,14 @@ def application(environ, start_response):
         "WSGIScriptAlias /app {dir}/app.wsgi",
     );
     for path in [
-        "/value", "/name", "/status", "/tuple", "/bytes", "/body", "/vt",
+        "/value",
+        "/name",
+        "/status",
+        "/code-only",
+        "/tuple",
+        "/bytes",
+        "/body",
+        "/vt",
     ] {
         let r = apache.get(&format!("/app{path}"));
         assert_eq!(r.status, 500, "{path}");
@@ -576,6 +656,66 @@ def application(environ, start_response):
             log.lines().any(|l| l.ends_with(line)),
             "{line} not in:\n{log}"
         );
+    }
+}
+
+#[test]
+fn closing_the_log_streams_does_not_silence_later_requests() {
+    // A `with sys.stdout:` block, a library closing what it was given, or the common
+    // `io.TextIOWrapper(sys.stdout.buffer)` being collected close the server's streams; with C
+    // the next request logs as before. write() answers how much it wrote, as a text stream's.
+    let app = r#"
+import io, sys
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/close":
+        errors = environ["wsgi.errors"]
+        written = [errors.write("abc\n"), sys.stdout.write("de\n")]
+        with sys.stdout:
+            pass
+        sys.stderr.close()
+        wrapper = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8")
+        wrapper.write("through a wrapper\n")
+        del wrapper
+        errors.close()
+        body = repr(written)
+    else:
+        print("printed after the streams were closed")
+        print("to stderr after", file=sys.stderr)
+        sys.stdout.buffer.write(b"bytes after\n")
+        body = repr([sys.stdout.closed, sys.stderr.closed, sys.stdout.buffer.closed])
+    start_response("200 OK", [])
+    return [body.encode()]
+"#;
+    let apache = Apache::start_with(
+        "close_log_streams",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+        Options {
+            processes: 1,
+            ..Default::default()
+        },
+    );
+    let r = apache.get("/app/close");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "[4, 3]"),
+        "{}",
+        apache.error_log()
+    );
+    let r = apache.get("/app/after");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "[False, False, False]"),
+        "{}",
+        apache.error_log()
+    );
+    let log = apache.wait_for_log("bytes after");
+    for line in [
+        "through a wrapper",
+        "printed after the streams were closed",
+        "to stderr after",
+    ] {
+        assert!(log.contains(line), "{line} not in:\n{log}");
     }
 }
 

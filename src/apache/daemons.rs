@@ -443,6 +443,7 @@ fn group_python(main: &ServerConfig, group: &DaemonProcess) -> PythonSettings {
     let mut settings = super::hooks::python_settings(main);
     if o.python_home.is_some() {
         settings.home = o.python_home.clone();
+        settings.home_option = Some("python-home=");
     }
     settings.path = o.python_path.clone();
     settings.eggs = o.python_eggs.clone();

@@ -267,6 +267,7 @@ pub(super) fn python_settings(conf: &ServerConfig) -> PythonSettings {
     let p = &conf.python;
     PythonSettings {
         home: conf.python_home.clone(),
+        home_option: None,
         path: conf.python_path.clone(),
         optimize: p.optimize,
         dont_write_bytecode: p.dont_write_bytecode == Some(true),
@@ -743,24 +744,10 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
                     );
                     return Err(ap::HTTP_NOT_FOUND as c_int);
                 }
-                Err(LoadError::Failed(err)) => {
-                    request_log(
-                        r,
-                        APLOG_ERR,
-                        &format!(
-                            "mod_wsgi (pid={}): Failed to exec Python script file '{script}'.",
-                            std::process::id()
-                        ),
-                    );
-                    request_log(
-                        r,
-                        APLOG_ERR,
-                        &format!(
-                            "mod_wsgi (pid={}): Exception occurred processing WSGI script '{script}'.",
-                            std::process::id()
-                        ),
-                    );
-                    log_traceback(r, py, &err);
+                Err(failed) => {
+                    for line in failed.report(py, script) {
+                        request_log(r, APLOG_ERR, &line);
+                    }
                     false
                 }
             };

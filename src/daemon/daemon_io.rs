@@ -288,7 +288,17 @@ fn forked_check() -> Result<(), String> {
     Ok(())
 }
 
-/// The error `wsgi.input` raises when the connection to Apache fails mid-body.
+/// The error `wsgi.input` raises when the connection to Apache fails mid-body: in C's words for
+/// a timeout (the Apache child had no more of the body for `socket-timeout`), which is the
+/// client's doing, not a lost connection.
 fn body_lost(e: std::io::Error) -> String {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ) {
+        return "Apache/mod_wsgi request data read error: The timeout specified has expired (no \
+                more of the body arrived within the group's socket-timeout)"
+            .into();
+    }
     format!("connection to Apache lost while reading the request body: {e}")
 }

@@ -78,7 +78,8 @@ impl Scoreboard {
 
     /// Records that the process has started and is serving.
     pub fn mark_ready(&self) {
-        self.stage().store(READY, std::sync::atomic::Ordering::Release);
+        self.stage()
+            .store(READY, std::sync::atomic::Ordering::Release);
     }
 
     /// Records that the process, having served, has begun to stop: it accepts no more
@@ -167,7 +168,10 @@ mod tests {
         assert!(board.take_ready());
         assert!(!board.take_ready(), "cleared for the next process");
         board.mark_stopping();
-        assert!(!board.stopping(), "a process that never served is not replaced early");
+        assert!(
+            !board.stopping(),
+            "a process that never served is not replaced early"
+        );
         board.mark_ready();
         board.mark_stopping();
         assert!(board.stopping());

@@ -251,16 +251,8 @@ fn run_request(
                 current.finish(py);
                 return Ok(Some((404, msg)));
             }
-            Err(LoadError::Failed(err)) => {
-                log(
-                    Level::Error,
-                    &format!("{tag}: Failed to exec Python script file '{script}'."),
-                );
-                log(
-                    Level::Error,
-                    &format!("{tag}: Exception occurred processing WSGI script '{script}'."),
-                );
-                for line in crate::wsgi::adapter::exception_report(py, &err) {
+            Err(failed) => {
+                for line in failed.report(py, &script) {
                     log(Level::Error, &line);
                 }
                 Outcome::ServerError

@@ -303,7 +303,12 @@ fn spawn_escalation_watch(plan: &GroupPlan, state: Arc<State>) {
 /// Once graceful-timeout (or eviction-timeout) has run out with requests still running, the
 /// stop becomes a shutdown, which gives them shutdown-timeout more, as C mod_wsgi does; with no
 /// shutdown-timeout the process ends then.
-fn spawn_graceful_deadline(plan: &GroupPlan, state: Arc<State>, limit: Duration, why: &'static str) {
+fn spawn_graceful_deadline(
+    plan: &GroupPlan,
+    state: Arc<State>,
+    limit: Duration,
+    why: &'static str,
+) {
     if plan.options.shutdown_timeout.is_zero() {
         spawn_reaper(plan, limit, why);
         return;

@@ -73,6 +73,9 @@ pub(super) fn log_warning(msg: &str) {
 pub struct PythonSettings {
     /// `WSGIPythonHome`: a prefix (like `/usr`) or a virtual environment.
     pub home: Option<String>,
+    /// Where `home` was set, for messages: a daemon group's `python-home=` option; None for
+    /// `WSGIPythonHome`.
+    pub home_option: Option<&'static str>,
     /// `WSGIPythonPath`: site directories put at the front of `sys.path`.
     pub path: Vec<String>,
     /// `WSGIPythonOptimize`: `PyConfig.optimization_level` when set.
@@ -205,7 +208,7 @@ pub fn initialize(
             if ffi::PyStatus_Exception(status) != 0 {
                 let mut msg = status_error("Python failed to start", &status);
                 match &settings.home {
-                    Some(home) => msg.push_str(&format!(" (WSGIPythonHome is '{home}': is it a Python {} prefix or virtual environment readable by this user?)", crate::PYTHON_VERSION)),
+                    Some(home) => msg.push_str(&format!(" ({} is '{home}': is it a Python {} prefix or virtual environment readable by this user?)", settings.home_option.unwrap_or("WSGIPythonHome"), crate::PYTHON_VERSION)),
                     // A Python under a home directory (pyenv's) is often not readable by
                     // Apache's User.
                     None => msg.push_str(&format!(" (WSGIPythonHome is not set, so Python looks for its library from '{}', the Python {} the module was built for: can this user read it? WSGIPythonHome names another prefix)", crate::PYTHON_EXECUTABLE, crate::PYTHON_VERSION)),

@@ -269,11 +269,7 @@ impl<'py> Call<'_, 'py> {
 
     /// Writes the exception and its traceback to the error log, one entry per line.
     fn log_exception(&self, err: PyErr) {
-        let mut lines = vec![format!(
-            "mod_wsgi (pid={}): Exception occurred processing WSGI script '{}'.",
-            std::process::id(),
-            self.script
-        )];
+        let mut lines = vec![exception_headline(self.py, &err, self.script)];
         lines.extend(exception_report(self.py, &err));
         let py = self.py;
         let _ = self.slot.with(py, |st| {
@@ -281,6 +277,22 @@ impl<'py> Call<'_, 'py> {
                 st.log(py, Level::Error, line);
             }
         });
+    }
+}
+
+/// The line C mod_wsgi logs ahead of the traceback of an exception from script `script`:
+/// `SystemExit` is "ignored" (the process carries on), anything else "occurred".
+pub fn exception_headline(py: Python<'_>, err: &PyErr, script: &str) -> String {
+    if err.is_instance_of::<pyo3::exceptions::PySystemExit>(py) {
+        format!(
+            "mod_wsgi (pid={}): SystemExit exception raised by WSGI script '{script}' ignored.",
+            std::process::id()
+        )
+    } else {
+        format!(
+            "mod_wsgi (pid={}): Exception occurred processing WSGI script '{script}'.",
+            std::process::id()
+        )
     }
 }
 

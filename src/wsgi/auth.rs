@@ -273,8 +273,8 @@ fn call_hook<'py>(
             (call.log)(Level::Error, &hook.missing(call.script));
             return None;
         }
-        Err(LoadError::Failed(err)) => {
-            log_exception(py, call, &err);
+        Err(failed) => {
+            log_load_failure(py, call, &failed);
             return None;
         }
     };
@@ -405,14 +405,17 @@ pub struct Logged;
 pub(super) fn log_exception(py: Python<'_>, call: &HookCall<'_>, err: &PyErr) -> Logged {
     (call.log)(
         Level::Error,
-        &format!(
-            "mod_wsgi (pid={}): Exception occurred processing WSGI script '{}'.",
-            std::process::id(),
-            call.script
-        ),
+        &super::adapter::exception_headline(py, err, call.script),
     );
     for line in super::adapter::exception_report(py, err) {
         (call.log)(Level::Error, &line);
     }
     Logged
+}
+
+/// Logs why the script could not be loaded, as for a WSGI script.
+pub(super) fn log_load_failure(py: Python<'_>, call: &HookCall<'_>, failed: &LoadError) {
+    for line in failed.report(py, call.script) {
+        (call.log)(Level::Error, &line);
+    }
 }

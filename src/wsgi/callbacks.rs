@@ -303,28 +303,37 @@ fn text_arg<'py>(value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
     })
 }
 
-/// Appends `texts` to the log's partial line and logs every line now complete.
+/// Appends `texts` to the log's partial line and logs every line now complete; returns how
+/// many characters the texts had.
 fn log_texts<'py>(
     py: Python<'py>,
     log: &LogPayload,
     texts: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<usize> {
     // The texts are gathered first: an iterator given to writelines() runs Python code.
     let mut gathered = String::new();
+    let mut chars = 0;
     for text in texts {
-        gathered.push_str(&crate::python::objects::log_text(&text_arg(&text?)?)?);
+        let text = text?;
+        let text = text_arg(&text)?;
+        chars += text.len()?;
+        gathered.push_str(&crate::python::objects::log_text(&text)?);
     }
     emit_lines(py, log, &complete_lines(log, &gathered, false))?;
-    none(py)
+    Ok(chars)
 }
 
-// `wsgi.errors.write(text)`: line-buffered, one log entry per line.
+// `wsgi.errors.write(text)`: line-buffered, one log entry per line; returns the number of
+// characters written, as a text stream's write() does.
 handle_method!(
     log_write,
     LogPayload,
     "write",
     ["msg"],
-    |py, _slf, log, args| { log_texts(py, log, std::iter::once(args.required(0, "msg"))) }
+    |py, _slf, log, args| {
+        let written = log_texts(py, log, std::iter::once(args.required(0, "msg")))?;
+        Ok(written.into_pyobject(py)?.into_any())
+    }
 );
 
 handle_method!(
@@ -332,7 +341,24 @@ handle_method!(
     LogPayload,
     "writelines",
     ["lines"],
-    |py, _slf, log, args| { log_texts(py, log, args.required(0, "lines")?.try_iter()?) }
+    |py, _slf, log, args| {
+        log_texts(py, log, args.required(0, "lines")?.try_iter()?)?;
+        none(py)
+    }
+);
+
+// `wsgi.errors.close()`: logs a partial line, and leaves the stream usable: it is the server's,
+// and something that closes it (a `with` block, a wrapper being collected) must not silence
+// everything logged after.
+handle_method!(
+    log_close,
+    LogPayload,
+    "close",
+    [],
+    |py, _slf, log, _args| {
+        flush_log(py, log)?;
+        none(py)
+    }
 );
 
 // `wsgi.errors.flush()`: logs a partial line too.
@@ -351,9 +377,10 @@ pub fn flush_log(py: Python<'_>, log: &LogPayload) -> PyResult<()> {
     emit_lines(py, log, &complete_lines(log, "", true))
 }
 
-pub static LOG_METHODS: MethodTable<4> = MethodTable([
+pub static LOG_METHODS: MethodTable<5> = MethodTable([
     py_method!(c"write", log_write),
     py_method!(c"writelines", log_writelines),
     py_method!(c"flush", log_flush),
+    py_method!(c"close", log_close),
     METHOD_TABLE_END,
 ]);

@@ -56,8 +56,8 @@ pub fn ask(py: Python<'_>, call: &HookCall<'_>) -> Result<Overrides, Logged> {
         ) {
             Ok(asked) => asked,
             Err(LoadError::NoCallable) => continue,
-            Err(LoadError::Failed(err)) => {
-                log_exception(py, call, &err);
+            Err(failed) => {
+                super::auth::log_load_failure(py, call, &failed);
                 return Ok(Overrides::default());
             }
         };

@@ -13,7 +13,8 @@ pub fn parse_status(status: &str) -> Result<(u16, String), String> {
     }
     let bytes = status.as_bytes();
     let code_ok = bytes.len() >= 3 && bytes[..3].iter().all(u8::is_ascii_digit);
-    let sep_ok = code_ok && (bytes.len() == 3 || bytes[3] == b' ');
+    // PEP 3333's "999 Message here", as C checks it: a code alone ('200') is refused.
+    let sep_ok = code_ok && bytes.get(3) == Some(&b' ');
     if !code_ok || !sep_ok {
         return Err(format!(
             "WSGI response status '{status}' is not of the form 'NNN reason'"
@@ -116,7 +117,8 @@ mod tests {
     #[test]
     fn status_needs_three_digits_and_a_space() {
         assert_eq!(parse_status("200 OK").unwrap(), (200, "200 OK".to_string()));
-        assert_eq!(parse_status("404").unwrap().0, 404);
+        assert!(parse_status("404").is_err());
+        assert_eq!(parse_status("404 ").unwrap().0, 404);
         assert!(parse_status("OK").is_err());
         assert!(parse_status("2000 OK").is_err());
         assert!(parse_status("099 Low").is_err());

@@ -35,9 +35,16 @@ class _LogBuffer(_io.BufferedIOBase):
     def writable(self):
         return True
 
+    # Closing it only flushes: the stream is the server's, and `io.TextIOWrapper(sys.stdout.buffer)`
+    # closes it when the wrapper is collected, which must not silence the process's output.
+    @property
+    def closed(self):
+        return False
+
+    def close(self):
+        self.flush()
+
     def write(self, data):
-        if self.closed:
-            raise ValueError("I/O operation on closed file.")
         data = memoryview(data).cast("B")
         if self._decoder is None:
             self._decoder = _codecs.getincrementaldecoder("utf-8")("replace")
@@ -53,6 +60,7 @@ class LogStream(_io.TextIOBase):
     line (attributed to the request the writing thread serves, if any)."""
 
     line_buffering = True
+    write_through = True
 
     def __init__(self, raw, name):
         self._raw = raw
@@ -84,13 +92,20 @@ class LogStream(_io.TextIOBase):
         return True
 
     def write(self, text):
-        if self.closed:
-            raise ValueError("I/O operation on closed file.")
-        return self._raw.write(text)
+        self._raw.write(text)
+        return len(text)
 
     def flush(self):
-        if not self.closed:
-            self._raw.flush()
+        self._raw.flush()
+
+    # Closing only flushes, as for wsgi.errors: a `with sys.stdout:` block, or a library closing
+    # what it was given, must not break every later print() of the process.
+    @property
+    def closed(self):
+        return False
+
+    def close(self):
+        self.flush()
 
     def reconfigure(self, *, encoding=None, errors=None, newline=None, line_buffering=None,
                     write_through=None):
@@ -120,6 +135,7 @@ def give_stream_api(cls, name):
     cls.encoding = "utf-8"
     cls.errors = "replace"
     cls.line_buffering = True
+    cls.write_through = True
     cls.closed = False
     cls.mode = "w"
     cls.writable = lambda self: True

@@ -153,7 +153,12 @@ pub fn assert_module_vars_reach_the_access_log(apache: &super::Apache, group: &s
     let id = r.text();
     let r = apache.get("/app/fail");
     // The ErrorDocument page is the application's own answer, status and all (as in C).
-    assert_eq!((r.status, r.text().as_str()), (200, "/app"), "{}", apache.error_log());
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "/app"),
+        "{}",
+        apache.error_log()
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let log = loop {
         let log = std::fs::read_to_string(apache.path("access.log")).unwrap_or_default();
@@ -172,7 +177,13 @@ pub fn assert_module_vars_reach_the_access_log(apache: &super::Apache, group: &s
     );
     assert!(line.starts_with(&expected), "{line}\nnot {expected}");
     assert!(line.ends_with(" sn=/app"), "{line}");
-    let queue_start = line.split(" qs=").nth(1).unwrap().split(' ').next().unwrap();
+    let queue_start = line
+        .split(" qs=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
     if group.is_empty() {
         assert_eq!(queue_start, "-", "{line}");
     } else {
