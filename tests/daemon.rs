@@ -575,6 +575,8 @@ def application(environ, start_response):
     lines = ["%s=%s" % (k, environ.get(k)) for k in keys]
     lines.append("wsgi.multithread=%r" % environ["wsgi.multithread"])
     lines.append("wsgi.multiprocess=%r" % environ["wsgi.multiprocess"])
+    import apache, mod_wsgi
+    lines.append("threads=%d/%d" % (mod_wsgi.threads_per_process, apache.threads_per_process))
     body = "\n".join(lines).encode()
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [body]
@@ -603,6 +605,11 @@ fn the_environ_reports_the_daemon_path_and_output_is_logged_against_the_request(
     assert_eq!(get("mod_wsgi.daemon_restarts"), "0");
     assert_eq!(get("wsgi.multithread"), "True");
     assert_eq!(get("wsgi.multiprocess"), "True", "processes= given");
+    // As C: `mod_wsgi` gives the group's threads, `apache` Apache's ThreadsPerChild.
+    assert_eq!(
+        get("threads"),
+        format!("3/{}", common::Options::default().threads)
+    );
     let t = |k: &str| {
         get(k)
             .parse::<i64>()

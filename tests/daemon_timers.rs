@@ -127,6 +127,17 @@ fn a_request_over_request_timeout_stops_the_process_and_is_a_502() {
         log.contains("Daemon process request time limit exceeded, stopping process 'site'."),
         "{log}"
     );
+    // As C, where the stuck request is, for whoever reads the log.
+    let log = apache.wait_for_log("Dumping stack trace for active Python threads.");
+    let script = apache.path("pid.wsgi").display().to_string();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("mod_wsgi (pid={before}): Thread "))
+                && l.contains(&format!(
+                    " executing file \"{script}\", line 7, in application"
+                ))),
+        "{log}"
+    );
     let after = pid(&apache);
     assert_ne!(before, after);
 }

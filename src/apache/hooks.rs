@@ -243,6 +243,8 @@ pub(super) fn server_info() -> ServerInfo {
         multiprocess: mpm_query(ap::AP_MPMQ_MAX_DAEMONS) > 1,
         maximum_processes: processes.max(1),
         threads_per_process: threads.max(1),
+        apache_maximum_processes: processes.max(1),
+        apache_threads_per_process: threads.max(1),
         apache_version: (
             ap::AP_SERVER_MAJORVERSION_NUMBER,
             ap::AP_SERVER_MINORVERSION_NUMBER,

@@ -373,6 +373,9 @@ fn monitor(plan: &GroupPlan, state: &State, limits: &Limits) {
         if (before as u8) < reason as u8 {
             plan.log(Level::Info, &message);
             crate::wsgi::events::set_shutdown_reason(timer.shutdown_reason());
+            if timer == Timer::RequestTime {
+                state.dump_stacks.store(true, Ordering::Release);
+            }
             state.stop(reason);
         }
         if timer == Timer::Deadlock {

@@ -47,6 +47,9 @@ pub struct State {
     drain: AtomicBool,
     /// The connections queued when Apache stopped the group have all been taken.
     drained: AtomicBool,
+    /// A request ran past request-timeout: where the threads are is logged as the process
+    /// stops, as C does.
+    pub dump_stacks: AtomicBool,
     requests: AtomicU64,
     /// When each thread's request started, for the timers.
     pub activity: Activity,
@@ -70,6 +73,7 @@ impl State {
             stopped: (Mutex::new(false), Condvar::new()),
             drain: AtomicBool::new(false),
             drained: AtomicBool::new(false),
+            dump_stacks: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             activity: Activity::new(threads),
         })
@@ -214,6 +218,10 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
     } else {
         spawn_reaper(&plan, limit, why);
     }
+    if state.dump_stacks.load(Ordering::Acquire) {
+        // With the reaper running: a GIL that never comes free ends the wait with the process.
+        log_thread_stacks(&plan);
+    }
     for t in threads {
         let _ = t.join();
     }
@@ -238,6 +246,21 @@ const DAEMON_SIGNALS: [i32; 5] = [
     CONTROL_SIGNALS[3],
     libc::SIGXCPU,
 ];
+
+/// Logs where every Python thread of the process is (see `wsgi::stacks`).
+fn log_thread_stacks(plan: &GroupPlan) {
+    let stacks = python::attached(|py| {
+        crate::wsgi::stacks::thread_stacks(py).unwrap_or_else(|e| {
+            vec![format!(
+                "{}: Failed to get current frames for active threads: {e}",
+                plan.tag()
+            )]
+        })
+    });
+    for line in stacks.unwrap_or_default() {
+        plan.log(Level::Info, &line);
+    }
+}
 
 fn spawn_signal_thread(plan: &GroupPlan, state: Arc<State>) {
     let (log, tag, name) = (plan.log, plan.tag(), plan.name.clone());

@@ -24,6 +24,10 @@ pub struct ServerInfo {
     pub multiprocess: bool,
     pub maximum_processes: i32,
     pub threads_per_process: i32,
+    /// Apache's own `MaxRequestWorkers`-derived figures, which the `apache` module gives in a
+    /// daemon process too (the `mod_wsgi` module gives the group's).
+    pub apache_maximum_processes: i32,
+    pub apache_threads_per_process: i32,
     pub apache_version: (u32, u32, u32),
     pub description: String,
     pub mpm_name: String,
@@ -161,6 +165,11 @@ fn add_modules(
     facts.set_item("application_group", group)?;
     facts.set_item("maximum_processes", info.maximum_processes)?;
     facts.set_item("threads_per_process", info.threads_per_process)?;
+    facts.set_item("apache_maximum_processes", info.apache_maximum_processes)?;
+    facts.set_item(
+        "apache_threads_per_process",
+        info.apache_threads_per_process,
+    )?;
     facts.set_item("apache_version", info.apache_version)?;
     facts.set_item("description", &info.description)?;
     facts.set_item("mpm_name", &info.mpm_name)?;

@@ -16,6 +16,7 @@ pub mod process_log;
 pub mod process_metrics;
 mod process_metrics_py;
 pub mod proxy_headers;
+pub mod stacks;
 pub mod state;
 
 pub use adapter::{run_app, Outcome};

@@ -9,8 +9,8 @@ def fill(mod_wsgi, apache, info, FileWrapper):
     mod_wsgi.threads_per_process = info["threads_per_process"]
     mod_wsgi.FileWrapper = FileWrapper
     apache.version = info["apache_version"]
-    apache.maximum_processes = info["maximum_processes"]
-    apache.threads_per_process = info["threads_per_process"]
+    apache.maximum_processes = info["apache_maximum_processes"]
+    apache.threads_per_process = info["apache_threads_per_process"]
     apache.description = info["description"]
     apache.mpm_name = info["mpm_name"]
     apache.build_date = info["build_date"]
