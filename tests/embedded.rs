@@ -814,6 +814,28 @@ def application(environ, start_response):
 }
 
 #[test]
+fn a_relative_python_path_entry_is_on_sys_path_once_in_absolute_form() {
+    // As site.addsitedir makes it (C calls it): not also the relative text.
+    let app = r#"
+import os, sys
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [repr((sys.path.count(os.path.abspath("some-rel-dir")), sys.path.count("some-rel-dir"))).encode()]
+"#;
+    let apache = Apache::start(
+        "pythonpath_relative",
+        &[("app.wsgi", app)],
+        "WSGIPythonPath some-rel-dir\nWSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    assert_eq!(
+        apache.get("/app").text(),
+        "(1, 0)",
+        "{}",
+        apache.error_log()
+    );
+}
+
+#[test]
 fn python_home_accepts_a_virtual_environment() {
     let venv = common::temp_dir("venv").join("env");
     let ok = std::process::Command::new(common::python())

@@ -159,10 +159,13 @@ fn add_site_directories(py: Python<'_>, dirs: &[String]) -> PyResult<()> {
         .filter(|p| !before.contains(p))
         .cloned()
         .collect();
-    // A directory already on sys.path is still moved to the front, as asked.
+    // A directory already on sys.path is still moved to the front, as asked, in the absolute
+    // form addsitedir gives it (a relative one would otherwise be there twice).
+    let abspath = py.import("os")?.getattr("path")?.getattr("abspath")?;
     for dir in dirs {
-        if !front.contains(dir) {
-            front.push(dir.clone());
+        let dir: String = abspath.call1((dir,))?.extract()?;
+        if !front.contains(&dir) {
+            front.push(dir);
         }
     }
     let rest: Vec<String> = before.into_iter().filter(|p| !front.contains(p)).collect();
