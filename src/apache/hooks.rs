@@ -803,7 +803,7 @@ pub(super) unsafe fn prepare_request(
         let mut vars = request.cgi_vars();
         complete_cgi_vars(&mut vars, settings, &request_facts(r));
         // As C: the access log (`%{mod_wsgi.process_group}e`) and other modules see them.
-        request.export_vars(&vars, MODULE_VARS);
+        request.export_last_vars(&vars, MODULE_VARS);
         Ok((request, vars))
     }
 }

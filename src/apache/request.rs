@@ -174,16 +174,22 @@ impl Request {
         }
     }
 
-    /// Adds the variables of `vars` whose names start with `prefix` to Apache's environment of
-    /// the request (`r->subprocess_env`), where the access log's `%{NAME}e`, mod_headers and
-    /// mod_rewrite see them, and an internal redirect passes them on as `REDIRECT_NAME`. Only
-    /// for names the environment does not have yet.
-    pub fn export_vars(&self, vars: &CgiVars, prefix: &[u8]) {
-        self.export(vars.iter().filter(|(k, _)| k.starts_with(prefix)));
+    /// Adds the last variables of `vars`, those after the last one whose name does not start
+    /// with `prefix` (the module's own, which come last), to Apache's environment of the request
+    /// (`r->subprocess_env`), where the access log's `%{NAME}e`, mod_headers and mod_rewrite see
+    /// them, and an internal redirect passes them on as `REDIRECT_NAME`. Only for names the
+    /// environment does not have yet.
+    pub fn export_last_vars(&self, vars: &CgiVars, prefix: &[u8]) {
+        let last = vars
+            .iter()
+            .rev()
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .count();
+        self.export(vars.iter().skip(vars.len() - last));
     }
 
     /// Adds the variables `names` of `vars` to Apache's environment of the request (see
-    /// [`Request::export_vars`]).
+    /// [`Request::export_last_vars`]).
     pub fn export_named(&self, vars: &CgiVars, names: &[&str]) {
         self.export(
             names
@@ -192,12 +198,29 @@ impl Request {
         );
     }
 
-    fn export<'v>(&self, pairs: impl Iterator<Item = (&'v [u8], &'v [u8])>) {
-        // SAFETY: r is live; keys and values are copied into its pool, which the table lives in.
+    /// Copies `pairs` into one block of the request pool (one allocation, not two per entry:
+    /// this runs on every request) and adds them to `r->subprocess_env`.
+    fn export<'v>(&self, pairs: impl Iterator<Item = (&'v [u8], &'v [u8])> + Clone) {
+        let size: usize = pairs.clone().map(|(k, v)| k.len() + v.len() + 2).sum();
+        if size == 0 {
+            return;
+        }
+        // SAFETY: r is live; the block comes from its pool, which the table lives in, and is
+        // `size` bytes: each key and value is copied in with its NUL, within that size.
         unsafe {
             let (pool, env) = ((*self.r).pool, (*self.r).subprocess_env);
+            let mut at = ap::apr_palloc(pool, size) as *mut c_char;
+            let mut copy = |bytes: &[u8]| {
+                let start = at;
+                std::ptr::copy_nonoverlapping(bytes.as_ptr() as *const c_char, at, bytes.len());
+                *at.add(bytes.len()) = 0;
+                at = at.add(bytes.len() + 1);
+                start
+            };
             for (key, value) in pairs {
-                ap::apr_table_addn(env, pstrdup(pool, key), pstrdup(pool, value));
+                let key = copy(key);
+                let value = copy(value);
+                ap::apr_table_addn(env, key, value);
             }
         }
     }

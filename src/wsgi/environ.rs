@@ -77,7 +77,7 @@ impl CgiVars {
     }
 
     /// The variables, in order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], &[u8])> + '_ {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], &[u8])> + Clone + '_ {
         self.entries
             .iter()
             .map(|e| (self.slice(e.key), self.slice(e.value)))
@@ -177,8 +177,6 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
     let path_info = collapse_slashes(vars.get("PATH_INFO").unwrap_or_default());
     vars.set("SCRIPT_NAME", script_name.clone());
     vars.set("PATH_INFO", path_info.clone());
-    vars.set("mod_wsgi.script_name", script_name);
-    vars.set("mod_wsgi.path_info", path_info);
     if let Some(headers) = &settings.trusted_proxy_headers {
         super::proxy_headers::apply(
             vars,
@@ -190,6 +188,9 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
     if facts.is_https {
         vars.set("HTTPS", "1");
     }
+    // The module's own variables last, together: the Apache layer exports them as one run.
+    vars.set("mod_wsgi.script_name", script_name);
+    vars.set("mod_wsgi.path_info", path_info);
     vars.set("mod_wsgi.process_group", settings.process_group.as_str());
     // A Latin-1 name (one character per byte of the URL it may come from), as in C.
     vars.set(
