@@ -418,6 +418,11 @@ fn an_evicted_process_is_replaced_at_once_while_it_finishes_its_requests() {
     wait_for_file(&apache.path("busy"));
     signal(before, libc::SIGUSR1);
     let begin = Instant::now();
+    // Once the process has taken the signal (until then its free thread may still take a
+    // request, rightly).
+    apache.wait_for_log(&format!(
+        "Process {before} of daemon group 'site' is stopping"
+    ));
     let after = pid(&apache);
     let took = begin.elapsed();
     assert_ne!(after, before);
