@@ -1426,12 +1426,19 @@ fn a_group_whose_python_home_is_wrong_says_which_option_named_it() {
             "app.wsgi",
             "def application(e, s):\n    s('200 OK', [])\n    return [b'x']\n",
         )],
-        "WSGIDaemonProcess site threads=1 python-home=/nonexistent/venv\n\
+        "WSGIDaemonProcess site threads=1 python-home=/nonexistent/venv socket-timeout=1\n\
          WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
     );
     let log = apache.wait_for_log("Python could not be started");
     assert!(
         log.contains("(python-home= is '/nonexistent/venv': is it a Python"),
+        "{log}"
+    );
+    // The request that waits for a process in vain points at the reason.
+    assert_eq!(apache.get("/app").status, 504);
+    let log = apache.wait_for_log("Timeout waiting for daemon process group");
+    assert!(
+        log.contains("or its processes cannot start: look for their own lines above)."),
         "{log}"
     );
 }

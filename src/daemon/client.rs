@@ -240,8 +240,9 @@ fn exchange(
                             &format!(
                                 "mod_wsgi: Timeout waiting for daemon process group '{group}' \
                                  for response headers: socket-timeout of {secs} seconds \
-                                 expired for request {request_id} (the application is slow, or \
-                                 all the group's threads are busy)."
+                                 expired for request {request_id} (the application is slow, \
+                                 all the group's threads are busy, or its processes cannot \
+                                 start: look for their own lines above)."
                             ),
                         );
                         Attempt::Finished(Exchange::Status(504))
