@@ -1442,3 +1442,39 @@ fn a_group_whose_python_home_is_wrong_says_which_option_named_it() {
         "{log}"
     );
 }
+
+#[test]
+fn what_a_request_logs_reaches_the_log_in_the_order_it_was_written() {
+    // The last line has no newline: it is logged as the request ends, after the others.
+    let app = r#"
+import sys
+def application(environ, start_response):
+    print("first, to stdout")
+    print("second, to stderr", file=sys.stderr)
+    for n in range(300):
+        environ["wsgi.errors"].write("third, to wsgi.errors, line %d\n" % n)
+    environ["wsgi.errors"].write("fourth, a partial line")
+    start_response("200 OK", [])
+    return [b"ok"]
+"#;
+    let apache = Apache::start(
+        "daemon_log_order",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
+    );
+    assert_eq!(apache.get("/app").text(), "ok");
+    apache.wait_for_log("fourth, a partial line");
+    apache.wait_for_log("third, to wsgi.errors, line 299");
+    let log = apache.error_log();
+    let at = |text: &str| {
+        log.find(text)
+            .unwrap_or_else(|| panic!("{text} not in:\n{log}"))
+    };
+    assert!(
+        at("first, to stdout") < at("second, to stderr")
+            && at("second, to stderr") < at("third, to wsgi.errors, line 0\n")
+            && at("third, to wsgi.errors, line 299") < at("fourth, a partial line"),
+        "{log}"
+    );
+}

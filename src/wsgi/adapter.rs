@@ -71,9 +71,14 @@ impl<'py> Call<'_, 'py> {
                 // The response is complete and on its way before close(), so the client does
                 // not wait for the application's clean-up; a failure is logged before close()
                 // runs, so its traceback comes before anything close() logs, as in C.
-                let sent = self
-                    .send_result(&result)
-                    .and_then(|()| self.complete_response());
+                let sent = self.send_result(&result).and_then(|()| {
+                    // Partial lines go out before the response ends, so they reach the log in
+                    // the order they were written (in daemon mode, what comes after the end
+                    // is logged by the daemon itself, and may overtake the rest).
+                    super::process_log::flush_pending(self.py);
+                    flush_log(self.py, &log)?;
+                    self.complete_response()
+                });
                 let mut outcome = match sent {
                     Ok(()) => Outcome::Sent,
                     Err(e) if self.client_left(&e) => Outcome::Sent,

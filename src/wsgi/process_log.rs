@@ -64,6 +64,11 @@ impl Drop for CurrentRequest {
     }
 }
 
+/// Logs this thread's partial line of `sys.stdout`/`sys.stderr` now.
+pub fn flush_pending(py: Python<'_>) {
+    emit(py, true);
+}
+
 /// Logs one line against the current request, or the server when there is none (as for a
 /// thread the application started). The GIL is released while the server writes.
 fn log_line(py: Python<'_>, line: &str) {
