@@ -1478,3 +1478,31 @@ def application(environ, start_response):
         "{log}"
     );
 }
+
+#[test]
+fn a_virtual_host_without_wsgi_directives_shares_the_main_servers_groups() {
+    // Debian's 000-default.conf is such a host: httpd gives it the main server's configuration
+    // object, whose groups and imports must count once (they were "defined twice").
+    let app = "import os\n\
+               def application(environ, start_response):\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return [str(os.getpid()).encode()]\n";
+    let apache = Apache::start(
+        "daemon_plain_vhost",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIImportScript {dir}/app.wsgi process-group=site application-group=%{GLOBAL}\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site application-group=%{GLOBAL}\n\
+         <VirtualHost *>\n\
+         ServerName plain.test\n\
+         </VirtualHost>",
+    );
+    let r = apache.get("/app");
+    assert_eq!(r.status, 200, "{}", apache.error_log());
+    let log = apache.error_log();
+    assert_eq!(
+        log.matches("Imported WSGI script").count(),
+        1,
+        "imported once:\n{log}"
+    );
+}

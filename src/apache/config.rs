@@ -32,6 +32,31 @@ pub unsafe fn server_config<'a>(s: *const ap::server_rec) -> &'a ServerConfig {
     unsafe { &*(module_slot((*s).module_config) as *const ServerConfig) }
 }
 
+/// Each server of the list that starts at `s` (the main server, then the virtual hosts) with its
+/// configuration, leaving out a virtual host whose configuration is one already listed: httpd
+/// gives a host without any of this module's directives the main server's, the same object, and
+/// its groups and imports must not count twice.
+///
+/// # Safety
+/// `s` must be the main server of a configuration this module's config hooks built.
+pub unsafe fn servers_with_own_config<'a>(
+    s: *mut ap::server_rec,
+) -> Vec<(*mut ap::server_rec, &'a ServerConfig)> {
+    let mut servers: Vec<(*mut ap::server_rec, &'a ServerConfig)> = Vec::new();
+    let mut server = s;
+    while !server.is_null() {
+        // SAFETY: every server of the list has our config; `next` ends with null.
+        unsafe {
+            let config = server_config(server);
+            if !servers.iter().any(|(_, seen)| std::ptr::eq(*seen, config)) {
+                servers.push((server, config));
+            }
+            server = (*server).next;
+        }
+    }
+    servers
+}
+
 /// The merged per-directory config of a request.
 ///
 /// # Safety

@@ -86,21 +86,11 @@ pub fn token_for(route: &Route) -> Token {
 /// # Safety
 /// `s` must be the main server of a configuration this module's config hooks built.
 unsafe fn all_groups(s: *mut ap::server_rec) -> Vec<(*mut ap::server_rec, DaemonProcess)> {
-    let mut groups = Vec::new();
-    let mut server = s;
-    while !server.is_null() {
-        // SAFETY: every server of the list has our config; `next` ends with null.
-        unsafe {
-            groups.extend(
-                server_config(server)
-                    .daemon_groups
-                    .iter()
-                    .map(|g| (server, g.clone())),
-            );
-            server = (*server).next;
-        }
-    }
-    groups
+    // SAFETY: caller's contract.
+    unsafe { super::config::servers_with_own_config(s) }
+        .into_iter()
+        .flat_map(|(server, config)| config.daemon_groups.iter().map(move |g| (server, g.clone())))
+        .collect()
 }
 
 /// The whole-configuration checks `apache2 -t` makes: group names are unique, and every

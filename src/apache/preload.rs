@@ -3,7 +3,6 @@
 //! that fails is logged with its traceback and left to be retried by its first request.
 
 use super::bindings as ap;
-use super::config::server_config;
 use super::log::{server_log, APLOG_ERR, APLOG_INFO};
 use crate::config::ImportScript;
 use crate::python::{self, AttachError};
@@ -13,17 +12,12 @@ use crate::script::{preload, Preloaded};
 ///
 /// # Safety
 /// `s` must be the main server of a configuration this module's config hooks built.
-pub(super) unsafe fn import_scripts(s: *const ap::server_rec) -> Vec<ImportScript> {
-    let mut scripts = Vec::new();
-    let mut server = s;
-    while !server.is_null() {
-        // SAFETY: every server of the list has our config (created or merged by our hooks).
-        let conf = unsafe { server_config(server) };
-        scripts.extend(conf.import_scripts.iter().cloned());
-        // SAFETY: `next` links the server list httpd built; it ends with null.
-        server = unsafe { (*server).next };
-    }
-    scripts
+pub(super) unsafe fn import_scripts(s: *mut ap::server_rec) -> Vec<ImportScript> {
+    // SAFETY: caller's contract.
+    unsafe { super::config::servers_with_own_config(s) }
+        .into_iter()
+        .flat_map(|(_, conf)| conf.import_scripts.iter().cloned())
+        .collect()
 }
 
 /// Imports each script into its interpreter of this (child) process, logging to server `s`.

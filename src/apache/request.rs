@@ -185,7 +185,7 @@ impl Request {
             .rev()
             .take_while(|(k, _)| k.starts_with(prefix))
             .count();
-        self.export(vars.iter().skip(vars.len() - last));
+        self.export(vars.iter_from(vars.len() - last));
     }
 
     /// Adds the variables `names` of `vars` to Apache's environment of the request (see

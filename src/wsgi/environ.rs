@@ -78,7 +78,15 @@ impl CgiVars {
 
     /// The variables, in order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], &[u8])> + Clone + '_ {
-        self.entries
+        self.iter_from(0)
+    }
+
+    /// The variables from the `start`th on, in order.
+    pub fn iter_from(
+        &self,
+        start: usize,
+    ) -> impl DoubleEndedIterator<Item = (&[u8], &[u8])> + Clone + '_ {
+        self.entries[start.min(self.entries.len())..]
             .iter()
             .map(|e| (self.slice(e.key), self.slice(e.value)))
     }
@@ -189,6 +197,10 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
         vars.set("HTTPS", "1");
     }
     // The module's own variables last, together: the Apache layer exports them as one run.
+    // Apache's variables have none of them unless a configuration set one (`SetEnv`): then
+    // each replaces it, else (one look instead of one per variable) each is appended.
+    let fresh = !vars.iter().any(|(k, _)| k.starts_with(b"mod_wsgi."));
+    let mut vars = ModuleVars { vars, fresh };
     vars.set("mod_wsgi.script_name", script_name);
     vars.set("mod_wsgi.path_info", path_info);
     vars.set("mod_wsgi.process_group", settings.process_group.as_str());
@@ -226,6 +238,23 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
     }
     if let Some(id) = &facts.connection_id {
         vars.set("mod_wsgi.connection_id", id.as_str());
+    }
+}
+
+/// Where [`complete_cgi_vars`] sets the module's own variables.
+struct ModuleVars<'a> {
+    vars: &'a mut CgiVars,
+    /// None of them is there yet.
+    fresh: bool,
+}
+
+impl ModuleVars<'_> {
+    fn set(&mut self, key: &str, value: impl AsRef<[u8]>) {
+        if self.fresh {
+            self.vars.push(key.as_bytes(), value.as_ref());
+        } else {
+            self.vars.set(key, value);
+        }
     }
 }
 
@@ -361,5 +390,23 @@ mod tests {
         assert_eq!(v.get("mod_wsgi.request_id"), Some(&b"abc"[..]));
         assert_eq!(v.get("mod_wsgi.script_reloading"), Some(&b"1"[..]));
         assert_eq!(v.get("mod_wsgi.application_group"), Some(&b""[..]));
+        // Together at the end, where the Apache layer takes them from.
+        let last: Vec<&[u8]> = v.iter().rev().take(3).map(|(k, _)| k).collect();
+        assert!(last.iter().all(|k| k.starts_with(b"mod_wsgi.")), "{last:?}");
+        let names: Vec<&[u8]> = v.iter().map(|(k, _)| k).collect();
+        let first = names.iter().position(|k| k.starts_with(b"mod_wsgi.")).unwrap();
+        assert!(names[first..].iter().all(|k| k.starts_with(b"mod_wsgi.")));
+    }
+
+    #[test]
+    fn a_module_variable_set_by_the_configuration_is_replaced_not_repeated() {
+        // `SetEnv mod_wsgi.process_group x` puts one among Apache's variables.
+        let mut v: CgiVars = [("mod_wsgi.process_group", "from-setenv"), ("A", "1")]
+            .into_iter()
+            .collect();
+        complete_cgi_vars(&mut v, &settings(), &RequestFacts::default());
+        let groups = v.iter().filter(|(k, _)| *k == b"mod_wsgi.process_group").count();
+        assert_eq!(groups, 1);
+        assert_eq!(v.get("mod_wsgi.process_group"), Some(&b""[..]));
     }
 }
