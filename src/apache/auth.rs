@@ -143,6 +143,20 @@ pub(super) unsafe fn with_hook_call_vars<R>(
     tls: Tls,
     f: impl FnOnce(pyo3::Python<'_>, &HookCall<'_>) -> R,
 ) -> Option<R> {
+    if python::inside_python() {
+        // See the handler: a subrequest of a filter over a WSGI response.
+        request_log(
+            r,
+            APLOG_ERR,
+            &format!(
+                "mod_wsgi (pid={}): {directive} script '{}' cannot run for a subrequest made \
+                 while a WSGI application runs on the same thread; not supported.",
+                std::process::id(),
+                script.path
+            ),
+        );
+        return None;
+    }
     // SAFETY: live request (caller's contract).
     let (group, reloading) = unsafe {
         let group = match &script.application_group {

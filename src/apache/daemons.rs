@@ -89,7 +89,12 @@ unsafe fn all_groups(s: *mut ap::server_rec) -> Vec<(*mut ap::server_rec, Daemon
     // SAFETY: caller's contract.
     unsafe { super::config::servers_with_own_config(s) }
         .into_iter()
-        .flat_map(|(server, config)| config.daemon_groups.iter().map(move |g| (server, g.clone())))
+        .flat_map(|(server, config)| {
+            config
+                .daemon_groups
+                .iter()
+                .map(move |g| (server, g.clone()))
+        })
         .collect()
 }
 

@@ -692,6 +692,18 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             );
             return SERVER_ERROR;
         }
+        if python::inside_python() {
+            // A subrequest made on this thread while it runs an application whose response
+            // passes through a filter that makes subrequests (mod_include's INCLUDES).
+            log_script_error(
+                r,
+                "A WSGI script cannot serve a subrequest made while a WSGI application runs on \
+                 the same thread (a filter such as mod_include's INCLUDES over a WSGI response \
+                 including another WSGI URL); not supported in embedded mode",
+                &filename,
+            );
+            return SERVER_ERROR;
+        }
         let (request, vars) = match prepare_request(r, &mut settings, &filename) {
             Ok(prepared) => prepared,
             Err(status) => return status,

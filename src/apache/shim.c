@@ -58,6 +58,17 @@ apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb)
 {
     apr_status_t rv;
 
+    if (r->main) {
+        /*
+         * A subrequest (mod_include's `#include virtual`): httpd drops its end of stream only
+         * when it is the last bucket, so it must not end the page that includes it.
+         */
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(r->connection->bucket_alloc));
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(r->connection->bucket_alloc));
+        rv = ap_pass_brigade(r->output_filters, bb);
+        apr_brigade_cleanup(bb);
+        return rv;
+    }
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(r->connection->bucket_alloc));
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(r->connection->bucket_alloc));
     rv = ap_pass_brigade(r->output_filters, bb);

@@ -184,6 +184,12 @@ pub(super) fn run_on<R>(tstate: *mut ffi::PyThreadState, f: impl FnOnce(Python<'
     }
 }
 
+/// Whether this thread is inside [`attached`] or [`attached_to`] (possibly with the GIL released
+/// for a call into Apache), where attaching again is not supported.
+pub fn inside_python() -> bool {
+    INSIDE.with(Cell::get)
+}
+
 /// Runs `f` attached to the main interpreter on this thread's cached thread state, then detaches.
 /// A panic in `f` is carried across the attachment and resumed after detaching.
 pub fn attached<R>(f: impl FnOnce(Python<'_>) -> R) -> Result<R, NotRunning> {

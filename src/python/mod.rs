@@ -12,5 +12,5 @@ pub mod runtime;
 pub mod scoped;
 pub mod setup;
 
-pub use attach::{attached, attached_to, detached, AttachError, NotRunning};
+pub use attach::{attached, attached_to, detached, inside_python, AttachError, NotRunning};
 pub use runtime::{finalize, initialize, PythonSettings};

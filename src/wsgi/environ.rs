@@ -394,7 +394,10 @@ mod tests {
         let last: Vec<&[u8]> = v.iter().rev().take(3).map(|(k, _)| k).collect();
         assert!(last.iter().all(|k| k.starts_with(b"mod_wsgi.")), "{last:?}");
         let names: Vec<&[u8]> = v.iter().map(|(k, _)| k).collect();
-        let first = names.iter().position(|k| k.starts_with(b"mod_wsgi.")).unwrap();
+        let first = names
+            .iter()
+            .position(|k| k.starts_with(b"mod_wsgi."))
+            .unwrap();
         assert!(names[first..].iter().all(|k| k.starts_with(b"mod_wsgi.")));
     }
 
@@ -405,7 +408,10 @@ mod tests {
             .into_iter()
             .collect();
         complete_cgi_vars(&mut v, &settings(), &RequestFacts::default());
-        let groups = v.iter().filter(|(k, _)| *k == b"mod_wsgi.process_group").count();
+        let groups = v
+            .iter()
+            .filter(|(k, _)| *k == b"mod_wsgi.process_group")
+            .count();
         assert_eq!(groups, 1);
         assert_eq!(v.get("mod_wsgi.process_group"), Some(&b""[..]));
     }
