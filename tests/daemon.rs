@@ -1506,3 +1506,42 @@ fn a_virtual_host_without_wsgi_directives_shares_the_main_servers_groups() {
         "imported once:\n{log}"
     );
 }
+
+#[test]
+fn requests_arriving_as_the_script_changes_under_load_are_all_served() {
+    // The old process hands back every request it had accepted (several, under load) while
+    // its replacement starts: none of them may run out of tries and get a 503.
+    let app = "import time\n\
+               time.sleep(0.3)\n\
+               def application(environ, start_response):\n\
+               \x20   start_response('200 OK', [])\n\
+               \x20   return [b'ok']\n";
+    let apache = Apache::start(
+        "daemon_reload_under_load",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess site processes=1 threads=10\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
+    );
+    assert_eq!(apache.get("/app").status, 200);
+    let script = apache.path("app.wsgi");
+    let mut statuses = Vec::new();
+    for round in 0..8u64 {
+        let file = std::fs::File::options().write(true).open(&script).unwrap();
+        let when = std::time::SystemTime::now() + Duration::from_secs(round + 1);
+        file.set_modified(when).unwrap();
+        let port = apache.port;
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    common::http_request(port, "GET", "/app", &[], b"").status
+                })
+            })
+            .collect();
+        statuses.extend(clients.into_iter().map(|c| c.join().unwrap()));
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{statuses:?}\n{}",
+        apache.error_log()
+    );
+}

@@ -69,6 +69,7 @@ pub fn forward(target: &Target<'_>, head: &mut RequestHead, io: &mut dyn Request
         .set("mod_wsgi.queue_start", queue_start.to_string());
     // Each process of the group may restart once for a changed script before taking it.
     let max_restarts = 2 * target.processes.max(1) + 1;
+    let mut since = None;
     loop {
         let conn = match connect(target, &mut connects, io) {
             Ok(conn) => conn,
@@ -82,6 +83,16 @@ pub fn forward(target: &Target<'_>, head: &mut RequestHead, io: &mut dyn Request
             Attempt::Finished(result) => return result,
             Attempt::Again => {
                 restarts += 1;
+                // Past one hand-back per process, an old process is still handing back what it
+                // accepted before it stopped (under load, several): try again after a pause,
+                // for as long as connect-timeout allows.
+                let handed_back_since = *since.get_or_insert_with(Instant::now);
+                if restarts >= max_restarts && handed_back_since.elapsed() < target.connect_timeout
+                {
+                    let pause = 10 * u64::from((restarts - max_restarts + 1).min(10));
+                    std::thread::sleep(Duration::from_millis(pause));
+                    continue;
+                }
                 if restarts >= max_restarts {
                     io.log(
                         Level::Error,
