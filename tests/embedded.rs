@@ -1114,7 +1114,13 @@ def application(environ, start_response):
         r.header("X-Method").unwrap_or_default().to_string()
     };
     assert_eq!(method("/auto"), "HEAD", "Auto without a content filter");
-    assert_eq!(method("/filtered"), "GET", "Auto with a content filter");
+    // C 4.9.4's Auto leaves HEAD alone even under DEFLATE (its check for a content filter
+    // never finds one), so applications that answer HEAD cheaply keep doing so.
+    assert_eq!(
+        method("/filtered"),
+        "HEAD",
+        "Auto with a content filter, as C"
+    );
     assert_eq!(method("/on"), "GET");
     assert_eq!(method("/off"), "HEAD");
     assert_eq!(apache.get("/auto").text(), "body for GET");
