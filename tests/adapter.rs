@@ -712,7 +712,8 @@ fn a_client_too_slow_to_send_its_body_gets_408_not_500() {
     assert!(
         log.contains(
             "OSError: Apache/mod_wsgi request data read error: The timeout specified has expired \
-             (the client sent nothing more of the body within Apache's Timeout)."
+             (the client sent nothing more of the body in the time allowed: Apache's Timeout, or \
+             mod_reqtimeout's RequestReadTimeout)."
         ),
         "{log}"
     );

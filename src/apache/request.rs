@@ -265,7 +265,7 @@ fn body_read_error(status: ap::apr_status_t) -> String {
             apr_error_text(s)
         ),
         s if s == ap::APR_TIMEUP as ap::apr_status_t => format!(
-            "{} (the client sent nothing more of the body within Apache's Timeout)",
+            "{} (the client sent nothing more of the body in the time allowed: Apache's Timeout, or mod_reqtimeout's RequestReadTimeout)",
             apr_error_text(s)
         ),
         s => apr_error_text(s),
