@@ -267,39 +267,29 @@ fn spawn_signal_thread(plan: &GroupPlan, state: Arc<State>) {
     let _ = std::thread::Builder::new()
         .name("wsgi:signals".into())
         .spawn(move || loop {
+            // Logged first, so it comes before the process's "Shutdown requested".
+            let announce = |why: &str, reason: &'static str| {
+                let what = if state.activity.busy() {
+                    "waiting for requests to complete"
+                } else {
+                    "triggering immediate shutdown"
+                };
+                log(Level::Info, &format!("{tag}: {why}, {what} '{name}'."));
+                crate::wsgi::events::set_shutdown_reason(reason);
+            };
             match process::wait_signal(&DAEMON_SIGNALS, None) {
                 // As C: finish the requests in progress (within graceful-timeout) and be
                 // replaced; the hard limit (shutdown-timeout and a second more of CPU) stays
                 // the kernel's.
                 Some(libc::SIGXCPU) if state.reason() == StopReason::Running => {
-                    let what = if state.activity.busy() {
-                        "waiting for requests to complete"
-                    } else {
-                        "triggering immediate shutdown"
-                    };
-                    log(
-                        Level::Info,
-                        &format!("{tag}: Exceeded CPU time limit, {what} '{name}'."),
-                    );
-                    crate::wsgi::events::set_shutdown_reason("cpu_time_limit");
+                    announce("Exceeded CPU time limit", "cpu_time_limit");
                     state.stop(StopReason::Graceful);
                 }
-                Some(libc::SIGXCPU) => {}
-                // Logged first, so it comes before the process's "Shutdown requested".
                 Some(libc::SIGUSR1) if state.reason() == StopReason::Running => {
-                    let what = if state.activity.busy() {
-                        "waiting for requests to complete"
-                    } else {
-                        "triggering immediate shutdown"
-                    };
-                    log(
-                        Level::Info,
-                        &format!("{tag}: Process eviction requested, {what} '{name}'."),
-                    );
-                    crate::wsgi::events::set_shutdown_reason("graceful_signal");
+                    announce("Process eviction requested", "graceful_signal");
                     state.evict();
                 }
-                Some(libc::SIGUSR1) => {}
+                Some(libc::SIGXCPU | libc::SIGUSR1) => {}
                 Some(_) => {
                     state.drain.store(true, Ordering::Release);
                     state.stop(StopReason::Shutdown);

@@ -347,21 +347,9 @@ handle_method!(
     }
 );
 
-// `wsgi.errors.close()`: logs a partial line, and leaves the stream usable: it is the server's,
-// and something that closes it (a `with` block, a wrapper being collected) must not silence
-// everything logged after.
-handle_method!(
-    log_close,
-    LogPayload,
-    "close",
-    [],
-    |py, _slf, log, _args| {
-        flush_log(py, log)?;
-        none(py)
-    }
-);
-
-// `wsgi.errors.flush()`: logs a partial line too.
+// `wsgi.errors.flush()`: logs a partial line too. It is `close()` as well: the stream is the
+// server's, and something that closes it (a `with` block, a wrapper being collected) must not
+// silence everything logged after.
 handle_method!(
     log_flush,
     LogPayload,
@@ -381,6 +369,6 @@ pub static LOG_METHODS: MethodTable<5> = MethodTable([
     py_method!(c"write", log_write),
     py_method!(c"writelines", log_writelines),
     py_method!(c"flush", log_flush),
-    py_method!(c"close", log_close),
+    py_method!(c"close", log_flush),
     METHOD_TABLE_END,
 ]);
