@@ -591,6 +591,12 @@ pub(super) unsafe fn request_facts(r: *mut ap::request_rec) -> RequestFacts {
                 optional((*local).hostname).unwrap_or_default()
             },
             is_head: (*r).header_only != 0,
+            has_content_filters: {
+                let first = (*r).output_filters;
+                !first.is_null()
+                    && !(*first).frec.is_null()
+                    && (*(*first).frec).ftype < ap::ap_filter_type_AP_FTYPE_PROTOCOL
+            },
             listener_port: if local.is_null() { 0 } else { (*local).port },
         }
     }

@@ -123,8 +123,8 @@ pub struct DirConfig {
 }
 
 /// `WSGIMapHEADToGET`: whether a HEAD request is shown to the application as GET, so that
-/// output filters that need the whole body see the same response as for GET. `Auto` (the
-/// default) does it only when such a filter is present.
+/// output filters that need the whole body see the same response as for GET. `Auto` does it only
+/// when such a filter is present; without the directive, as in C in practice, `Off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapHeadToGet {
     On,
@@ -227,7 +227,9 @@ impl RequestSettings {
             pass_authorization,
             script_reloading: dir.script_reloading(),
             chunked_request: dir.chunked_request.unwrap_or(false),
-            map_head_to_get: dir.map_head_to_get.unwrap_or(MapHeadToGet::Auto),
+            // C 4.9.4 documents Auto as the default, but its server configuration starts zeroed,
+            // and zero is Off: without the directive, HEAD stays HEAD there.
+            map_head_to_get: dir.map_head_to_get.unwrap_or(MapHeadToGet::Off),
             enable_sendfile: dir.enable_sendfile.unwrap_or(false),
             error_override: dir.error_override.unwrap_or(false),
             restrict_process: dir.restrict_process.clone(),
@@ -345,7 +347,7 @@ mod tests {
         assert!(!s.pass_authorization);
         assert!(s.script_reloading);
         assert!(!s.chunked_request);
-        assert_eq!(s.map_head_to_get, MapHeadToGet::Auto);
+        assert_eq!(s.map_head_to_get, MapHeadToGet::Off);
         // Unset: %{RESOURCE}, resolved per request.
         assert_eq!(s.configured_application_group, None);
         assert!(!s.error_override);

@@ -144,6 +144,8 @@ pub struct RequestFacts {
     pub listener_port: u16,
     /// A HEAD request (which httpd treats as GET without a body).
     pub is_head: bool,
+    /// An output filter that works on the response content (deflate, includes, …) will run.
+    pub has_content_filters: bool,
 }
 
 /// Collapses runs of `/` in a path that starts with `/`; other values are left alone.
@@ -163,12 +165,10 @@ pub fn collapse_slashes(path: &[u8]) -> Vec<u8> {
 
 /// Applies mod_wsgi's fix-ups to Apache's CGI variables and adds its `mod_wsgi.*` keys.
 pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: &RequestFacts) {
-    // `Auto` is meant to map when an output filter will work on the content, but C mod_wsgi
-    // 4.9.4's check never finds one where it looks (DEFLATE, mod_headers, mod_expires and
-    // SUBSTITUTE all leave HEAD a HEAD): applications are shown HEAD, as there.
     let as_get = match settings.map_head_to_get {
         MapHeadToGet::On => true,
-        MapHeadToGet::Off | MapHeadToGet::Auto => false,
+        MapHeadToGet::Off => false,
+        MapHeadToGet::Auto => facts.has_content_filters,
     };
     if facts.is_head && as_get {
         vars.set("REQUEST_METHOD", "GET");
@@ -330,20 +330,22 @@ mod tests {
 
     #[test]
     fn head_becomes_get_as_configured() {
-        let head = |mode| {
+        let head = |mode, filters| {
             let mut v = CgiVars::from_iter(vec![(b"REQUEST_METHOD".to_vec(), b"HEAD".to_vec())]);
             let mut s = settings();
             s.map_head_to_get = mode;
             let facts = RequestFacts {
                 is_head: true,
+                has_content_filters: filters,
                 ..Default::default()
             };
             complete_cgi_vars(&mut v, &s, &facts);
             String::from_utf8(v.get("REQUEST_METHOD").unwrap().to_vec()).unwrap()
         };
-        assert_eq!(head(MapHeadToGet::On), "GET");
-        assert_eq!(head(MapHeadToGet::Off), "HEAD");
-        assert_eq!(head(MapHeadToGet::Auto), "HEAD");
+        assert_eq!(head(MapHeadToGet::On, false), "GET");
+        assert_eq!(head(MapHeadToGet::Off, true), "HEAD");
+        assert_eq!(head(MapHeadToGet::Auto, false), "HEAD");
+        assert_eq!(head(MapHeadToGet::Auto, true), "GET");
     }
 
     #[test]
