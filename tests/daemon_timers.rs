@@ -561,3 +561,71 @@ fn requests_under_wsgi_ignore_activity_do_not_keep_a_process_from_going_idle() {
         "{log}"
     );
 }
+
+/// The pids whose parent is `parent` (its live children), from /proc.
+fn children_of(parent: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let after = s.rsplit_once(')')?.1;
+                    let mut fields = after.split_whitespace();
+                    let state = fields.next()?;
+                    let ppid: i32 = fields.next()?.parse().ok()?;
+                    Some(ppid == parent && state != "Z")
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn recycling_under_load_never_runs_more_than_twice_the_processes() {
+    // Each process ends after a request, and a long request keeps each stopping process
+    // alive: without a bound, the replacement that stops beside the first would get a
+    // replacement of its own, a third process.
+    let apache = Apache::start(
+        "timers_recycle_bound",
+        &[("pid.wsgi", PID)],
+        "WSGIDaemonProcess site processes=1 threads=2 maximum-requests=1\n\
+         WSGIScriptAlias /pid {dir}/pid.wsgi process-group=site",
+    );
+    let log = apache.wait_for_log("(supervisor pid ");
+    let supervisor: i32 = log
+        .split("(supervisor pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no supervisor pid in\n{log}"));
+    let port = apache.port;
+    let busy = apache.path("busy");
+    // A long request, then a quick one: the first process has served one and stops.
+    let long = |busy: &std::path::Path| {
+        let _ = std::fs::remove_file(busy);
+        let slow = std::thread::spawn(move || {
+            common::http_request(port, "GET", "/pid/slow?4", &[], b"").status
+        });
+        wait_for_file(busy);
+        slow
+    };
+    let first = long(&busy);
+    assert_eq!(apache.get("/pid").status, 200);
+    // The same on its replacement.
+    let second = long(&busy);
+    assert_eq!(apache.get("/pid").status, 200);
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        most = most.max(children_of(supervisor).len());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(first.join().unwrap(), 200);
+    assert_eq!(second.join().unwrap(), 200);
+    assert!(most <= 2, "{most} daemon processes at once\n{}", apache.error_log());
+    // Served again once the first has ended.
+    assert_eq!(apache.get("/pid").status, 200, "{}", apache.error_log());
+}

@@ -7,7 +7,8 @@
 //!
 //! A process that begins to stop on its own (SIGUSR1, `maximum-requests`, `restart-interval`,
 //! a changed script, a timer) accepts nothing more, marks its scoreboard and rings with SIGCHLD:
-//! its replacement starts at once, in a fresh scoreboard, while it finishes its requests. Waiting
+//! its replacement starts at once, in a fresh scoreboard, while it finishes its requests (one
+//! such process per slot at a time, so never more than twice `processes=` in all). Waiting
 //! for it to end first left the group unable to take a request for as long as its longest
 //! request ran (up to graceful-timeout) with `processes=1`.
 
@@ -36,6 +37,8 @@ struct Slot {
 
 /// A process already replaced, finishing its requests before it ends.
 struct Stopping {
+    /// The slot it was replaced in.
+    slot: usize,
     pid: i32,
     started: Instant,
     board: Option<Arc<Scoreboard>>,
@@ -218,9 +221,15 @@ fn prepare_process(plan: &GroupPlan) -> Result<(), String> {
 /// Moves each process that has begun to stop out of its slot, with its scoreboard, and makes the
 /// slot due at once with a fresh scoreboard, so its replacement starts while it finishes.
 fn replace_stopping(plan: &GroupPlan, slots: &mut [Slot], replaced: &mut Vec<Stopping>) {
-    for slot in slots.iter_mut() {
+    for (index, slot) in slots.iter_mut().enumerate() {
         let Some(pid) = slot.pid else { continue };
         if !slot.board.as_ref().is_some_and(|b| b.stopping()) {
+            continue;
+        }
+        // One process finishing per slot at most, so the group never runs more than twice
+        // `processes=`: a replacement that stops while its predecessor still finishes is
+        // replaced when it ends, as before.
+        if replaced.iter().any(|old| old.slot == index) {
             continue;
         }
         // Without a scoreboard of its own the replacement would share the old one; then it
@@ -229,6 +238,7 @@ fn replace_stopping(plan: &GroupPlan, slots: &mut [Slot], replaced: &mut Vec<Sto
             continue;
         };
         replaced.push(Stopping {
+            slot: index,
             pid,
             started: slot.started,
             board: slot.board.replace(Arc::new(board)),
