@@ -625,7 +625,42 @@ fn recycling_under_load_never_runs_more_than_twice_the_processes() {
     }
     assert_eq!(first.join().unwrap(), 200);
     assert_eq!(second.join().unwrap(), 200);
-    assert!(most <= 2, "{most} daemon processes at once\n{}", apache.error_log());
+    assert!(
+        most <= 2,
+        "{most} daemon processes at once\n{}",
+        apache.error_log()
+    );
     // Served again once the first has ended.
     assert_eq!(apache.get("/pid").status, 200, "{}", apache.error_log());
+}
+
+#[test]
+fn without_graceful_timeout_maximum_requests_shuts_down_at_once() {
+    // As C: no graceful-timeout means a process that reached maximum-requests shuts down, and
+    // its other requests get shutdown-timeout, not for ever.
+    let apache = Apache::start(
+        "timers_no_graceful_timeout",
+        &[("pid.wsgi", PID)],
+        "WSGIDaemonProcess site threads=2 maximum-requests=1 graceful-timeout=0 \
+         shutdown-timeout=1\n\
+         WSGIScriptAlias /pid {dir}/pid.wsgi process-group=site",
+    );
+    let port = apache.port;
+    let begin = Instant::now();
+    let slow =
+        std::thread::spawn(move || common::http_request(port, "GET", "/pid/slow?8", &[], b""));
+    wait_for_file(&apache.path("busy"));
+    let before = pid(&apache);
+    let r = slow.join().unwrap();
+    let took = begin.elapsed();
+    assert_eq!(r.status, 502, "{}\n{}", r.text(), apache.error_log());
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    let log = apache.wait_for_log("Aborting process");
+    assert!(
+        log.contains(&format!(
+            "mod_wsgi (pid={before}): Aborting process 'site': requests still running after \
+             shutdown-timeout (1 seconds)."
+        )),
+        "{log}"
+    );
 }

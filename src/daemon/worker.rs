@@ -315,18 +315,23 @@ fn spawn_escalation_watch(plan: &GroupPlan, state: Arc<State>) {
 
 /// Once graceful-timeout (or eviction-timeout) has run out with requests still running, the
 /// stop becomes a shutdown, which gives them shutdown-timeout more, as C mod_wsgi does; with no
-/// shutdown-timeout the process ends then.
+/// shutdown-timeout the process ends then. Without a graceful-timeout, as in C, a stop of the
+/// process's own (maximum-requests, a timer, the CPU limit) is a shutdown at once, and an
+/// eviction (SIGUSR1) waits for its requests however long they take.
 fn spawn_graceful_deadline(
     plan: &GroupPlan,
     state: Arc<State>,
     limit: Duration,
     why: &'static str,
 ) {
-    if plan.options.shutdown_timeout.is_zero() {
-        spawn_reaper(plan, limit, why);
+    if limit.is_zero() {
+        if !state.evicted() {
+            state.stop(StopReason::Shutdown);
+        }
         return;
     }
-    if limit.is_zero() {
+    if plan.options.shutdown_timeout.is_zero() {
+        spawn_reaper(plan, limit, why);
         return;
     }
     let (log, tag, name) = (plan.log, plan.tag(), plan.name.clone());
