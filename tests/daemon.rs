@@ -993,6 +993,12 @@ fn bad_daemon_configuration_fails_the_config_test() {
              WSGIScriptAlias / /x.wsgi process-group=site application-group=%{GLOBAL}\n</VirtualHost>",
             "defined in another virtual host",
         ),
+        (
+            "<VirtualHost 127.0.0.1:80>\nServerName one\nWSGIDaemonProcess site\n</VirtualHost>\n\
+             <VirtualHost 127.0.0.1:80>\nServerName two\n\
+             WSGIScriptAlias / /x.wsgi process-group=site application-group=%{GLOBAL}\n</VirtualHost>",
+            "WSGIScriptAlias (line",
+        ),
     ] {
         let (ok, out) = common::config_test("daemon_badconf", extra);
         assert!(!ok, "{extra}: accepted");

@@ -121,13 +121,19 @@ pub(super) unsafe fn check_configuration(s: *mut ap::server_rec) -> Result<(), S
     while !server.is_null() {
         // SAFETY: as in all_groups.
         let conf = unsafe { server_config(server) };
-        let wanted = conf
-            .import_scripts
-            .iter()
-            .map(|i| ("WSGIImportScript", i.clone()))
-            .chain(conf.aliases.iter().filter_map(|a| {
-                crate::config::ImportScript::from_alias(a).map(|i| ("WSGIScriptAlias", i))
-            }));
+        // A `WSGIScriptAlias` naming both groups is among the imports too: name it as such.
+        let wanted = conf.import_scripts.iter().map(|i| {
+            let by_alias = conf
+                .aliases
+                .iter()
+                .any(|a| crate::config::ImportScript::from_alias(a).as_ref() == Some(i));
+            let directive = if by_alias {
+                "WSGIScriptAlias"
+            } else {
+                "WSGIImportScript"
+            };
+            (directive, i.clone())
+        });
         for (directive, import) in wanted {
             let name = &import.process_group;
             if name.is_empty() {
