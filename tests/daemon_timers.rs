@@ -107,8 +107,23 @@ fn restart_interval_replaces_the_process_without_failing_requests() {
     pids.dedup();
     assert!(pids.len() >= 2, "{pids:?}");
     let log = apache.error_log();
+    // "stopping process 'site'." when idle, "waiting for requests to complete 'site'." when not.
+    assert!(log.contains("Application restart timer expired, "), "{log}");
+}
+
+#[test]
+fn restart_interval_says_it_waits_for_running_requests() {
+    let apache = start("timers_restart_busy", "restart-interval=2");
+    let before = pid(&apache);
+    let r = apache.get("/pid/slow?4");
+    assert_eq!(r.status, 200, "{}", apache.error_log());
+    assert_eq!(r.text(), before.to_string());
+    let log = apache.wait_for_log("Application restart timer expired");
     assert!(
-        log.contains("Application restart timer expired, stopping process 'site'."),
+        log.contains(&format!(
+            "mod_wsgi (pid={before}): Application restart timer expired, waiting for requests \
+             to complete 'site'."
+        )),
         "{log}"
     );
 }

@@ -360,6 +360,11 @@ fn monitor(plan: &GroupPlan, state: &State, limits: &Limits) {
             Timer::Startup => {
                 format!("{tag}: Application startup timer expired, stopping process '{name}'.")
             }
+            // As C: with requests running, it says it waits for them.
+            Timer::RestartInterval if state.activity.busy() => format!(
+                "{tag}: Application restart timer expired, waiting for requests to complete \
+                 '{name}'."
+            ),
             Timer::RestartInterval => {
                 format!("{tag}: Application restart timer expired, stopping process '{name}'.")
             }
