@@ -790,9 +790,6 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
     }
 }
 
-/// The prefix of the variables the module adds to a request's environment.
-pub(super) const MODULE_VARS: &[u8] = b"mod_wsgi.";
-
 /// What embedded and daemon mode do alike before running a script: resolve the application
 /// group, check the request body, set up reading it, and build the CGI variables.
 ///
@@ -815,7 +812,7 @@ pub(super) unsafe fn prepare_request(
         let mut vars = request.cgi_vars();
         complete_cgi_vars(&mut vars, settings, &request_facts(r));
         // As C: the access log (`%{mod_wsgi.process_group}e`) and other modules see them.
-        request.export_last_vars(&vars, MODULE_VARS);
+        request.export_last_vars(&vars, crate::wsgi::environ::MODULE_VAR_PREFIX);
         Ok((request, vars))
     }
 }

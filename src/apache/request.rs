@@ -177,8 +177,8 @@ impl Request {
     /// Adds the last variables of `vars`, those after the last one whose name does not start
     /// with `prefix` (the module's own, which come last), to Apache's environment of the request
     /// (`r->subprocess_env`), where the access log's `%{NAME}e`, mod_headers and mod_rewrite see
-    /// them, and an internal redirect passes them on as `REDIRECT_NAME`. Only for names the
-    /// environment does not have yet.
+    /// them, and an internal redirect passes them on as `REDIRECT_NAME`. The entries are added,
+    /// not set: a name the environment already has (a `SetEnv mod_wsgi.…`) is there twice.
     pub fn export_last_vars(&self, vars: &CgiVars, prefix: &[u8]) {
         let last = vars
             .iter()

@@ -87,13 +87,12 @@ pub fn forward(target: &Target<'_>, head: &mut RequestHead, io: &mut dyn Request
                 // accepted before it stopped (under load, several): try again after a pause,
                 // for as long as connect-timeout allows.
                 let handed_back_since = *since.get_or_insert_with(Instant::now);
-                if restarts >= max_restarts && handed_back_since.elapsed() < target.connect_timeout
-                {
-                    let pause = 10 * u64::from((restarts - max_restarts + 1).min(10));
-                    std::thread::sleep(Duration::from_millis(pause));
-                    continue;
-                }
                 if restarts >= max_restarts {
+                    if handed_back_since.elapsed() < target.connect_timeout {
+                        let pause = 10 * u64::from((restarts - max_restarts + 1).min(10));
+                        std::thread::sleep(Duration::from_millis(pause));
+                        continue;
+                    }
                     io.log(
                         Level::Error,
                         &format!(

@@ -120,6 +120,14 @@ impl DaemonIo {
         }
     }
 
+    /// The outcome of writing response data to the Apache child, with its loss noted.
+    fn lost(&mut self, written: std::io::Result<()>) -> Result<(), String> {
+        written.map_err(|e| {
+            self.apache_gone = true;
+            format!("connection to Apache lost: {e}")
+        })
+    }
+
     fn send(&mut self, kind: Kind, payload: &[u8], flush: bool) -> Result<(), String> {
         forked_check()?;
         let sent = {
@@ -184,16 +192,6 @@ impl DaemonIo {
                 "unexpected {other:?} frame from Apache while reading the request body"
             )),
         }
-    }
-}
-
-impl DaemonIo {
-    /// The outcome of writing response data to the Apache child, with its loss noted.
-    fn lost(&mut self, written: std::io::Result<()>) -> Result<(), String> {
-        written.map_err(|e| {
-            self.apache_gone = true;
-            format!("connection to Apache lost: {e}")
-        })
     }
 }
 

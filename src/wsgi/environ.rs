@@ -163,6 +163,9 @@ pub fn collapse_slashes(path: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The prefix of the variables the module adds to the CGI variables (`mod_wsgi.*`).
+pub const MODULE_VAR_PREFIX: &[u8] = b"mod_wsgi.";
+
 /// Applies mod_wsgi's fix-ups to Apache's CGI variables and adds its `mod_wsgi.*` keys.
 pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: &RequestFacts) {
     let as_get = match settings.map_head_to_get {
@@ -199,7 +202,7 @@ pub fn complete_cgi_vars(vars: &mut CgiVars, settings: &RequestSettings, facts: 
     // The module's own variables last, together: the Apache layer exports them as one run.
     // Apache's variables have none of them unless a configuration set one (`SetEnv`): then
     // each replaces it, else (one look instead of one per variable) each is appended.
-    let fresh = !vars.iter().any(|(k, _)| k.starts_with(b"mod_wsgi."));
+    let fresh = !vars.iter().any(|(k, _)| k.starts_with(MODULE_VAR_PREFIX));
     let mut vars = ModuleVars { vars, fresh };
     vars.set("mod_wsgi.script_name", script_name);
     vars.set("mod_wsgi.path_info", path_info);
