@@ -1,19 +1,23 @@
 #!/bin/bash
-# Writes src/hot-symbols.txt: the functions of the module that a running server executes (start-up,
-# configuration, child start, requests in embedded and daemon mode), found by running Apache
-# under valgrind's callgrind and serving each of the apps in scripts/profile-apps. build.rs hands
-# the list to the linker, which puts these functions next to each other at the start of `.text`.
+# Writes src/hot-symbols.txt: the functions of the module that a running server executes, found
+# by running Apache under valgrind's callgrind and serving each of the apps in
+# scripts/profile-apps: first those that serve (requests in embedded and daemon mode, the
+# supervisor's loop), then the marker `mod_wsgi_rs_start_up_code`, then those only start-up runs
+# (configuration, Python's initialisation, child and process start). build.rs hands the list to
+# the linker, which lays these functions out in that order at the start of `.text`.
 #
 #   scripts/hot-symbols.sh [MODULE.so]           (default: target/release/libmod_wsgi.so)
 #   scripts/hot-symbols.sh --check [MODULE.so]   (tests/code_layout.rs runs this)
 #
 # Why: the kernel maps a shared library's code into a process in 64 KiB blocks around each page
-# the process touches. About 400 KB of the module's 1 MB of code runs; spread out, it touched
-# every block, and every Apache process mapped nearly all of it. Rerun after changing the request
-# path or upgrading Rust (symbol names carry hashes; names no longer found are ignored). One
-# function left out of the list costs a whole block (64 KiB) in every tree: `--check` runs the
-# same servers and requests without valgrind and fails if any process of the tree maps module
-# code outside the blocks of the listed functions. Needs root (page maps), curl, and valgrind
+# the process touches, and a process keeps them. About 400 KB of the module's 1 MB of code runs;
+# spread out, it touched every block, and every Apache process mapped nearly all of it. Once its
+# start-up is over, each process unmaps the module's code (`process::release_start_up_code`) and
+# maps again only the blocks of the serving code it runs. Rerun after changing the request path
+# or upgrading Rust (symbol names carry hashes; names no longer found are ignored). One function
+# left out of the list costs a whole block (64 KiB) in every tree: `--check` runs the same
+# servers and requests without valgrind and fails if any process of the tree maps module code
+# outside the blocks of the listed serving functions. Needs root (page maps), curl, and valgrind
 # (not for --check).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -119,10 +123,17 @@ if [ -n "$check" ]; then
 fi
 
 # Runs Apache under callgrind (every process, forks included), serves every app a few times,
-# stops Apache by its pid and leaves one profile per process in $work.
+# stops Apache by its pid and leaves the profiles of each process in $work: a process starts a
+# new one (callgrind.MODE.PID.N) each time it begins to serve a request (Apache's handler, a
+# daemon's connection) or a round of its supervisor's loop, and when a supervisor stops its
+# group, so everything before a process's first such point is its start-up.
 profile() {
     write_conf "$2"
     valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/callgrind.$1.%p" \
+        --dump-before='*6apache5hooks7handler17h*' \
+        --dump-before='*6daemon5serve10connection17h*' \
+        --dump-before='*6daemon10supervisor16replace_stopping17h*' \
+        --dump-before='*6daemon10supervisor7forward17h*' \
         apache2 -DFOREGROUND -f "$work/httpd.conf" >"$work/valgrind.$1.log" 2>&1 &
     local vg=$!
     serve_requests "$vg"
@@ -132,49 +143,86 @@ profile() {
 profile embedded "$EMBEDDED"
 profile daemon "$DAEMON"
 
-# The functions of our module that ran, by their symbol names, kept only if the module has them:
-# first those both modes ran, then those only embedded mode ran, then daemon mode's own, so a
-# server in one mode touches as few of the other's blocks of code as it can.
+# The functions of our module that ran, by their symbol names, kept only if the module has them,
+# in two parts: those a serving process runs (its profiles after the first, but for the last,
+# which holds its exit), then a marker, then those only start-up runs; once start-up is over,
+# each process unmaps the module's code from the marker on (`release_start_up_code`). In each
+# part, first those both modes ran, then those only embedded mode ran, then daemon mode's own, so
+# a server in one mode touches as few of the other's blocks of code as it can.
 /usr/bin/python3 - "$module" "$work" >"$here/src/hot-symbols.txt" <<'EOF'
-import glob, re, subprocess, sys
+import collections, glob, os, re, subprocess, sys
 
 module, work = sys.argv[1], sys.argv[2]
 
 
-def ran_in(mode):
-    ran = set()
-    for path in glob.glob(f"{work}/callgrind.{mode}.*"):
-        objects, names, current = {}, {}, None
-        for line in open(path, errors="replace"):
-            m = re.match(r"(c?)ob=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
-            if m:
-                if m.group(3):
-                    objects[m.group(2)] = m.group(3)
-                if not m.group(1):
-                    current = objects.get(m.group(2), "")
-                continue
-            m = re.match(r"(c?)fn=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
-            if m:
-                if m.group(3):
-                    names[m.group(2)] = m.group(3)
-                if not m.group(1) and current == module:
-                    ran.add(names[m.group(2)])
+def ran_in(path):
+    """The module's functions with instructions of their own in one profile."""
+    ran, objects, names, obj, current, skip = set(), {}, {}, None, None, False
+    for line in open(path, errors="replace"):
+        line = line.rstrip("\n")
+        m = re.match(r"(c?)ob=\((\d+)\)(?: (.*))?$", line)
+        if m:
+            if m.group(3):
+                objects[m.group(2)] = m.group(3)
+            if not m.group(1):
+                obj = objects.get(m.group(2), "")
+            continue
+        m = re.match(r"(c?)fn=\((\d+)\)(?: (.*))?$", line)
+        if m:
+            if m.group(3):
+                names[m.group(2)] = m.group(3)
+            if not m.group(1):
+                current = names[m.group(2)] if obj == module else None
+            continue
+        if line.startswith("calls="):
+            skip = True  # the next cost line is the call's, not the caller's own
+        elif line and (line[0].isdigit() or line[0] in "+-*"):
+            if current and not skip:
+                ran.add(current)
+            skip = False
     return ran
+
+
+def profiles(mode):
+    """(serving, start-up): what ran in the mode's processes once serving, and before."""
+    by_process = collections.defaultdict(list)
+    for path in glob.glob(f"{work}/callgrind.{mode}.*"):
+        parts = os.path.basename(path).split(".")
+        by_process[parts[2]].append((int(parts[3]) if len(parts) > 3 else None, path))
+    serving, start_up = set(), set()
+    for parts in by_process.values():
+        for number, path in parts:
+            (serving if number is not None and number > 1 else start_up).update(ran_in(path))
+    return serving, start_up
 
 
 symbols = set(subprocess.run(["nm", "--defined-only", module], capture_output=True, text=True,
                              check=True).stdout.split())
-embedded, daemon = ran_in("embedded") & symbols, ran_in("daemon") & symbols
+marker = "mod_wsgi_rs_start_up_code"
+(emb_serving, emb_start), (dae_serving, dae_start) = profiles("embedded"), profiles("daemon")
+# Which of these run depends on the request and the configuration more than two short runs show:
+# the request I/O of both ends and the C shims (src/apache/shim.c) are kept whole with the
+# serving code, the directive handlers with the start-up code. The hooks and the wait that call
+# `release_start_up_code` run on after it, so they are serving code however rarely they run.
+kept = {s for s in symbols if re.search(r"RequestIo|^mod_wsgi_rs_", s)} - {marker}
+releasing = {s for s in symbols if re.search(
+    r"5hooks(11post_config|7pre_mpm|10child_init)17h|6worker12wait_serving17h"
+    r"|6worker5State(13wait_for_stop|20wait_for_stop_within)17h"
+    r"|7process21release_start_up_code17h", s)}
+directives = {s for s in symbols if re.search(r"6config10directives", s)}
+embedded = (emb_serving | kept | releasing) & symbols
+daemon = (dae_serving | kept | releasing) & symbols
+serving = embedded | daemon
+emb_start = ((emb_start | directives) & symbols) - serving
+dae_start = ((dae_start | directives) & symbols) - serving
 # Symbol names carry hashes that depend on the compiler: say which one (LLD skips "#" lines).
 rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
 print(f"# {rustc}")
-# Which of these run depends on the request and the configuration more than two short runs show:
-# the request I/O of both ends, the directive handlers and the C shims (src/apache/shim.c) are
-# kept whole.
-either = {s for s in symbols if re.search(r"RequestIo|6config10directives|^mod_wsgi_rs_", s)}
-embedded |= either
-daemon |= either
 for group in (embedded & daemon, embedded - daemon, daemon - embedded):
+    for name in sorted(group):
+        print(name)
+print(marker)
+for group in (emb_start & dae_start, emb_start - dae_start, dae_start - emb_start):
     for name in sorted(group):
         print(name)
 EOF

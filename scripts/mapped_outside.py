@@ -1,5 +1,7 @@
 """Used by `scripts/hot-symbols.sh --check`: whether any process of a running Apache tree has
-mapped module code outside the 64 KiB blocks that hold the functions of src/hot-symbols.txt.
+mapped module code outside the 64 KiB blocks that hold the serving functions of
+src/hot-symbols.txt (those before the start-up code's marker, which every process unmaps from
+once its start-up is over).
 
     mapped_outside.py MODULE.so APACHE_PID HOT_SYMBOLS_TXT MODE
 
@@ -15,6 +17,7 @@ from proc_tree import children
 
 BLOCK = 65536
 PAGE = 4096
+MARKER = "mod_wsgi_rs_start_up_code"
 
 
 def text_symbols(module):
@@ -67,6 +70,9 @@ def main():
     module, parent, listed, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     symbols = text_symbols(module)
     names = [l.strip() for l in open(listed) if l.strip() and not l.startswith("#")]
+    # Once serving, a process has unmapped the start-up code listed after the marker.
+    if MARKER in names:
+        names = names[:names.index(MARKER) + 1]
     allowed = set()
     for addr, size in (symbols[n] for n in names if n in symbols):
         allowed.update(range(addr // BLOCK, (addr + max(size, 1) - 1) // BLOCK + 1))
@@ -81,7 +87,7 @@ def main():
         print(f"{mode} mode: {len(tree)} processes map module code only in the listed "
               f"functions' {len(allowed)} blocks")
         return 0
-    print(f"{mode} mode: module code mapped outside the listed functions' blocks "
+    print(f"{mode} mode: module code mapped outside the listed serving functions' blocks "
           "(run scripts/hot-symbols.sh to list them again):")
     for block, pids in sorted(outside.items()):
         there = sorted(n for n, (a, _) in symbols.items() if a // BLOCK == block)

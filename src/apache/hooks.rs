@@ -138,6 +138,22 @@ unsafe extern "C" fn check_config(
 
 unsafe extern "C" fn post_config(
     pconf: *mut ap::apr_pool_t,
+    plog: *mut ap::apr_pool_t,
+    ptemp: *mut ap::apr_pool_t,
+    s: *mut ap::server_rec,
+) -> c_int {
+    // SAFETY: as httpd calls the hook.
+    let status = unsafe { configure(pconf, plog, ptemp, s) };
+    // The parent is done with the configuration code until the next restart (this function is
+    // serving code: see `release_start_up_code`).
+    crate::daemon::process::release_start_up_code();
+    status
+}
+
+/// The post_config hook's work: the version banner, the daemon groups, start-up notices.
+#[inline(never)]
+unsafe fn configure(
+    pconf: *mut ap::apr_pool_t,
     _plog: *mut ap::apr_pool_t,
     _ptemp: *mut ap::apr_pool_t,
     s: *mut ap::server_rec,
@@ -195,6 +211,14 @@ unsafe extern "C" fn post_config(
 /// The scoreboard now exists (first start, or a full restart): start the daemon groups that
 /// waited for it.
 unsafe extern "C" fn pre_mpm(_p: *mut ap::apr_pool_t, _sb_type: ap::ap_scoreboard_e) -> c_int {
+    let status = start_deferred_groups();
+    crate::daemon::process::release_start_up_code();
+    status
+}
+
+/// The pre_mpm hook's work: the daemon groups that waited for the scoreboard.
+#[inline(never)]
+fn start_deferred_groups() -> c_int {
     ffi_boundary("pre_mpm", OK, || {
         // SAFETY: httpd runs pre_mpm in its parent, single-threaded, before forking children.
         unsafe { super::daemons::start_deferred_groups() };
@@ -287,6 +311,16 @@ pub(super) fn python_settings(conf: &ServerConfig) -> PythonSettings {
 }
 
 unsafe extern "C" fn child_init(pchild: *mut ap::apr_pool_t, s: *mut ap::server_rec) {
+    // SAFETY: as httpd calls the hook.
+    unsafe { start_child(pchild, s) };
+    // Requests need none of the start-up code (this function is serving code: see
+    // `release_start_up_code`).
+    crate::daemon::process::release_start_up_code();
+}
+
+/// The child_init hook's work: Python and the scripts to import at process start.
+#[inline(never)]
+unsafe fn start_child(pchild: *mut ap::apr_pool_t, s: *mut ap::server_rec) {
     ffi_boundary("child_init", (), || {
         // SAFETY: looking up an optional function by name; the result is null or mod_ssl's
         // ssl_is_https, which has this signature.

@@ -303,6 +303,93 @@ pub fn release_start_up_memory() {
     unsafe { libc::malloc_trim(0) };
 }
 
+/// Where the module's start-up code begins: scripts/hot-symbols.sh lists the functions a
+/// serving process runs, then this one, then the functions only start-up runs (configuration,
+/// Python's initialisation, process set-up), and the linker lays them out in that order, with
+/// the code that never ran in the profile after them. Only the layout check looks for it.
+#[no_mangle]
+pub extern "C" fn mod_wsgi_rs_start_up_code() -> u32 {
+    1
+}
+
+/// Drops this process's mappings of the module's code and constants once start-up has run. The
+/// kernel maps a library's pages in 64 KiB blocks around each page read, and a process keeps
+/// them mapped for its whole life, so every Apache process held the blocks of the start-up code
+/// (about 180 KB) as well as those of the code that serves requests, and in embedded mode those
+/// of daemon mode's serving code that shared a block with start-up code. Afterwards each process
+/// maps again only the blocks it uses: serving code, laid out by mode before the marker. The
+/// pages stay in the page cache; a later start-up (a graceful restart, a new process) maps them
+/// again.
+///
+/// The caller must itself be serving code (listed before the marker), or returning to it would
+/// map a block of start-up code again. Cannot panic, so hooks may call it outside their panic
+/// boundary.
+pub fn release_start_up_code() {
+    let marker = mod_wsgi_rs_start_up_code as extern "C" fn() -> u32 as usize;
+    let page = 4096;
+    for (segment_start, segment_end) in read_only_segments(marker).into_iter().flatten() {
+        let (start, end) = (
+            segment_start.div_ceil(page) * page,
+            segment_end / page * page,
+        );
+        if end > start {
+            // SAFETY: whole pages of one of this module's segments that the loader maps
+            // read-only and never writes (code, constants, symbol tables; the module has no text
+            // relocations, and the relocated data is in a writable segment): they are a private
+            // file mapping whose pages all equal the file's, so MADV_DONTNEED only unmaps them
+            // and the next read maps them again from the page cache.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+}
+
+/// The address ranges of the loaded segments (`PT_LOAD`) without write permission of the object
+/// that holds `address`: the module's constants and its code.
+fn read_only_segments(address: usize) -> [Option<(usize, usize)>; 4] {
+    struct Search {
+        address: usize,
+        found: [Option<(usize, usize)>; 4],
+    }
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid description of one loaded object, whose program
+        // headers are `dlpi_phnum` entries at `dlpi_phdr`; `data` is the Search below.
+        let (search, info) = unsafe { (&mut *(data as *mut Search), &*info) };
+        // SAFETY: as above.
+        let headers =
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        let loaded = headers
+            .iter()
+            .filter(|h| h.p_type == libc::PT_LOAD)
+            .map(|h| {
+                let start = info.dlpi_addr as usize + h.p_vaddr as usize;
+                (start, start + h.p_memsz as usize, h.p_flags)
+            });
+        if !loaded
+            .clone()
+            .any(|(start, end, _)| (start..end).contains(&search.address))
+        {
+            return 0;
+        }
+        let read_only = loaded.filter(|&(_, _, flags)| flags & libc::PF_W == 0);
+        for (slot, (start, end, _)) in search.found.iter_mut().zip(read_only) {
+            *slot = Some((start, end));
+        }
+        1
+    }
+    let mut search = Search {
+        address,
+        found: [None; 4],
+    };
+    // SAFETY: `visit` only reads what the loader hands it and writes the Search it is given,
+    // which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), &mut search as *mut Search as *mut libc::c_void) };
+    search.found
+}
+
 /// Lets the malloc arenas of the serving threads keep memory freed at the end of a request for
 /// the next one. glibc hands the free top of an arena back to the kernel once it passes its trim
 /// threshold, 128 KiB until the process has freed a block large enough to have had its own

@@ -128,7 +128,31 @@ impl State {
             stopped = cvar.wait(stopped).unwrap_or_else(|p| p.into_inner());
         }
     }
+
+    /// Whether the process is to stop, waiting at most `limit` for it.
+    fn wait_for_stop_within(&self, limit: Duration) -> bool {
+        let (lock, cvar) = &self.stopped;
+        let stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (stopped, _) = cvar
+            .wait_timeout_while(stopped, limit, |stopped| !*stopped)
+            .unwrap_or_else(|p| p.into_inner());
+        *stopped
+    }
 }
+
+/// Parks the main thread while the process serves, having dropped the start-up code's pages
+/// once the threads it started are under way (see `process::release_start_up_code`; this
+/// function and `State::wait_for_stop` are serving code).
+#[inline(never)]
+fn wait_serving(state: &State) {
+    if !state.wait_for_stop_within(START_UP_SETTLES) {
+        process::release_start_up_code();
+        state.wait_for_stop();
+    }
+}
+
+/// How long after start-up the threads it started have surely left its code.
+const START_UP_SETTLES: Duration = Duration::from_secs(1);
 
 /// The process's whole life, in the process the supervisor forked; never returns.
 pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
@@ -199,7 +223,7 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
         .collect();
     let probe = GilProbe::spawn(plan.options.deadlock_timeout, state.clone());
     timers::spawn_monitor(&plan, state.clone());
-    state.wait_for_stop();
+    wait_serving(&state);
     let reason = state.reason();
     let (limit, why) = timers::stop_limit(reason, state.evicted(), &plan.options);
     plan.log(
