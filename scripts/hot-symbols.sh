@@ -124,16 +124,20 @@ fi
 
 # Runs Apache under callgrind (every process, forks included), serves every app a few times,
 # stops Apache by its pid and leaves the profiles of each process in $work: a process starts a
-# new one (callgrind.MODE.PID.N) each time it begins to serve a request (Apache's handler, a
-# daemon's connection) or a round of its supervisor's loop, and when a supervisor stops its
-# group, so everything before a process's first such point is its start-up.
+# new one (callgrind.MODE.PID.N) each time it begins a request (translate_name, the first of our
+# hooks Apache runs for one; a daemon's connection) or a round of its supervisor's loop, and
+# when it begins to stop (an Apache child, a daemon's reaper, a supervisor stopping its group),
+# so everything before a process's first such point is its start-up, and its last profile (no
+# number) its exit.
 profile() {
     write_conf "$2"
     valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/callgrind.$1.%p" \
-        --dump-before='*6apache5hooks7handler17h*' \
+        --dump-before='*6apache5hooks14translate_name17h*' \
         --dump-before='*6daemon5serve10connection17h*' \
         --dump-before='*6daemon10supervisor16replace_stopping17h*' \
         --dump-before='*6daemon10supervisor7forward17h*' \
+        --dump-before=ap_run_child_stopping \
+        --dump-before='*6daemon6worker12spawn_reaper17h*' \
         apache2 -DFOREGROUND -f "$work/httpd.conf" >"$work/valgrind.$1.log" 2>&1 &
     local vg=$!
     serve_requests "$vg"
@@ -144,8 +148,8 @@ profile embedded "$EMBEDDED"
 profile daemon "$DAEMON"
 
 # The functions of our module that ran, by their symbol names, kept only if the module has them,
-# in two parts: those a serving process runs (its profiles after the first, but for the last,
-# which holds its exit), then a marker, then those only start-up runs; once start-up is over,
+# in two parts: those a serving process runs (its numbered profiles after the first), then a
+# marker, then those only start-up (or exit) runs; once start-up is over,
 # each process unmaps the module's code from the marker on (`release_start_up_code`). In each
 # part, first those both modes ran, then those only embedded mode ran, then daemon mode's own, so
 # a server in one mode touches as few of the other's blocks of code as it can.

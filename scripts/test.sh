@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-ensure_packages
+# gdb: tests/code_layout.rs checks that a breakpoint set before Apache starts is kept.
+ensure_packages gdb
 ensure_rust
 
 build_module

@@ -290,3 +290,93 @@ fn the_module_calls_nothing_in_libm() {
         .collect();
     assert!(calls.is_empty(), "the module imports {calls:?} from libm");
 }
+
+/// A debugger's breakpoints are writes into the module's code pages, which every process unmaps
+/// once its start-up is over (`release_start_up_code`): that would drop them without a word. A
+/// process that is being traced keeps its pages, so a breakpoint on the request handler, set
+/// before Apache starts, stops the first request. Needs gdb (scripts/test.sh installs it).
+#[test]
+fn a_breakpoint_set_before_apache_starts_stops_a_request() {
+    if std::env::var_os("MOD_WSGI_SO").is_some() {
+        eprintln!("not this checkout's build: not checked");
+        return;
+    }
+    let handler = text_symbols()
+        .into_keys()
+        .find(|name| name.contains("6apache5hooks7handler17h"))
+        .expect("the module's handler hook is a symbol of its own");
+    let dir = common::temp_dir("gdb-breakpoint");
+    let script = dir.join("hello.wsgi");
+    std::fs::write(
+        &script,
+        "def application(environ, start_response):\n    \
+         start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'hi']\n",
+    )
+    .unwrap();
+    let port = common::free_port();
+    let conf = dir.join("httpd.conf");
+    let extra = format!("WSGIScriptAlias /hello {}", script.display());
+    std::fs::write(
+        &conf,
+        common::config_text(&dir, port, &common::Options::default(), &extra),
+    )
+    .unwrap();
+    let gdb = Command::new("gdb")
+        .args(["-batch", "-nx", "-ex", "set breakpoint pending on"])
+        .args(["-ex", &format!("break {handler}"), "-ex", "run", "-ex", "bt 1"])
+        .args(["--args", common::APACHE, "-X", "-d"])
+        .arg(&dir)
+        .arg("-f")
+        .arg(&conf)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut gdb = gdb.expect("gdb runs (scripts/test.sh installs it)");
+    // The request stops at the breakpoint; gdb then prints the frame and ends, and Apache with it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut asked = false;
+    let ended = loop {
+        if let Some(status) = gdb.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        if !asked {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let timeout = std::time::Duration::from_millis(500);
+            if let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, timeout) {
+                use std::io::Write;
+                let _ = stream.write_all(b"GET /hello HTTP/1.0\r\n\r\n");
+                asked = true;
+                // Dropped at once: the handler runs (and stops) whether or not anyone waits.
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    if ended.is_none() {
+        let _ = gdb.kill();
+        let _ = gdb.wait();
+    }
+    // Apache ends with gdb; if gdb did not end it (the breakpoint never stopped it), stop it.
+    if let Ok(pid) = std::fs::read_to_string(dir.join("httpd.pid")) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            if common::process_alive(pid) {
+                // SAFETY: signalling the Apache this test started (pid from its own PidFile).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let out = gdb.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(asked, "Apache under gdb never answered on port {port}:\n{said}");
+    assert!(
+        said.contains("hit Breakpoint 1"),
+        "the request did not stop at the breakpoint:\n{said}"
+    );
+}

@@ -325,6 +325,10 @@ pub extern "C" fn mod_wsgi_rs_start_up_code() -> u32 {
 /// map a block of start-up code again. Cannot panic, so hooks may call it outside their panic
 /// boundary.
 pub fn release_start_up_code() {
+    // A debugger's breakpoints are writes to these pages, which unmapping would drop.
+    if traced() {
+        return;
+    }
     let marker = mod_wsgi_rs_start_up_code as extern "C" fn() -> u32 as usize;
     let page = 4096;
     for (segment_start, segment_end) in read_only_segments(marker).into_iter().flatten() {
@@ -341,6 +345,16 @@ pub fn release_start_up_code() {
             unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
         }
     }
+}
+
+/// Whether a debugger (or strace) is attached to this process.
+fn traced() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("TracerPid:"))
+            .is_some_and(|pid| pid.trim() != "0")
+    })
 }
 
 /// The address ranges of the loaded segments (`PT_LOAD`) without write permission of the object
