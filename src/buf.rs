@@ -56,6 +56,23 @@ impl<'a> UninitBuf<'a> {
     }
 }
 
+/// Lets `fill` write up to `max` bytes after the end of `vec`, which keeps what it wrote.
+pub fn fill_tail<R>(
+    vec: &mut Vec<u8>,
+    max: usize,
+    fill: impl FnOnce(&mut UninitBuf<'_>) -> R,
+) -> R {
+    vec.reserve(max);
+    let len = vec.len();
+    let mut tail = UninitBuf::new(&mut vec.spare_capacity_mut()[..max]);
+    let out = fill(&mut tail);
+    let written = tail.filled();
+    // SAFETY: the `written` bytes after `len` were written through `tail` (its filled count),
+    // within the capacity reserved above.
+    unsafe { vec.set_len(len + written) };
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +86,14 @@ mod tests {
         assert_eq!(b.extend_from_slice(b"defg"), 2);
         assert_eq!((b.filled(), b.remaining()), (5, 0));
         assert_eq!(b.extend_from_slice(b"h"), 0);
+    }
+
+    #[test]
+    fn fill_tail_keeps_what_was_written_and_no_more_than_max() {
+        let mut v = b"ab".to_vec();
+        let took = fill_tail(&mut v, 3, |tail| tail.extend_from_slice(b"cdefg"));
+        assert_eq!((took, v.as_slice()), (3, b"abcde".as_slice()));
+        fill_tail(&mut v, 4, |tail| tail.extend_from_slice(b"f"));
+        assert_eq!(v, b"abcdef");
     }
 }

@@ -1551,3 +1551,73 @@ fn requests_arriving_as_the_script_changes_under_load_are_all_served() {
         apache.error_log()
     );
 }
+
+/// Reads the upload 64 KiB at a time and answers each read with four times as much at once.
+const INTERLEAVE: &str = r#"
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    read = environ["wsgi.input"].read
+    def body():
+        while True:
+            data = read(65536)
+            if not data:
+                return
+            yield data * 4
+    return body()
+"#;
+
+/// An application that yields output between reads of a large upload: the Apache child may be
+/// still sending the answer to the daemon's last body pull while the daemon writes response
+/// data, and if each side waited for the other to read, both would stop (a probe saw half of its
+/// runs stall until socket-timeout and end truncated). The daemon now takes in the rest of a pull
+/// before it writes. The client sends and reads at once, as a browser uploading would.
+#[test]
+fn an_application_that_answers_while_it_reads_a_large_upload_does_not_stall() {
+    let apache = Apache::start(
+        "daemon_interleave",
+        &[("interleave.wsgi", INTERLEAVE)],
+        "WSGIDaemonProcess site threads=2 socket-timeout=15\n\
+         WSGIProcessGroup site\n\
+         WSGIScriptAlias /interleave {dir}/interleave.wsgi",
+    );
+    let body: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    for round in 0..4 {
+        let started = std::time::Instant::now();
+        let mut s = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut writer = s.try_clone().unwrap();
+        let upload = body.clone();
+        let sender = std::thread::spawn(move || {
+            write!(
+                writer,
+                "POST /interleave HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n",
+                upload.len()
+            )
+            .and_then(|()| writer.write_all(&upload))
+        });
+        let mut response = Vec::new();
+        let read = s.read_to_end(&mut response);
+        let sent = sender.join().unwrap();
+        let elapsed = started.elapsed();
+        assert!(read.is_ok() && sent.is_ok(), "round {round}: {read:?} {sent:?}");
+        let head_end = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head");
+        let head = String::from_utf8_lossy(&response[..head_end]);
+        assert!(head.starts_with("HTTP/1.1 200"), "round {round}: {head}");
+        // Chunked: the payload is the body four times over, in 256 KiB blocks, plus framing.
+        let payload = response.len() - head_end - 4;
+        assert!(
+            payload > 4 * body.len() && payload < 4 * body.len() + 64 * 1024,
+            "round {round}: {payload} bytes after the head, in {elapsed:?}:\n{}",
+            apache.error_log()
+        );
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "round {round} took {elapsed:?}:\n{}",
+            apache.error_log()
+        );
+    }
+}

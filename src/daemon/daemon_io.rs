@@ -1,7 +1,8 @@
 //! The daemon side of a proxied request: `RequestIo` whose every call becomes a frame to the
 //! Apache child that forwarded the request, which performs it against Apache. Request body bytes
 //! come only when the application asks for them (a `Pull`), so neither side ever buffers a whole
-//! body and the two directions cannot block each other.
+//! body; before any response frame goes out, the rest of the last pull's answer is taken in, so
+//! the two directions cannot block each other.
 
 use super::scoreboard::Scoreboard;
 use super::wire::{self, FrameReader, FrameWriter, Kind};
@@ -84,6 +85,9 @@ pub struct DaemonIo {
     body_rest: usize,
     /// A `Pull` has been sent and its `PullDone` (or end) has not arrived yet.
     pulling: bool,
+    /// The failure Apache reported reading the body, taken in before the application asked for
+    /// it: its next read raises it.
+    body_error: Option<String>,
     /// Where the request is recorded as being served: cleared as the response ends, before the
     /// Apache child can send its next request.
     serving: Option<(Arc<Scoreboard>, usize)>,
@@ -103,6 +107,7 @@ impl DaemonIo {
             body_done: false,
             body_rest: 0,
             pulling: false,
+            body_error: None,
             serving: None,
             apache_gone: false,
         }
@@ -152,6 +157,9 @@ impl DaemonIo {
             self.pending_at += n;
             return Ok(n);
         }
+        if let Some(e) = self.body_error.take() {
+            return Err(e);
+        }
         if self.body_done {
             return Ok(0);
         }
@@ -191,6 +199,61 @@ impl DaemonIo {
             other => Err(format!(
                 "unexpected {other:?} frame from Apache while reading the request body"
             )),
+        }
+    }
+}
+
+impl DaemonIo {
+    /// Takes in what is left of the answer to the last `Pull`, keeping the body bytes for the
+    /// application's next reads. The Apache child sends the whole answer before it reads any more
+    /// of the response, so a response frame written while part of it is still on its way can
+    /// wait for ever, both sides writing and neither reading: an application that yields output
+    /// between reads of a large upload did that.
+    fn finish_pull(&mut self) -> Result<(), String> {
+        if !self.pulling && self.body_rest == 0 {
+            return Ok(());
+        }
+        self.pending.drain(..self.pending_at);
+        self.pending_at = 0;
+        loop {
+            while self.body_rest > 0 {
+                let (reader, rest) = (&mut self.reader, self.body_rest);
+                let (_, left) = crate::buf::fill_tail(&mut self.pending, rest, |tail| {
+                    reader.piece_into(tail)
+                })
+                .map_err(body_lost)?;
+                self.body_rest = left;
+            }
+            if !self.pulling {
+                return Ok(());
+            }
+            let frame = match self.reader.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => {
+                    return Err("connection to Apache closed while reading the request body".into())
+                }
+                Err(e) => return Err(body_lost(e)),
+            };
+            match frame.kind {
+                Kind::PullDone => self.pulling = false,
+                Kind::Body => {
+                    self.pending.extend_from_slice(frame.payload);
+                    self.body_rest = frame.rest;
+                }
+                Kind::BodyEnd => {
+                    self.body_done = true;
+                    self.pulling = false;
+                }
+                Kind::BodyError => {
+                    self.body_error = Some(String::from_utf8_lossy(frame.payload).into_owned());
+                    self.pulling = false;
+                }
+                other => {
+                    return Err(format!(
+                        "unexpected {other:?} frame from Apache while reading the request body"
+                    ))
+                }
+            }
         }
     }
 }
@@ -236,12 +299,14 @@ impl RequestIo for DaemonIo {
 
     fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String> {
         forked_check()?;
+        self.finish_pull()?;
         let written = lock(&self.writer).data(data, flush);
         self.lost(written)
     }
 
     fn send_file(&mut self, fd: i32, offset: u64, len: u64) -> Result<(), String> {
         forked_check()?;
+        self.finish_pull()?;
         // SAFETY: the caller keeps fd open until this returns (RequestIo's contract).
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         let written = lock(&self.writer).send_file_frame(offset, len, fd);
@@ -253,8 +318,10 @@ impl RequestIo for DaemonIo {
     }
 
     fn end_response(&mut self) -> Result<(), String> {
+        let pulled = self.finish_pull();
         self.finished();
         self.log.end();
+        pulled?;
         self.send(
             Kind::End,
             &wire::end_payload(wire::EndStatus::Complete),
@@ -263,6 +330,7 @@ impl RequestIo for DaemonIo {
     }
 
     fn abort_response(&mut self) {
+        let _ = self.finish_pull();
         self.finished();
         self.log.end();
         let _ = self.send(Kind::Abort, &[], true);
