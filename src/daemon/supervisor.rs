@@ -81,17 +81,13 @@ pub fn run(mut plan: GroupPlan) -> ! {
         .collect();
     let mut replaced: Vec<Stopping> = Vec::new();
     let mut stopping = false;
-    let mut start_up_code_mapped = true;
+    // What follows is serving code (scripts/hot-symbols.sh profiles this loop so).
+    process::release_start_up_code();
     loop {
         if !stopping {
             replace_stopping(&plan, &mut slots, &mut replaced);
             start_due(&plan, &mut slots);
-        }
-        if std::mem::take(&mut start_up_code_mapped) {
-            // This loop is serving code (scripts/hot-symbols.sh profiles it so).
-            process::release_start_up_code();
-        }
-        if stopping && slots.iter().all(|s| s.pid.is_none()) && replaced.is_empty() {
+        } else if slots.iter().all(|s| s.pid.is_none()) && replaced.is_empty() {
             process::exit_now(0);
         }
         let next_due = slots.iter().filter_map(|s| s.due).min();
