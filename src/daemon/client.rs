@@ -234,7 +234,19 @@ fn exchange(
             }
         }
     };
+    // Small blocks of response data that arrived together, held to go to the client as one
+    // (one chunk, one write) rather than one each: an application yielding many small pieces
+    // faster than the client takes them. Only blocks already here are held, so none waits.
+    let mut held: Vec<u8> = Vec::new();
+    let mut held_flush = false;
     loop {
+        let ahead = reader.small_data_frames_ahead(HELD_DATA_MAX, 2);
+        if !held.is_empty() && (ahead == 0 || held.len() >= HELD_TOTAL_MAX) {
+            if let Err(e) = io.write_body(&held, std::mem::take(&mut held_flush)) {
+                return client_failed(io, &e, target, request_id);
+            }
+            held.clear();
+        }
         let frame = match reader.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => return fail(io, stage, "closed the connection"),
@@ -307,6 +319,12 @@ fn exchange(
             Kind::Data | Kind::DataFlush if stage == Stage::Sending => {
                 // A flush applies once the frame's last piece is written.
                 let flush = frame.kind == Kind::DataFlush && frame.rest == 0;
+                // This frame is the first of `ahead`: hold it while another is here behind it.
+                if ahead >= 2 || (ahead == 1 && !held.is_empty()) {
+                    held.extend_from_slice(frame.payload);
+                    held_flush |= flush;
+                    continue;
+                }
                 if let Err(e) = io.write_body(frame.payload, flush) {
                     // Closing the connection tells the application.
                     return client_failed(io, &e, target, request_id);
@@ -371,6 +389,11 @@ fn exchange(
         }
     }
 }
+
+/// The largest block of response data held to go out with the next ones, and the most held at
+/// once (see `exchange`).
+const HELD_DATA_MAX: usize = 8 << 10;
+const HELD_TOTAL_MAX: usize = 64 << 10;
 
 /// The response could not be written to the client (gone, or too slow to take it): logged, and
 /// the exchange ends; closing the daemon connection tells the application.

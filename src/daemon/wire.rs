@@ -775,6 +775,27 @@ impl<S: AsFd> FrameReader<S> {
         }
     }
 
+    /// How many of the frames that follow the one last returned are response data (`Data`,
+    /// `DataFlush`) of at most `small` bytes each and already buffered whole, counting up to
+    /// `limit`: reading them will not wait for the peer.
+    pub fn small_data_frames_ahead(&self, small: usize, limit: usize) -> usize {
+        if self.piece_of.is_some() {
+            return 0;
+        }
+        let (mut at, mut count) = (self.start + self.returned, 0);
+        while count < limit && self.end - at >= HEADER_LEN {
+            let h = &self.buf[at..at + HEADER_LEN];
+            let len = u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize;
+            let data = matches!(Kind::from_u8(h[0]), Some(Kind::Data | Kind::DataFlush));
+            if !data || len > small || self.end - at < HEADER_LEN + len {
+                break;
+            }
+            at += HEADER_LEN + len;
+            count += 1;
+        }
+        count
+    }
+
     /// The next frame or piece of a body frame, or `Ok(None)` when the peer closed the
     /// connection cleanly between frames. EOF inside a frame is an `UnexpectedEof` error; an
     /// unknown kind, a payload over [`MAX_PAYLOAD`] or a `File` frame without a descriptor is
@@ -961,6 +982,27 @@ mod tests {
         let mut v = Vec::new();
         encode_response_head(h, &mut v);
         v
+    }
+
+    #[test]
+    fn small_data_frames_ahead_counts_only_whole_small_data_frames_already_here() {
+        let (mut w, mut r) = pair();
+        w.frame(Kind::Headers, b"h").unwrap();
+        w.frame(Kind::Data, b"a").unwrap();
+        w.frame(Kind::DataFlush, b"bb").unwrap();
+        w.frame(Kind::Data, &[b'c'; 100]).unwrap();
+        w.frame(Kind::End, b"").unwrap();
+        w.flush().unwrap();
+        assert_eq!(r.small_data_frames_ahead(64, 5), 0, "nothing read yet");
+        assert_eq!(r.next_frame().unwrap().unwrap().kind, Kind::Headers);
+        // The two small ones; the 100-byte one is over the size asked about.
+        assert_eq!(r.small_data_frames_ahead(64, 5), 2);
+        assert_eq!(r.small_data_frames_ahead(64, 1), 1);
+        assert_eq!(r.small_data_frames_ahead(128, 5), 3);
+        for _ in 0..3 {
+            r.next_frame().unwrap().unwrap();
+        }
+        assert_eq!(r.small_data_frames_ahead(128, 5), 0, "an End frame is next");
     }
 
     #[test]
