@@ -137,6 +137,21 @@ fn a_running_server_maps_only_the_listed_code() {
     );
 }
 
+/// `release_start_up_code` unmaps the module's read-only segments after start-up, which is only
+/// harmless because their pages are all the file's: a text relocation would make the loader
+/// write into one, and unmapping it would bring back the unrelocated bytes.
+#[test]
+fn the_module_has_no_text_relocations() {
+    let out = Command::new("readelf")
+        .args(["--dynamic", "--wide"])
+        .arg(common::module_path())
+        .output()
+        .expect("readelf (binutils) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(FLAGS)"), "no dynamic section read:\n{text}");
+    assert!(!text.contains("TEXTREL"), "{text}");
+}
+
 #[test]
 fn relative_relocations_are_packed() {
     // build.rs asks for DT_RELR where the C library can load it (glibc 2.36+); the table of
