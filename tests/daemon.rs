@@ -1680,3 +1680,71 @@ fn small_pieces_that_arrive_together_go_to_the_client_together() {
         "{yields} one-byte yields went out in {chunks} chunks"
     );
 }
+
+/// Answers, then reads the body; or reads some of it, then answers.
+const REFUSED_BODY: &str = r#"
+def application(environ, start_response):
+    read = environ["wsgi.input"].read
+    if environ["PATH_INFO"] == "/answer-first":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"before\n")
+        got = read(100)
+        write(b"APP-AFTER got %d\n" % len(got))
+        rest = read()
+        return [b"APP-AFTER rest %d\n" % len(rest)]
+    got = read(100)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"APP-BODY\n" * 100]
+"#;
+
+/// A chunked upload over LimitRequestBody: Apache's input filter answers 413 itself (or, when
+/// the response has begun, ends it) as the application reads. Nothing of the application's may
+/// reach the client after that: the probe saw its output after the end of a kept-alive chunked
+/// response (a desync for the next request) and after Apache's 413 page. C answers 413.
+#[test]
+fn nothing_follows_the_answer_apache_gives_to_a_refused_body() {
+    let apache = Apache::start(
+        "daemon_refused_body",
+        &[("refused.wsgi", REFUSED_BODY)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIProcessGroup site\n\
+         WSGIChunkedRequest On\n\
+         WSGIScriptAlias /refused {dir}/refused.wsgi\n\
+         <Location /refused>\n    LimitRequestBody 10000\n</Location>",
+    );
+    for path in ["/refused/answer-first", "/refused/read-first"] {
+        let mut s = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
+        for _ in 0..50 {
+            req.extend_from_slice(b"3e8\r\n");
+            req.extend_from_slice(&[b'a'; 1000]);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"0\r\n\r\nGET /refused/read-first HTTP/1.1\r\nHost: x\r\n\r\n");
+        let _ = s.write_all(&req);
+        let mut response = Vec::new();
+        let _ = s.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response);
+        assert!(
+            text.starts_with("HTTP/1.1 413") || text.starts_with("HTTP/1.1 200"),
+            "{path}: {text}\n{}",
+            apache.error_log()
+        );
+        if text.starts_with("HTTP/1.1 413") {
+            assert!(!text.contains("APP-"), "{path}: {text}");
+        } else {
+            // The response Apache ended: nothing after its last chunk but another response.
+            let end = text.find("\r\n0\r\n\r\n").expect("the end of a chunked response") + 7;
+            let after = &text[end..];
+            assert!(
+                after.is_empty() || after.starts_with("HTTP/1.1 "),
+                "{path}: bytes after the end of the response: {after:?}"
+            );
+            assert!(!text[..end].contains("APP-AFTER rest"), "{path}: {text}");
+        }
+    }
+}

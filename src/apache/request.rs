@@ -49,6 +49,10 @@ pub struct Request {
     /// A write to the client failed: timed out, or (`client_gone`) anything else.
     write_timed_out: bool,
     client_gone: bool,
+    /// An input filter refused the body (LimitRequestBody, malformed chunking) and answered
+    /// the client itself, ending the response: nothing of the application's may follow, or it
+    /// would reach the client after the end (unframed, on a kept-alive connection).
+    answered_by_apache: bool,
 }
 
 // SAFETY: a Request is used by the thread running its handler (blocking calls are made with the
@@ -74,6 +78,7 @@ impl Request {
             read_brigade: None,
             write_timed_out: false,
             client_gone: false,
+            answered_by_apache: false,
         }
     }
 
@@ -113,6 +118,18 @@ impl Request {
             "Apache/mod_wsgi failed to write response data: {}",
             apr_error_text(status)
         ))
+    }
+
+    /// Refuses a write once Apache has answered the request itself (see `answered_by_apache`);
+    /// the application then stops as it does for a client that left.
+    fn answered(&mut self) -> Result<(), String> {
+        if !self.answered_by_apache {
+            return Ok(());
+        }
+        self.client_gone = true;
+        Err("Apache/mod_wsgi failed to write response data: Apache has answered the request \
+             itself, having refused its body"
+            .into())
     }
 
     fn rec(&self) -> &ap::request_rec {
@@ -308,6 +325,9 @@ impl Request {
 
     /// The error of a failed body read, with a timeout noted for [`body_timed_out`].
     fn read_failed(&mut self, status: ap::apr_status_t) -> String {
+        if status == ap::AP_FILTER_ERROR {
+            self.answered_by_apache = true;
+        }
         if status == ap::APR_TIMEUP as ap::apr_status_t {
             // SAFETY: r is live; the note's key and value are static strings.
             unsafe {
@@ -427,6 +447,9 @@ impl RequestIo for Request {
     }
 
     fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String> {
+        if self.answered_by_apache {
+            return Ok(());
+        }
         let r = self.r;
         // SAFETY: r is live; every string stored in the request is copied into its pool first.
         unsafe {
@@ -455,6 +478,7 @@ impl RequestIo for Request {
     }
 
     fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String> {
+        self.answered()?;
         // SAFETY: r and the brigade are live; data is valid for the call (the bucket is
         // transient: Apache copies it if it must keep it after the call returns).
         let status = unsafe {
@@ -477,6 +501,7 @@ impl RequestIo for Request {
     }
 
     fn send_file(&mut self, fd: i32, offset: u64, len: u64) -> Result<(), String> {
+        self.answered()?;
         // Apache may send the file after this returns (a kept-alive connection sets buckets
         // aside), when the application may have closed `fd`: give Apache its own descriptor,
         // closed with the request's pool.
@@ -532,6 +557,9 @@ impl RequestIo for Request {
     }
 
     fn end_response(&mut self) -> Result<(), String> {
+        if self.answered_by_apache {
+            return Ok(());
+        }
         // SAFETY: r and the brigade are live; the brigade is passed and emptied.
         let status = unsafe { ap::mod_wsgi_rs_end(self.r, self.out) };
         self.written(status)
@@ -542,6 +570,9 @@ impl RequestIo for Request {
     }
 
     fn abort_response(&mut self) {
+        if self.answered_by_apache {
+            return;
+        }
         // SAFETY: r and the brigade are live.
         unsafe { ap::mod_wsgi_rs_abort(self.r, self.out) };
     }

@@ -96,6 +96,11 @@ long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_br
     }
     rv = ap_get_brigade(r->input_filters, tmp, AP_MODE_READBYTES,
                         block ? APR_BLOCK_READ : APR_NONBLOCK_READ, max);
+    if (r->eos_sent) {
+        /* An input filter refused the body and answered the client itself (whatever it
+         * returned): the response is over. */
+        rv = AP_FILTER_ERROR;
+    }
     if (!block && APR_STATUS_IS_EAGAIN(rv)) {
         apr_brigade_cleanup(tmp);
         return 0;
@@ -151,6 +156,10 @@ long mod_wsgi_rs_read_body(request_rec *r, apr_bucket_brigade *bb, char *buf, ap
         return 0;
     }
     rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ, len);
+    if (r->eos_sent) {
+        /* An input filter refused the body and answered the client itself. */
+        rv = AP_FILTER_ERROR;
+    }
     if (rv == APR_SUCCESS) {
         if (!APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))) {
             r->remaining = r->read_chunked ? -1 : 0;
