@@ -49,10 +49,6 @@ pub struct Request {
     /// A write to the client failed: timed out, or (`client_gone`) anything else.
     write_timed_out: bool,
     client_gone: bool,
-    /// An input filter refused the body (LimitRequestBody, malformed chunking) and answered
-    /// the client itself, ending the response: nothing of the application's may follow, or it
-    /// would reach the client after the end (unframed, on a kept-alive connection).
-    answered_by_apache: bool,
 }
 
 // SAFETY: a Request is used by the thread running its handler (blocking calls are made with the
@@ -78,7 +74,6 @@ impl Request {
             read_brigade: None,
             write_timed_out: false,
             client_gone: false,
-            answered_by_apache: false,
         }
     }
 
@@ -120,10 +115,18 @@ impl Request {
         ))
     }
 
-    /// Refuses a write once Apache has answered the request itself (see `answered_by_apache`);
-    /// the application then stops as it does for a client that left.
+    /// Whether the response has ended without us: an input filter refused the body
+    /// (LimitRequestBody, malformed chunking) and answered the client itself. Nothing of the
+    /// application's may follow, or it would reach the client after the end (unframed, on a
+    /// kept-alive connection).
+    fn answered_by_apache(&self) -> bool {
+        self.rec().eos_sent != 0
+    }
+
+    /// Refuses a write once Apache has answered the request itself (`answered_by_apache`); the
+    /// application then stops as it does for a client that left.
     fn answered(&mut self) -> Result<(), String> {
-        if !self.answered_by_apache {
+        if !self.answered_by_apache() {
             return Ok(());
         }
         self.client_gone = true;
@@ -325,9 +328,6 @@ impl Request {
 
     /// The error of a failed body read, with a timeout noted for [`body_timed_out`].
     fn read_failed(&mut self, status: ap::apr_status_t) -> String {
-        if status == ap::AP_FILTER_ERROR {
-            self.answered_by_apache = true;
-        }
         if status == ap::APR_TIMEUP as ap::apr_status_t {
             // SAFETY: r is live; the note's key and value are static strings.
             unsafe {
@@ -447,7 +447,7 @@ impl RequestIo for Request {
     }
 
     fn send_headers(&mut self, head: &ResponseHead) -> Result<(), String> {
-        if self.answered_by_apache {
+        if self.answered_by_apache() {
             return Ok(());
         }
         let r = self.r;
@@ -557,7 +557,7 @@ impl RequestIo for Request {
     }
 
     fn end_response(&mut self) -> Result<(), String> {
-        if self.answered_by_apache {
+        if self.answered_by_apache() {
             return Ok(());
         }
         // SAFETY: r and the brigade are live; the brigade is passed and emptied.
@@ -570,7 +570,7 @@ impl RequestIo for Request {
     }
 
     fn abort_response(&mut self) {
-        if self.answered_by_apache {
+        if self.answered_by_apache() {
             return;
         }
         // SAFETY: r and the brigade are live.

@@ -77,6 +77,16 @@ apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb)
 }
 
 /*
+ * The status of a body read, AP_FILTER_ERROR once an input filter has refused the body and
+ * answered the client itself (LimitRequestBody on a chunked body reports success then): the
+ * response is over.
+ */
+static apr_status_t refused_by_filter(request_rec *r, apr_status_t rv)
+{
+    return r->eos_sent ? AP_FILTER_ERROR : rv;
+}
+
+/*
  * Reads up to `max` bytes of the request body into `bb` (empty on entry) with one
  * ap_get_brigade into `tmp` (empty too), waiting for some when `block`, without copying them.
  * Buckets a filter only lends for the call (mod_ssl's transient ones) are set aside into the
@@ -94,13 +104,8 @@ long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_br
     if (r->remaining < 0 || (!r->read_chunked && r->remaining == 0) || max == 0) {
         return 0;
     }
-    rv = ap_get_brigade(r->input_filters, tmp, AP_MODE_READBYTES,
-                        block ? APR_BLOCK_READ : APR_NONBLOCK_READ, max);
-    if (r->eos_sent) {
-        /* An input filter refused the body and answered the client itself (whatever it
-         * returned): the response is over. */
-        rv = AP_FILTER_ERROR;
-    }
+    rv = refused_by_filter(r, ap_get_brigade(r->input_filters, tmp, AP_MODE_READBYTES,
+                                             block ? APR_BLOCK_READ : APR_NONBLOCK_READ, max));
     if (!block && APR_STATUS_IS_EAGAIN(rv)) {
         apr_brigade_cleanup(tmp);
         return 0;
@@ -155,11 +160,8 @@ long mod_wsgi_rs_read_body(request_rec *r, apr_bucket_brigade *bb, char *buf, ap
     if (r->remaining < 0 || (!r->read_chunked && r->remaining == 0) || len == 0) {
         return 0;
     }
-    rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ, len);
-    if (r->eos_sent) {
-        /* An input filter refused the body and answered the client itself. */
-        rv = AP_FILTER_ERROR;
-    }
+    rv = refused_by_filter(r, ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
+                                             APR_BLOCK_READ, len));
     if (rv == APR_SUCCESS) {
         if (!APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))) {
             r->remaining = r->read_chunked ? -1 : 0;
