@@ -24,6 +24,11 @@ apr_status_t mod_wsgi_rs_write(request_rec *r, apr_bucket_brigade *bb, const cha
                                apr_size_t len, int flush);
 apr_status_t mod_wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb);
 apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb);
+apr_status_t mod_wsgi_rs_write_end(request_rec *r, apr_bucket_brigade *bb, const char *data,
+                                   apr_size_t len);
+void mod_wsgi_rs_queue_end(request_rec *r, apr_bucket_brigade *bb, const char *data,
+                           apr_size_t len);
+apr_status_t mod_wsgi_rs_pass(request_rec *r, apr_bucket_brigade *bb);
 long mod_wsgi_rs_pull_body(request_rec *r, apr_bucket_brigade *bb, apr_bucket_brigade *tmp,
                            apr_size_t max, int block, apr_status_t *status);
 long mod_wsgi_rs_read_body(request_rec *r, apr_bucket_brigade *bb, char *buf, apr_size_t len,

@@ -154,7 +154,7 @@ def application(environ, start_response):
     );
     let (first, rest) = expect_continue(apache.port, "/app/ask", b"hello");
     assert_eq!(first, "HTTP/1.1 100 Continue");
-    assert!(rest.contains("\r\n\r\n9\r\ngot hello\r\n"), "{rest}");
+    assert!(rest.ends_with("\r\n\r\ngot hello"), "{rest}");
     let (first, rest) = expect_continue(apache.port, "/app/skip", b"hello");
     assert_eq!(
         first, "HTTP/1.1 200 OK",
@@ -592,7 +592,7 @@ fn a_thread_still_reading_the_body_when_the_application_returns_does_not_hang_th
         "{answer}\n{}",
         apache.error_log()
     );
-    assert!(answer.contains("\r\n2\r\nok\r\n0\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
     assert_eq!(apache.get("/app").text(), "alive");
 }
 

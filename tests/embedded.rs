@@ -1257,7 +1257,10 @@ fn a_page_that_includes_a_wsgi_url_keeps_what_follows_the_include() {
                  \x20   return [b'hello']\n";
     let page = "def application(environ, start_response):\n\
                 \x20   start_response('200 OK', [('Content-Type', 'text/html')])\n\
-                \x20   return [b'<p>X <!--#include virtual=\"/app\" --> Y</p>']\n";
+                \x20   page = b'<p>X <!--#include virtual=\"/app\" --> Y</p>'\n\
+                \x20   if environ['PATH_INFO'] == '/streamed':\n\
+                \x20       return iter([page])\n\
+                \x20   return [page]\n";
     let apache = Apache::start(
         "ssi_include",
         &[
@@ -1305,9 +1308,19 @@ fn a_page_that_includes_a_wsgi_url_keeps_what_follows_the_include() {
         "{}",
         apache.error_log()
     );
-    // A WSGI page whose output goes through INCLUDES, including a WSGI URL of embedded mode:
-    // not supported (C does it), but a clear line and the include's error text, not a panic.
+    // A small WSGI page (a list) whose output goes through INCLUDES, including a WSGI URL of
+    // embedded mode: its response goes down the filters once the application is done with
+    // Python (a small response's end is kept until then), so the include is served.
     let r = apache.get("/page");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "<p>X hello Y</p>"),
+        "{}",
+        apache.error_log()
+    );
+    // A streamed one is sent while it runs: not supported (C does it), but a clear line and
+    // the include's error text, not a panic.
+    let r = apache.get("/page/streamed");
     assert_eq!(r.status, 200);
     assert!(r.text().starts_with("<p>X "), "{}", r.text());
     assert!(r.text().ends_with(" Y</p>"), "{}", r.text());

@@ -755,6 +755,7 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             None => (resource.as_str(), (*r).finfo.mtime),
         };
         let group = settings.application_group.clone();
+        let mut served_by: Option<Box<dyn crate::wsgi::RequestIo>> = None;
         let ran = python::attached_to(&group, |py| {
             let _active = crate::wsgi::process_metrics::ActiveRequest::begin();
             // SAFETY: `current` ends inside this handler, so r outlives every use of the logger.
@@ -779,7 +780,11 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
                 &settings.callable_object,
                 &report_reload_check,
             ) {
-                Ok(app) => run_app(py, &app, &vars, script, Box::new(request)) == Outcome::Sent,
+                Ok(app) => {
+                    let (outcome, io) = run_app(py, &app, &vars, script, Box::new(request));
+                    served_by = Some(io);
+                    outcome == Outcome::Sent
+                }
                 Err(LoadError::NoCallable) => {
                     request_log(
                         r,
@@ -802,6 +807,11 @@ unsafe fn handle(r: *mut ap::request_rec) -> c_int {
             current.finish(py);
             served.then_some(()).ok_or_else(|| failed_status(r))
         });
+        if let Some(mut io) = served_by {
+            // The end of a small response, kept while the application ran. A client that has
+            // gone by now is no one's error: the response was complete.
+            let _ = io.send_deferred();
+        }
         match ran {
             Ok(Ok(())) => OK,
             Ok(Err(status)) => status,

@@ -13,6 +13,11 @@ use std::ffi::{c_void, CStr};
 use std::os::raw::c_char;
 use std::ptr;
 
+/// The largest last piece of a response that `defer_last` copies to send later: a copy this
+/// small comes from the bucket allocator's free lists (APR_BUCKET_BUFF_SIZE), and costs less
+/// than the hold of the GIL it saves.
+const DEFERRED_MAX: usize = 8000;
+
 /// `EnableMMAP Off` in core's per-directory config (http_core.h).
 const ENABLE_MMAP_OFF: u32 = 0;
 
@@ -49,6 +54,8 @@ pub struct Request {
     /// A write to the client failed: timed out, or (`client_gone`) anything else.
     write_timed_out: bool,
     client_gone: bool,
+    /// `out` holds the end of the response, for `send_deferred` to pass on.
+    deferred: bool,
 }
 
 // SAFETY: a Request is used by the thread running its handler (blocking calls are made with the
@@ -74,6 +81,7 @@ impl Request {
             read_brigade: None,
             write_timed_out: false,
             client_gone: false,
+            deferred: false,
         }
     }
 
@@ -133,6 +141,21 @@ impl Request {
         Err("Apache/mod_wsgi failed to write response data: Apache has answered the request \
              itself, having refused its body"
             .into())
+    }
+
+    /// Whether body bytes may go out: Apache has not answered the request itself, and the
+    /// client is still there.
+    fn writable(&mut self) -> Result<(), String> {
+        self.answered()?;
+        // SAFETY: r and its connection are live (constructor contract).
+        if unsafe { (*(*self.r).connection).aborted } != 0 {
+            self.client_gone |= !self.write_timed_out;
+            return Err(
+                "Apache/mod_wsgi failed to write response data: client closed the connection"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     fn rec(&self) -> &ap::request_rec {
@@ -478,17 +501,10 @@ impl RequestIo for Request {
     }
 
     fn write_body(&mut self, data: &[u8], flush: bool) -> Result<(), String> {
-        self.answered()?;
+        self.writable()?;
         // SAFETY: r and the brigade are live; data is valid for the call (the bucket is
         // transient: Apache copies it if it must keep it after the call returns).
         let status = unsafe {
-            if (*(*self.r).connection).aborted != 0 {
-                self.client_gone |= !self.write_timed_out;
-                return Err(
-                    "Apache/mod_wsgi failed to write response data: client closed the connection"
-                        .into(),
-                );
-            }
             ap::mod_wsgi_rs_write(
                 self.r,
                 self.out,
@@ -497,6 +513,37 @@ impl RequestIo for Request {
                 flush as i32,
             )
         };
+        self.written(status)
+    }
+
+    fn write_last(&mut self, data: &[u8]) -> Result<(), String> {
+        self.writable()?;
+        // SAFETY: as in write_body; the brigade is passed with the end of the response.
+        let status = unsafe {
+            ap::mod_wsgi_rs_write_end(self.r, self.out, data.as_ptr() as *const c_char, data.len())
+        };
+        self.written(status)
+    }
+
+    fn defer_last(&mut self, data: &[u8]) -> bool {
+        if data.len() > DEFERRED_MAX || self.writable().is_err() {
+            return false;
+        }
+        // SAFETY: r and the brigade are live; the piece is copied into the brigade.
+        unsafe {
+            ap::mod_wsgi_rs_queue_end(self.r, self.out, data.as_ptr() as *const c_char, data.len())
+        };
+        self.deferred = true;
+        true
+    }
+
+    fn send_deferred(&mut self) -> Result<(), String> {
+        if !std::mem::take(&mut self.deferred) {
+            return Ok(());
+        }
+        self.writable()?;
+        // SAFETY: r and the brigade are live; the brigade is passed and emptied.
+        let status = unsafe { ap::mod_wsgi_rs_pass(self.r, self.out) };
         self.written(status)
     }
 

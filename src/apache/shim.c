@@ -54,10 +54,8 @@ apr_status_t mod_wsgi_rs_abort(request_rec *r, apr_bucket_brigade *bb)
  * for the client's next request on a kept-alive connection, find none yet, and hand the
  * connection to the event MPM's listener: a round trip through epoll per request.
  */
-apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb)
+static void insert_end(request_rec *r, apr_bucket_brigade *bb)
 {
-    apr_status_t rv;
-
     if (r->main) {
         /*
          * A subrequest (mod_include's `#include virtual`): httpd drops its end of stream only
@@ -65,15 +63,43 @@ apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb)
          */
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(r->connection->bucket_alloc));
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(r->connection->bucket_alloc));
-        rv = ap_pass_brigade(r->output_filters, bb);
-        apr_brigade_cleanup(bb);
-        return rv;
+        return;
     }
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(r->connection->bucket_alloc));
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(r->connection->bucket_alloc));
-    rv = ap_pass_brigade(r->output_filters, bb);
+}
+
+/* Pass on what `bb` holds. */
+apr_status_t mod_wsgi_rs_pass(request_rec *r, apr_bucket_brigade *bb)
+{
+    apr_status_t rv = ap_pass_brigade(r->output_filters, bb);
+
     apr_brigade_cleanup(bb);
     return rv;
+}
+
+apr_status_t mod_wsgi_rs_end(request_rec *r, apr_bucket_brigade *bb)
+{
+    insert_end(r, bb);
+    return mod_wsgi_rs_pass(r, bb);
+}
+
+/* The last piece of a complete response and its end, passed on together. */
+apr_status_t mod_wsgi_rs_write_end(request_rec *r, apr_bucket_brigade *bb, const char *data,
+                                   apr_size_t len)
+{
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_transient_create(data, len,
+                                                            r->connection->bucket_alloc));
+    return mod_wsgi_rs_end(r, bb);
+}
+
+/* The same, kept in `bb` (the piece copied) for mod_wsgi_rs_pass to pass on later. */
+void mod_wsgi_rs_queue_end(request_rec *r, apr_bucket_brigade *bb, const char *data,
+                           apr_size_t len)
+{
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len, NULL,
+                                                       r->connection->bucket_alloc));
+    insert_end(r, bb);
 }
 
 /*

@@ -329,6 +329,25 @@ impl RequestIo for DaemonIo {
         )
     }
 
+    fn defer_last(&mut self, data: &[u8]) -> bool {
+        // Nothing to take in first (finish_pull), and all of it fits the buffer: no I/O.
+        if forked_check().is_err() || self.pulling || self.body_rest > 0 {
+            return false;
+        }
+        let end = wire::end_payload(wire::EndStatus::Complete);
+        if !lock(&self.writer).buffer_frames(&[(Kind::Data, data), (Kind::End, &end)]) {
+            return false;
+        }
+        self.finished();
+        self.log.end();
+        true
+    }
+
+    fn send_deferred(&mut self) -> Result<(), String> {
+        let flushed = lock(&self.writer).flush();
+        self.lost(flushed)
+    }
+
     fn abort_response(&mut self) {
         let _ = self.finish_pull();
         self.finished();

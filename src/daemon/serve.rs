@@ -209,6 +209,7 @@ fn run_request(
     let log_to = request_log.clone();
     let log = move |level: Level, line: &str| log_to.line(level, line);
     let tag = Tag;
+    let mut served_by: Option<Box<dyn crate::wsgi::RequestIo>> = None;
     let ran = python::attached_to(&head.application_group, |py| {
         let _active = crate::wsgi::process_metrics::ActiveRequest::begin();
         let log_for_python = log.clone();
@@ -241,7 +242,9 @@ fn run_request(
             Ok(app) => {
                 let io = DaemonIo::new(reader, writer.clone(), request_log.clone())
                     .with_scoreboard(board);
-                run_app(py, &app, &head.vars, &script, Box::new(io))
+                let (outcome, io) = run_app(py, &app, &head.vars, &script, Box::new(io));
+                served_by = Some(io);
+                outcome
             }
             Err(LoadError::NoCallable) => {
                 let msg = format!(
@@ -261,6 +264,11 @@ fn run_request(
         current.finish(py);
         Ok((outcome == Outcome::ServerError).then(|| (500, String::new())))
     });
+    if let Some(mut io) = served_by {
+        // The end of a small response, kept while the application ran; an Apache child that
+        // has gone by now is no one's error.
+        let _ = io.send_deferred();
+    }
     let mut w = lock(&writer);
     let sent = match ran {
         Ok(Err(restart)) => {

@@ -596,6 +596,23 @@ impl<S: AsFd> FrameWriter<S> {
         Ok(())
     }
 
+    /// Buffers `frames` when all of them fit the write buffer, sending nothing (for a caller
+    /// that must not block); false, with nothing buffered, when they do not or the connection
+    /// has failed.
+    pub fn buffer_frames(&mut self, frames: &[(Kind, &[u8])]) -> bool {
+        let fits = frames.iter().all(|(_, p)| p.len() < LARGE_PAYLOAD)
+            && self.buf.len() + frames.iter().map(|(_, p)| HEADER_LEN + p.len()).sum::<usize>()
+                <= WRITE_BUFFER;
+        if self.broken || !fits {
+            return false;
+        }
+        for (kind, payload) in frames {
+            self.buf.extend_from_slice(&frame_header(*kind, payload.len()));
+            self.buf.extend_from_slice(payload);
+        }
+        true
+    }
+
     /// Sends one frame whose payload is `parts` one after the other, at once (after anything
     /// buffered), without copying them.
     pub fn frame_parts(&mut self, kind: Kind, parts: &[&[u8]]) -> io::Result<()> {

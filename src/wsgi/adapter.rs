@@ -23,30 +23,58 @@ pub enum Outcome {
     ServerError,
 }
 
-/// Calls `app` for one request whose I/O is `io`.
+/// Calls `app` for one request whose I/O is `io`, and gives `io` back: the caller sends what it
+/// kept ([`RequestIo::send_deferred`]) once it has let go of the GIL.
 pub fn run_app(
     py: Python<'_>,
     app: &Bound<'_, PyAny>,
     vars: &CgiVars,
     script: &str,
     io: Box<dyn RequestIo>,
-) -> Outcome {
+) -> (Outcome, Box<dyn RequestIo>) {
     let head_request = vars.get("REQUEST_METHOD") == Some(b"HEAD".as_slice());
     let mut state = RequestState::new(io, script.to_string(), head_request);
-    state.io_stats.timed = events::begin(py, vars);
+    let publishing = events::begin(py, vars);
+    state.io_stats.timed = publishing;
     let outcome = Scoped::run(py, &mut state, |slot| {
-        let call = Call { py, slot, script };
+        let call = Call {
+            py,
+            slot,
+            script,
+            publishing,
+        };
         call.run(app, vars)
     });
     super::process_metrics::application_finished(vars);
     events::end(py);
-    outcome
+    (outcome, state.into_io())
+}
+
+/// How an item of the application's iterable is written.
+#[derive(Clone, Copy)]
+enum Piece {
+    /// Held by the server until more comes or the response ends (an item of a list).
+    Buffered,
+    /// Pushed to the client now (an item of a generator).
+    Flushed,
+    /// The last: it goes out with the end of the response. With `nothing_after` (a plain list or
+    /// tuple, which has no `close()`, and no event subscribers), it may be sent once the
+    /// application is done with the GIL.
+    Last { nothing_after: bool },
+}
+
+/// Whether the application's iterable may have a `close()`: plain lists and tuples have none
+/// (asking would raise and discard an AttributeError).
+fn has_close(result: &Bound<'_, PyAny>) -> bool {
+    !(result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>())
 }
 
 struct Call<'a, 'py> {
     py: Python<'py>,
     slot: &'a Arc<Slot>,
     script: &'a str,
+    /// Event subscribers are told of this request (`mod_wsgi.subscribe_events`).
+    publishing: bool,
 }
 
 impl<'py> Call<'_, 'py> {
@@ -71,12 +99,8 @@ impl<'py> Call<'_, 'py> {
                 // The response is complete and on its way before close(), so the client does
                 // not wait for the application's clean-up; a failure is logged before close()
                 // runs, so its traceback comes before anything close() logs, as in C.
-                let sent = self.send_result(&result).and_then(|()| {
-                    // Partial lines go out before the response ends, so they reach the log in
-                    // the order they were written (in daemon mode, what comes after the end
-                    // is logged by the daemon itself, and may overtake the rest).
-                    super::process_log::flush_pending(self.py);
-                    flush_log(self.py, &log)?;
+                let sent = self.send_result(&result, &log).and_then(|()| {
+                    self.flush_logs(&log)?;
                     self.complete_response()
                 });
                 let mut outcome = match sent {
@@ -102,30 +126,59 @@ impl<'py> Call<'_, 'py> {
         outcome
     }
 
+    /// Partial lines go out before the response ends, so they reach the log in the order they
+    /// were written (in daemon mode, what comes after the end is logged by the daemon itself,
+    /// and may overtake the rest).
+    fn flush_logs(&self, log: &LogPayload) -> PyResult<()> {
+        super::process_log::flush_pending(self.py);
+        flush_log(self.py, log)
+    }
+
     /// Sends each item of the application's iterable. A list or tuple is written without
-    /// flushing between items; anything else (a generator) is flushed item by item so the client
-    /// sees it as it is produced.
-    fn send_result(&self, result: &Bound<'py, PyAny>) -> PyResult<()> {
+    /// flushing between items, its last item together with the end of the response (one
+    /// release of the GIL fewer, and one pass down Apache's filters); anything else (a
+    /// generator) is flushed item by item so the client sees it as it is produced.
+    fn send_result(&self, result: &Bound<'py, PyAny>, log: &LogPayload) -> PyResult<()> {
         let file_wrapper = interp::objects(self.py).file_wrapper(self.py);
         if result.get_type().is(&*file_wrapper) && self.send_file(result)? {
             return Ok(());
         }
+        let nothing_after = !self.publishing && !has_close(result);
         if let Ok(list) = result.cast::<PyList>() {
-            for item in list.iter() {
-                self.write_item(&item, false)?;
-            }
+            // The length is asked again at each step: another thread may change the list while
+            // an item is written with the GIL released.
+            self.write_sequence(|| list.len(), |i| list.get_item(i), nothing_after, log)
         } else if let Ok(tuple) = result.cast::<PyTuple>() {
-            for item in tuple.iter() {
-                self.write_item(&item, false)?;
-            }
+            self.write_sequence(|| tuple.len(), |i| tuple.get_item(i), nothing_after, log)
         } else {
             for item in result.try_iter()? {
                 // PEP 3333: once the declared Content-Length is sent, stop iterating (close() is
                 // still called), so an endless iterable cannot keep the thread for ever.
-                if self.write_item(&item?, true)? {
+                if self.write_item(&item?, Piece::Flushed, log)? {
                     break;
                 }
             }
+            Ok(())
+        }
+    }
+
+    fn write_sequence(
+        &self,
+        len: impl Fn() -> usize,
+        item: impl Fn(usize) -> PyResult<Bound<'py, PyAny>>,
+        nothing_after: bool,
+        log: &LogPayload,
+    ) -> PyResult<()> {
+        let mut i = 0;
+        while i < len() {
+            let next = item(i)?;
+            i += 1;
+            let piece = if i < len() {
+                Piece::Buffered
+            } else {
+                Piece::Last { nothing_after }
+            };
+            self.write_item(&next, piece, log)?;
         }
         Ok(())
     }
@@ -172,8 +225,9 @@ impl<'py> Call<'_, 'py> {
         Ok(true)
     }
 
-    /// Writes one item of the iterable; true once the declared Content-Length has been sent.
-    fn write_item(&self, item: &Bound<'py, PyAny>, flush: bool) -> PyResult<bool> {
+    /// Writes one item of the iterable; true once the declared Content-Length has been sent. An
+    /// item that completes the declared Content-Length is the last, whatever `piece` says.
+    fn write_item(&self, item: &Bound<'py, PyAny>, piece: Piece, log: &LogPayload) -> PyResult<bool> {
         let bytes = item.cast::<PyBytes>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "sequence of byte string values expected, value of type {} found",
@@ -184,21 +238,35 @@ impl<'py> Call<'_, 'py> {
         if data.is_empty() {
             return Ok(false);
         }
+        let piece = match piece {
+            Piece::Flushed if self.with_state(|st| Ok(st.completed_by(data.len())))? => {
+                Piece::Last {
+                    nothing_after: false,
+                }
+            }
+            other => other,
+        };
+        if let Piece::Last { .. } = piece {
+            self.flush_logs(log)?;
+        }
         self.with_state(|st| {
             if !st.started() {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err(
                     "response has not been started",
                 ));
             }
-            st.write(self.py, data, flush)
-                .map_err(pyo3::exceptions::PyOSError::new_err)?;
+            match piece {
+                Piece::Buffered => st.write(self.py, data, false),
+                Piece::Flushed => st.write(self.py, data, true),
+                Piece::Last { nothing_after } => st.write_last(self.py, data, nothing_after),
+            }
+            .map_err(pyo3::exceptions::PyOSError::new_err)?;
             Ok(st.declared_length_sent())
         })
     }
 
     fn close(&self, result: &Bound<'py, PyAny>) -> PyResult<()> {
-        // Lists and tuples have no close(); asking would raise and discard an AttributeError.
-        if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        if !has_close(result) {
             return Ok(());
         }
         let name = Names::get(self.py, &interp::objects(self.py).names.close);

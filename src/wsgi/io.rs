@@ -90,6 +90,23 @@ pub trait RequestIo: Send {
     fn send_file(&mut self, fd: i32, offset: u64, len: u64) -> Result<(), String>;
     /// Ends a complete response and pushes it to the client now.
     fn end_response(&mut self) -> Result<(), String>;
+    /// Sends the last body bytes of a complete response and ends it: `write_body` and
+    /// `end_response` in one step, which a server may pass on together.
+    fn write_last(&mut self, data: &[u8]) -> Result<(), String> {
+        self.write_body(data, false)?;
+        self.end_response()
+    }
+    /// Like `write_last`, but keeps the bytes and the end to be sent by `send_deferred`, once
+    /// the application is done and the GIL released: a small response then costs its thread
+    /// one hold of the GIL, not one per write. False, with nothing kept, when this server
+    /// cannot keep them without blocking. Must not block: it is called with the GIL held.
+    fn defer_last(&mut self, _data: &[u8]) -> bool {
+        false
+    }
+    /// Sends what `defer_last` kept (nothing if it kept nothing). Called without the GIL.
+    fn send_deferred(&mut self) -> Result<(), String> {
+        Ok(())
+    }
     /// Ends a response that has started but cannot be completed, so the client sees it is
     /// truncated instead of a complete response.
     fn abort_response(&mut self);

@@ -34,6 +34,12 @@ pub enum StartError {
 }
 
 impl RequestState {
+    /// The server side of the request, given back once the application is done with it, for
+    /// what it has kept to send ([`RequestIo::send_deferred`]).
+    pub fn into_io(self) -> Box<dyn RequestIo> {
+        self.io
+    }
+
     pub fn new(io: Box<dyn RequestIo>, script: String, head_request: bool) -> Self {
         RequestState {
             io,
@@ -125,6 +131,44 @@ impl RequestState {
         Ok(())
     }
 
+    /// Sends the last body bytes of the response and ends it in the same step when they complete
+    /// it; bytes that fall short of a declared Content-Length are written as any others, and
+    /// `finish` deals with the shortfall. With `nothing_after` (no `close()` follows, so the
+    /// client would not wait on the application), small bytes may be kept and sent once the
+    /// application is done ([`RequestIo::defer_last`]).
+    pub fn write_last(
+        &mut self,
+        py: Python<'_>,
+        data: &[u8],
+        nothing_after: bool,
+    ) -> Result<(), String> {
+        self.check_not_ended()?;
+        let declared = self.head.as_ref().and_then(|h| h.content_length);
+        let allowed = declared.map_or(data.len(), |len| {
+            (len.saturating_sub(self.bytes_sent)).min(data.len() as u64) as usize
+        });
+        let completes = declared.is_none_or(|len| {
+            self.bytes_sent + allowed as u64 >= len || !self.body_expected()
+        });
+        if allowed == 0 || !completes {
+            return self.write(py, data, false);
+        }
+        let clock = self.io_stats.clock();
+        self.send_headers_if_needed()?;
+        self.ended = true;
+        let io = &mut *self.io;
+        let chunk = &data[..allowed];
+        let written = if nothing_after && io.defer_last(chunk) {
+            Ok(())
+        } else {
+            detached(py, || io.write_last(chunk))
+        };
+        self.io_stats.wrote(clock, data.len() as u64, true);
+        written?;
+        self.bytes_sent += allowed as u64;
+        Ok(())
+    }
+
     /// Sends up to `available` bytes of file `fd` from `offset` (sendfile), within a declared
     /// Content-Length; without one (and before the headers went out) declares the file's length.
     pub fn send_file(
@@ -157,8 +201,12 @@ impl RequestState {
         Ok(())
     }
 
-    /// Completes the response after the application's iterable is exhausted.
+    /// Completes the response after the application's iterable is exhausted (unless its last
+    /// piece already did).
     pub fn finish(&mut self, py: Python<'_>) -> Result<(), String> {
+        if self.ended {
+            return Ok(());
+        }
         self.send_headers_if_needed()?;
         if let Some(declared) = self.head.as_ref().and_then(|h| h.content_length) {
             if self.bytes_sent < declared && self.body_expected() {
@@ -177,6 +225,14 @@ impl RequestState {
         self.ended = true;
         let io = &mut *self.io;
         detached(py, || io.end_response())
+    }
+
+    /// Whether `len` more body bytes complete the Content-Length the response declared.
+    pub fn completed_by(&self, len: usize) -> bool {
+        self.head
+            .as_ref()
+            .and_then(|h| h.content_length)
+            .is_some_and(|declared| self.bytes_sent + len as u64 >= declared)
     }
 
     /// Whether the response must carry the body its Content-Length declares: not the answer to a

@@ -1,0 +1,124 @@
+//! How often a request's thread lets go of the GIL. Each time it does so mid-request another
+//! thread may take it, and getting it back is then a wait (a futex sleep and a context switch);
+//! under load that shows as requests per second. A small response whose iterable is a list is
+//! made with one hold: its end is kept and sent once the application is done with Python.
+//!
+//! Counted with gdb (scripts/test.sh installs it): a breakpoint on `PyEval_SaveThread` in the
+//! process that serves, one worker thread, requests that thread has served before (a thread's
+//! first request also creates its thread state).
+
+mod common;
+
+use common::{Apache, Options};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const APP: &str = "import os\n\
+def application(environ, start_response):\n\
+\x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+\x20   if environ['PATH_INFO'] == '/pid':\n\
+\x20       return [str(os.getpid()).encode()]\n\
+\x20   if environ['PATH_INFO'] == '/stop':\n\
+\x20       os.getpgid(0)\n\
+\x20       return [b'stopped']\n\
+\x20   if environ['PATH_INFO'] == '/streamed':\n\
+\x20       return iter([b'hello'])\n\
+\x20   return [b'hello']\n";
+
+const REQUESTS: usize = 20;
+
+/// How many times process `pid` let go of the GIL while `REQUESTS` GETs of `path` were served.
+/// gdb counts the breakpoint's hits until the app's `/stop` calls `os.getpgid` (which nothing
+/// else in the process calls): it stops there, says the count, and lets the process go on.
+fn gil_releases(apache: &Apache, pid: i32, path: &str) -> usize {
+    let gdb = Command::new("gdb")
+        .args(["-batch", "-nx", "-p", &pid.to_string()])
+        .args(["-ex", "break PyEval_SaveThread", "-ex", "ignore 1 1000000"])
+        .args(["-ex", "break getpgid", "-ex", "continue", "-ex", "info breakpoints"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gdb runs (scripts/test.sh installs it)");
+    // Requests wait while gdb holds the process stopped; once it has stopped every thread,
+    // everything served is counted.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !every_thread_traced(pid) {
+        assert!(Instant::now() < deadline, "gdb did not attach to {pid}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..REQUESTS {
+        let r = apache.get(path);
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    }
+    assert_eq!(apache.get("/app/stop").text(), "stopped");
+    let out = gdb.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    // "breakpoint already hit 20 times" under breakpoint 1 (no such line: never hit).
+    let first = said.split("\n2 ").next().unwrap();
+    first
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("breakpoint already hit "))
+        .map_or(0, |rest| rest.split(' ').next().unwrap().parse().unwrap())
+}
+
+fn every_thread_traced(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|task| {
+        std::fs::read_to_string(task.path().join("status")).is_ok_and(|status| {
+            status
+                .lines()
+                .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+        })
+    })
+}
+
+fn served_pid(apache: &Apache, path: &str) -> i32 {
+    // Twice: the worker thread's first request also creates its thread state.
+    apache.get(path);
+    apache.get(path).text().parse().expect("the app's pid")
+}
+
+fn assert_one_hold_per_request(released: usize, what: &str) {
+    assert!(
+        (REQUESTS..REQUESTS + REQUESTS / 2).contains(&released),
+        "{what}: {released} releases of the GIL for {REQUESTS} requests, expected one each"
+    );
+}
+
+#[test]
+fn a_small_list_response_holds_the_gil_once_in_embedded_mode() {
+    let apache = Apache::start_with(
+        "gil_holds_embedded",
+        &[("app.wsgi", APP)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+        Options {
+            threads: 1,
+            ..Options::default()
+        },
+    );
+    let pid = served_pid(&apache, "/app/pid");
+    let released = gil_releases(&apache, pid, "/app");
+    assert_one_hold_per_request(released, "embedded mode");
+    // A streamed response goes out while the application runs: the GIL is let go to send it
+    // (the check above could not pass by counting nothing).
+    let streamed = gil_releases(&apache, pid, "/app/streamed");
+    assert!(streamed >= 2 * REQUESTS, "{streamed} releases for {REQUESTS} streamed responses");
+}
+
+#[test]
+fn a_small_list_response_holds_the_gil_once_in_daemon_mode() {
+    let apache = Apache::start(
+        "gil_holds_daemon",
+        &[("app.wsgi", APP)],
+        "WSGIDaemonProcess dg threads=1 deadlock-timeout=0\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=dg",
+    );
+    let pid = served_pid(&apache, "/app/pid");
+    let released = gil_releases(&apache, pid, "/app");
+    assert_one_hold_per_request(released, "daemon mode");
+    let streamed = gil_releases(&apache, pid, "/app/streamed");
+    assert!(streamed >= 2 * REQUESTS, "{streamed} releases for {REQUESTS} streamed responses");
+}
