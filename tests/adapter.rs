@@ -747,3 +747,53 @@ fn iteration_stops_once_the_declared_content_length_is_sent() {
     assert_eq!(r.text(), "abcdabcdab");
     assert_eq!(wait_for_file(&apache.path("yields")), "3");
 }
+
+/// The environ's names, and the values that repeat, are the same `str` objects from one
+/// request to the next (kept per interpreter instead of decoded again); values that change are
+/// the new ones, and a user's own headers (cookies, credentials) are never kept.
+#[test]
+fn environ_strings_are_reused_across_requests_and_follow_each_request() {
+    let app = r#"
+last = {}
+def application(environ, start_response):
+    global last
+    renewed = sorted(k for k in environ if k in last and last[k][0] is not k)
+    same = lambda k: k in last and last[k][1] is environ[k]
+    body = repr((renewed, same('SERVER_NAME'), same('HTTP_COOKIE'),
+                 environ.get('HTTP_X_A'), environ.get('HTTP_X_B'), environ['QUERY_STRING']))
+    last = {k: (k, v) for k, v in environ.items()}
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [body.encode('latin-1')]
+"#;
+    let apache = Apache::start(
+        "environ_strings",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let cookie = ("Cookie", "session=s3cret");
+    let long = "v".repeat(300);
+    let ask = |query: &str, headers: &[(&str, &str)]| {
+        let r = apache.request("GET", &format!("/app?{query}"), headers, b"");
+        assert_eq!(r.status, 200, "{}", apache.error_log());
+        String::from_utf8_lossy(&r.body).into_owned()
+    };
+    ask("q=0", &[cookie, ("X-A", "one")]);
+    assert_eq!(
+        ask("q=1", &[cookie, ("X-A", "one")]),
+        "([], True, False, 'one', None, 'q=1')"
+    );
+    // X-B where X-A was: every name is still the same object, the values are this request's.
+    assert_eq!(
+        ask("q=2", &[cookie, ("X-B", "two")]),
+        "([], True, False, None, 'two', 'q=2')"
+    );
+    assert_eq!(
+        ask("q=3", &[cookie, ("X-A", &long)]),
+        format!("([], True, False, '{long}', None, 'q=3')")
+    );
+    // Sent as UTF-8, decoded as Latin-1 in the environ, and encoded back by the app.
+    assert_eq!(
+        ask("q=4", &[cookie, ("X-A", "\u{e9}t\u{e9}")]),
+        "([], True, False, '\u{e9}t\u{e9}', None, 'q=4')"
+    );
+}

@@ -7,7 +7,7 @@ use super::events;
 use super::interp::{self, InterpObjects, Names};
 use super::io::{Level, RequestIo};
 use super::state::RequestState;
-use crate::python::objects::{bound_function, latin1_str, new_handle};
+use crate::python::objects::{bound_function, new_handle};
 use crate::python::scoped::Scoped;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -466,20 +466,26 @@ fn build_environ<'py>(
     errors: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let environ = objects.new_environ(py)?;
+    let mut strings = objects.environ_strings.lookup();
     for (key, value) in vars.iter() {
         // As in C mod_wsgi: `HTTPS` (from mod_ssl, a proxy's headers or SetEnv) becomes
         // `wsgi.url_scheme`, which is what a WSGI application should look at, and goes.
         if key == b"HTTPS" {
             continue;
         }
-        environ.set_item(latin1_str(py, key)?, latin1_str(py, value)?)?;
+        let (key, value) = strings.strings(py, key, value)?;
+        environ.set_item(key, value)?;
     }
+    drop(strings);
     let counts = RequestCounts::next();
-    environ.set_item("mod_wsgi.script_start", counts.start.to_string())?;
-    environ.set_item("mod_wsgi.total_requests", counts.total)?;
-    environ.set_item("mod_wsgi.thread_id", counts.thread_id)?;
-    environ.set_item("mod_wsgi.thread_requests", counts.thread_requests)?;
     let names = &objects.names;
+    environ.set_item(
+        Names::get(py, &names.script_start),
+        counts.start.to_string(),
+    )?;
+    environ.set_item(Names::get(py, &names.total_requests), counts.total)?;
+    environ.set_item(Names::get(py, &names.thread_id), counts.thread_id)?;
+    environ.set_item(Names::get(py, &names.thread_requests), counts.thread_requests)?;
     environ.set_item(Names::get(py, &names.url_scheme), url_scheme(vars))?;
     environ.set_item(Names::get(py, &names.input), input)?;
     environ.set_item(Names::get(py, &names.errors), errors)?;

@@ -46,6 +46,10 @@ pub struct Names {
     pub errors: OwnedRef,
     pub mtime: OwnedRef,
     pub reload_required: OwnedRef,
+    pub script_start: OwnedRef,
+    pub total_requests: OwnedRef,
+    pub thread_id: OwnedRef,
+    pub thread_requests: OwnedRef,
 }
 
 impl Names {
@@ -72,6 +76,8 @@ pub struct InterpObjects {
     pub names: Names,
     /// The environ keys that are the same for every request, copied to start each environ.
     base_environ: OwnedRef,
+    /// The last request's CGI variables as `str`, for the next environ to reuse.
+    pub environ_strings: super::environ_strings::EnvironStrings,
 }
 
 impl InterpObjects {
@@ -133,15 +139,16 @@ fn base_environ<'py>(
     info: &ServerInfo,
     file_wrapper: &Bound<'py, PyType>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    // Keys interned, as the CGI variables' are (environ_strings): found by identity.
     let base = PyDict::new(py);
-    base.set_item("wsgi.version", (1, 0))?;
-    base.set_item("wsgi.input_terminated", true)?;
-    base.set_item("wsgi.multithread", info.multithread)?;
-    base.set_item("wsgi.multiprocess", info.multiprocess)?;
-    base.set_item("wsgi.run_once", false)?;
-    base.set_item("wsgi.file_wrapper", file_wrapper)?;
-    base.set_item("mod_wsgi.version", MOD_WSGI_COMPAT_VERSION)?;
-    base.set_item("apache.version", info.apache_version)?;
+    base.set_item(PyString::intern(py, "wsgi.version"), (1, 0))?;
+    base.set_item(PyString::intern(py, "wsgi.input_terminated"), true)?;
+    base.set_item(PyString::intern(py, "wsgi.multithread"), info.multithread)?;
+    base.set_item(PyString::intern(py, "wsgi.multiprocess"), info.multiprocess)?;
+    base.set_item(PyString::intern(py, "wsgi.run_once"), false)?;
+    base.set_item(PyString::intern(py, "wsgi.file_wrapper"), file_wrapper)?;
+    base.set_item(PyString::intern(py, "mod_wsgi.version"), MOD_WSGI_COMPAT_VERSION)?;
+    base.set_item(PyString::intern(py, "apache.version"), info.apache_version)?;
     Ok(base)
 }
 
@@ -226,6 +233,7 @@ pub fn prepare(py: Python<'_>, info: &ServerInfo, group: &str) -> PyResult<()> {
         process_group: info.process_group.clone(),
         load_lock: Mutex::new(()),
         base_environ: OwnedRef::new(base_environ(py, info, &file_wrapper)?.into_any()),
+        environ_strings: Default::default(),
         file_wrapper: OwnedRef::new(file_wrapper.into_any()),
         adapter_type: OwnedRef::new(
             create_type(py, c"mod_wsgi.Adapter", &ADAPTER_METHODS, None)?.into_any(),
@@ -247,6 +255,10 @@ pub fn prepare(py: Python<'_>, info: &ServerInfo, group: &str) -> PyResult<()> {
             errors: interned(py, "wsgi.errors"),
             mtime: interned(py, "__mtime__"),
             reload_required: interned(py, "reload_required"),
+            script_start: interned(py, "mod_wsgi.script_start"),
+            total_requests: interned(py, "mod_wsgi.total_requests"),
+            thread_id: interned(py, "mod_wsgi.thread_id"),
+            thread_requests: interned(py, "mod_wsgi.thread_requests"),
         },
     };
     let objects: &'static InterpObjects = Box::leak(Box::new(objects));
@@ -292,10 +304,15 @@ pub fn release(py: Python<'_>) {
             &names.errors,
             &names.mtime,
             &names.reload_required,
+            &names.script_start,
+            &names.total_requests,
+            &names.thread_id,
+            &names.thread_requests,
         ])
         .chain([&o.base_environ, &o.file_wrapper])
         {
             owned.release(py);
         }
+        o.environ_strings.release(py);
     }
 }

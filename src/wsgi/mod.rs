@@ -6,6 +6,7 @@ pub mod auth;
 pub mod callbacks;
 pub mod dispatch;
 pub mod environ;
+mod environ_strings;
 pub mod events;
 pub mod headers;
 pub mod input;
