@@ -797,3 +797,82 @@ def application(environ, start_response):
         "([], True, False, '\u{e9}t\u{e9}', None, 'q=4')"
     );
 }
+
+/// A list subclass is iterated as its own `__iter__` says, as C does (only exact lists and
+/// tuples are indexed directly).
+#[test]
+fn a_list_subclass_is_iterated_with_its_own_iter() {
+    let app = r#"
+class Upper(list):
+    def __iter__(self):
+        return iter([item.upper() for item in list.__iter__(self)])
+def application(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return Upper([b'ab', b'cd'])
+"#;
+    let apache = Apache::start(
+        "list_subclass",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let r = apache.get("/app");
+    assert_eq!((r.status, r.text().as_str()), (200, "ABCD"), "{}", apache.error_log());
+}
+
+/// An item another thread appends to the returned list while its last item is being written
+/// (the GIL released) comes after the end of the response: the response is complete as it was,
+/// and nothing is logged.
+#[test]
+fn a_list_grown_while_its_last_item_is_written_ends_with_that_item() {
+    let app = r#"
+import os, threading, time
+def application(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+    body = [b'a' * 10, b'x' * 30000000]
+    def grow():
+        while not os.path.exists('{dir}/go'):
+            time.sleep(0.01)
+        body.append(b'EXTRA')
+        open('{dir}/appended', 'w').close()
+    threading.Thread(target=grow, daemon=True).start()
+    return body
+"#;
+    let apache = Apache::start(
+        "list_grown",
+        &[("app.wsgi", app)],
+        "WSGIScriptAlias /app {dir}/app.wsgi",
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /app HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // A first MiB: the last item's write is under way, and blocks on this client.
+    let mut got = vec![0u8; 1 << 20];
+    s.read_exact(&mut got).unwrap();
+    std::fs::write(apache.path("go"), b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !apache.path("appended").exists() {
+        assert!(Instant::now() < deadline, "the app's thread did not append");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.read_to_end(&mut got).unwrap();
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    // Chunked (a list of two items): complete, with its last chunk, and nothing appended.
+    let mut rest = &got[head_end..];
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").expect("a chunk size");
+        let size = std::str::from_utf8(&rest[..line_end]).unwrap();
+        let size = usize::from_str_radix(size, 16).unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+    assert_eq!(body.len(), 30_000_010);
+    assert!(body.ends_with(b"xxx"));
+    let log = apache.error_log();
+    assert!(!log.contains("Exception occurred"), "{log}");
+}

@@ -144,11 +144,14 @@ impl<'py> Call<'_, 'py> {
             return Ok(());
         }
         let nothing_after = !self.publishing && !has_close(result);
-        if let Ok(list) = result.cast::<PyList>() {
+        // Exact lists and tuples only: a subclass may iterate otherwise (its own __iter__).
+        if result.is_exact_instance_of::<PyList>() {
+            let list = result.cast::<PyList>()?;
             // The length is asked again at each step: another thread may change the list while
             // an item is written with the GIL released.
             self.write_sequence(|| list.len(), |i| list.get_item(i), nothing_after, log)
-        } else if let Ok(tuple) = result.cast::<PyTuple>() {
+        } else if result.is_exact_instance_of::<PyTuple>() {
+            let tuple = result.cast::<PyTuple>()?;
             self.write_sequence(|| tuple.len(), |i| tuple.get_item(i), nothing_after, log)
         } else {
             for item in result.try_iter()? {
@@ -173,12 +176,14 @@ impl<'py> Call<'_, 'py> {
         while i < len() {
             let next = item(i)?;
             i += 1;
-            let piece = if i < len() {
-                Piece::Buffered
+            if i < len() {
+                self.write_item(&next, Piece::Buffered, log)?;
             } else {
-                Piece::Last { nothing_after }
-            };
-            self.write_item(&next, piece, log)?;
+                // The response ends with this item: what another thread appends to the list
+                // while it is written (the GIL released) comes too late to be sent.
+                self.write_item(&next, Piece::Last { nothing_after }, log)?;
+                break;
+            }
         }
         Ok(())
     }
