@@ -114,10 +114,7 @@ impl RequestState {
         self.check_not_ended()?;
         let clock = self.io_stats.clock();
         self.send_headers_if_needed()?;
-        let allowed = match self.head.as_ref().and_then(|h| h.content_length) {
-            Some(len) => (len.saturating_sub(self.bytes_sent)).min(data.len() as u64) as usize,
-            None => data.len(),
-        };
+        let allowed = self.allowed(data.len());
         if allowed == 0 {
             self.io_stats.wrote(clock, data.len() as u64, true);
             return Ok(());
@@ -143,10 +140,8 @@ impl RequestState {
         nothing_after: bool,
     ) -> Result<(), String> {
         self.check_not_ended()?;
+        let allowed = self.allowed(data.len());
         let declared = self.head.as_ref().and_then(|h| h.content_length);
-        let allowed = declared.map_or(data.len(), |len| {
-            (len.saturating_sub(self.bytes_sent)).min(data.len() as u64) as usize
-        });
         let completes = declared.is_none_or(|len| {
             self.bytes_sent + allowed as u64 >= len || !self.body_expected()
         });
@@ -225,6 +220,14 @@ impl RequestState {
         self.ended = true;
         let io = &mut *self.io;
         detached(py, || io.end_response())
+    }
+
+    /// How many of `len` more body bytes may go out: never more than a declared Content-Length.
+    fn allowed(&self, len: usize) -> usize {
+        match self.head.as_ref().and_then(|h| h.content_length) {
+            Some(declared) => declared.saturating_sub(self.bytes_sent).min(len as u64) as usize,
+            None => len,
+        }
     }
 
     /// Whether `len` more body bytes complete the Content-Length the response declared.
