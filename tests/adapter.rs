@@ -816,7 +816,12 @@ def application(environ, start_response):
         "WSGIScriptAlias /app {dir}/app.wsgi",
     );
     let r = apache.get("/app");
-    assert_eq!((r.status, r.text().as_str()), (200, "ABCD"), "{}", apache.error_log());
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "ABCD"),
+        "{}",
+        apache.error_log()
+    );
 }
 
 /// An item another thread appends to the returned list while its last item is being written
@@ -861,7 +866,10 @@ def application(environ, start_response):
     let mut rest = &got[head_end..];
     let mut body = Vec::new();
     loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n").expect("a chunk size");
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size");
         let size = std::str::from_utf8(&rest[..line_end]).unwrap();
         let size = usize::from_str_radix(size, 16).unwrap();
         rest = &rest[line_end + 2..];

@@ -338,7 +338,14 @@ fn a_breakpoint_set_before_apache_starts_stops_a_request() {
     .unwrap();
     let gdb = Command::new("gdb")
         .args(["-batch", "-nx", "-ex", "set breakpoint pending on"])
-        .args(["-ex", &format!("break {handler}"), "-ex", "run", "-ex", "bt 1"])
+        .args([
+            "-ex",
+            &format!("break {handler}"),
+            "-ex",
+            "run",
+            "-ex",
+            "bt 1",
+        ])
         .args(["--args", common::APACHE, "-X", "-d"])
         .arg(&dir)
         .arg("-f")
@@ -389,7 +396,10 @@ fn a_breakpoint_set_before_apache_starts_stops_a_request() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(asked, "Apache under gdb never answered on port {port}:\n{said}");
+    assert!(
+        asked,
+        "Apache under gdb never answered on port {port}:\n{said}"
+    );
     assert!(
         said.contains("hit Breakpoint 1"),
         "the request did not stop at the breakpoint:\n{said}"

@@ -1600,7 +1600,10 @@ fn an_application_that_answers_while_it_reads_a_large_upload_does_not_stall() {
         let read = s.read_to_end(&mut response);
         let sent = sender.join().unwrap();
         let elapsed = started.elapsed();
-        assert!(read.is_ok() && sent.is_ok(), "round {round}: {read:?} {sent:?}");
+        assert!(
+            read.is_ok() && sent.is_ok(),
+            "round {round}: {read:?} {sent:?}"
+        );
         let head_end = response
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
@@ -1663,14 +1666,20 @@ fn small_pieces_that_arrive_together_go_to_the_client_together() {
     // Walk the chunks: every byte is there, in far fewer chunks than yields.
     let (mut at, mut chunks, mut body) = (head_end, 0, 0);
     loop {
-        let line_end = at + response[at..].windows(2).position(|w| w == b"\r\n").unwrap();
+        let line_end = at
+            + response[at..]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .unwrap();
         let size = usize::from_str_radix(std::str::from_utf8(&response[at..line_end]).unwrap(), 16)
             .unwrap();
         at = line_end + 2 + size + 2;
         if size == 0 {
             break;
         }
-        assert!(response[line_end + 2..line_end + 2 + size].iter().all(|&b| b == b'x'));
+        assert!(response[line_end + 2..line_end + 2 + size]
+            .iter()
+            .all(|&b| b == b'x'));
         chunks += 1;
         body += size;
     }
@@ -1715,10 +1724,9 @@ fn nothing_follows_the_answer_apache_gives_to_a_refused_body() {
     for path in ["/refused/answer-first", "/refused/read-first"] {
         let mut s = TcpStream::connect(("127.0.0.1", apache.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-        )
-        .into_bytes();
+        let mut req =
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .into_bytes();
         for _ in 0..50 {
             req.extend_from_slice(b"3e8\r\n");
             req.extend_from_slice(&[b'a'; 1000]);
@@ -1738,7 +1746,10 @@ fn nothing_follows_the_answer_apache_gives_to_a_refused_body() {
             assert!(!text.contains("APP-"), "{path}: {text}");
         } else {
             // The response Apache ended: nothing after its last chunk but another response.
-            let end = text.find("\r\n0\r\n\r\n").expect("the end of a chunked response") + 7;
+            let end = text
+                .find("\r\n0\r\n\r\n")
+                .expect("the end of a chunked response")
+                + 7;
             let after = &text[end..];
             assert!(
                 after.is_empty() || after.starts_with("HTTP/1.1 "),

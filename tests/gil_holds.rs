@@ -41,7 +41,14 @@ fn gil_releases(apache: &Apache, pid: i32, path: &str) -> usize {
     let gdb = Command::new("gdb")
         .args(["-batch", "-nx", "-p", &pid.to_string()])
         .args(["-ex", "break PyEval_SaveThread", "-ex", "ignore 1 1000000"])
-        .args(["-ex", "break getpgid", "-ex", "continue", "-ex", "info breakpoints"])
+        .args([
+            "-ex",
+            "break getpgid",
+            "-ex",
+            "continue",
+            "-ex",
+            "info breakpoints",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -123,7 +130,10 @@ fn a_small_list_response_holds_the_gil_once_in_embedded_mode() {
     // A streamed response goes out while the application runs: the GIL is let go to send it
     // (the check above could not pass by counting nothing).
     let streamed = gil_releases(&apache, pid, "/app/streamed");
-    assert!(streamed >= 2 * REQUESTS, "{streamed} releases for {REQUESTS} streamed responses");
+    assert!(
+        streamed >= 2 * REQUESTS,
+        "{streamed} releases for {REQUESTS} streamed responses"
+    );
     assert_two_holds_when_close_follows(&apache, pid);
 }
 
@@ -139,6 +149,9 @@ fn a_small_list_response_holds_the_gil_once_in_daemon_mode() {
     let released = gil_releases(&apache, pid, "/app");
     assert_one_hold_per_request(released, "daemon mode");
     let streamed = gil_releases(&apache, pid, "/app/streamed");
-    assert!(streamed >= 2 * REQUESTS, "{streamed} releases for {REQUESTS} streamed responses");
+    assert!(
+        streamed >= 2 * REQUESTS,
+        "{streamed} releases for {REQUESTS} streamed responses"
+    );
     assert_two_holds_when_close_follows(&apache, pid);
 }

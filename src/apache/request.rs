@@ -138,9 +138,11 @@ impl Request {
             return Ok(());
         }
         self.client_gone = true;
-        Err("Apache/mod_wsgi failed to write response data: Apache has answered the request \
+        Err(
+            "Apache/mod_wsgi failed to write response data: Apache has answered the request \
              itself, having refused its body"
-            .into())
+                .into(),
+        )
     }
 
     /// Whether body bytes may go out: Apache has not answered the request itself, and the

@@ -218,10 +218,9 @@ impl DaemonIo {
         loop {
             while self.body_rest > 0 {
                 let (reader, rest) = (&mut self.reader, self.body_rest);
-                let (_, left) = crate::buf::fill_tail(&mut self.pending, rest, |tail| {
-                    reader.piece_into(tail)
-                })
-                .map_err(body_lost)?;
+                let (_, left) =
+                    crate::buf::fill_tail(&mut self.pending, rest, |tail| reader.piece_into(tail))
+                        .map_err(body_lost)?;
                 self.body_rest = left;
             }
             if !self.pulling {

@@ -601,13 +601,18 @@ impl<S: AsFd> FrameWriter<S> {
     /// has failed.
     pub fn buffer_frames(&mut self, frames: &[(Kind, &[u8])]) -> bool {
         let fits = frames.iter().all(|(_, p)| p.len() < LARGE_PAYLOAD)
-            && self.buf.len() + frames.iter().map(|(_, p)| HEADER_LEN + p.len()).sum::<usize>()
+            && self.buf.len()
+                + frames
+                    .iter()
+                    .map(|(_, p)| HEADER_LEN + p.len())
+                    .sum::<usize>()
                 <= WRITE_BUFFER;
         if self.broken || !fits {
             return false;
         }
         for (kind, payload) in frames {
-            self.buf.extend_from_slice(&frame_header(*kind, payload.len()));
+            self.buf
+                .extend_from_slice(&frame_header(*kind, payload.len()));
             self.buf.extend_from_slice(payload);
         }
         true

@@ -232,7 +232,12 @@ impl<'py> Call<'_, 'py> {
 
     /// Writes one item of the iterable; true once the declared Content-Length has been sent. An
     /// item that completes the declared Content-Length is the last, whatever `piece` says.
-    fn write_item(&self, item: &Bound<'py, PyAny>, piece: Piece, log: &LogPayload) -> PyResult<bool> {
+    fn write_item(
+        &self,
+        item: &Bound<'py, PyAny>,
+        piece: Piece,
+        log: &LogPayload,
+    ) -> PyResult<bool> {
         let bytes = item.cast::<PyBytes>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "sequence of byte string values expected, value of type {} found",
@@ -490,7 +495,10 @@ fn build_environ<'py>(
     )?;
     environ.set_item(Names::get(py, &names.total_requests), counts.total)?;
     environ.set_item(Names::get(py, &names.thread_id), counts.thread_id)?;
-    environ.set_item(Names::get(py, &names.thread_requests), counts.thread_requests)?;
+    environ.set_item(
+        Names::get(py, &names.thread_requests),
+        counts.thread_requests,
+    )?;
     environ.set_item(Names::get(py, &names.url_scheme), url_scheme(vars))?;
     environ.set_item(Names::get(py, &names.input), input)?;
     environ.set_item(Names::get(py, &names.errors), errors)?;

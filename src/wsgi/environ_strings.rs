@@ -104,7 +104,10 @@ impl Lookup<'_> {
         }
         let value_str = latin1_str(py, value)?;
         if value.len() <= VALUE_MAX && !private(key) {
-            if let Some(old) = slot.value_str.replace(OwnedRef::new(value_str.clone().into_any())) {
+            if let Some(old) = slot
+                .value_str
+                .replace(OwnedRef::new(value_str.clone().into_any()))
+            {
                 old.release(py);
             }
             slot.value.clear();

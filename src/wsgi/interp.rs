@@ -147,7 +147,10 @@ fn base_environ<'py>(
     base.set_item(PyString::intern(py, "wsgi.multiprocess"), info.multiprocess)?;
     base.set_item(PyString::intern(py, "wsgi.run_once"), false)?;
     base.set_item(PyString::intern(py, "wsgi.file_wrapper"), file_wrapper)?;
-    base.set_item(PyString::intern(py, "mod_wsgi.version"), MOD_WSGI_COMPAT_VERSION)?;
+    base.set_item(
+        PyString::intern(py, "mod_wsgi.version"),
+        MOD_WSGI_COMPAT_VERSION,
+    )?;
     base.set_item(PyString::intern(py, "apache.version"), info.apache_version)?;
     Ok(base)
 }

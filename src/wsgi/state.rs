@@ -142,9 +142,8 @@ impl RequestState {
         self.check_not_ended()?;
         let allowed = self.allowed(data.len());
         let declared = self.head.as_ref().and_then(|h| h.content_length);
-        let completes = declared.is_none_or(|len| {
-            self.bytes_sent + allowed as u64 >= len || !self.body_expected()
-        });
+        let completes = declared
+            .is_none_or(|len| self.bytes_sent + allowed as u64 >= len || !self.body_expected());
         if allowed == 0 || !completes {
             return self.write(py, data, false);
         }
