@@ -95,21 +95,30 @@ fn served_pid(apache: &Apache, path: &str) -> i32 {
     apache.get(path).text().parse().expect("the app's pid")
 }
 
-fn assert_one_hold_per_request(released: usize, what: &str) {
+/// The counts in the process that serves `apache`'s `/app`:
+/// - a small list response: one release per request;
+/// - a streamed response, sent while the application runs: the GIL is let go to send it (so
+///   the first check could not pass by counting nothing);
+/// - a response with a `close()` (Flask's, Django's) whose one item completes its
+///   Content-Length: the item goes out with the end of the response, before `close()` runs,
+///   so twice (it was three times, the end apart).
+fn assert_gil_holds(apache: &Apache, mode: &str) {
+    let pid = served_pid(apache, "/app/pid");
+    let released = gil_releases(apache, pid, "/app");
     assert!(
         (REQUESTS..REQUESTS + REQUESTS / 2).contains(&released),
-        "{what}: {released} releases of the GIL for {REQUESTS} requests, expected one each"
+        "{mode}: {released} releases of the GIL for {REQUESTS} requests, expected one each"
     );
-}
-
-/// A response with a `close()` (Flask's, Django's) whose one item completes its Content-Length:
-/// the item goes out with the end of the response, before `close()` runs, so the thread lets
-/// go of the GIL for that and when it is done: twice (it was three times, the end apart).
-fn assert_two_holds_when_close_follows(apache: &Apache, pid: i32) {
+    let streamed = gil_releases(apache, pid, "/app/streamed");
+    assert!(
+        streamed >= 2 * REQUESTS,
+        "{mode}: {streamed} releases for {REQUESTS} streamed responses"
+    );
     let released = gil_releases(apache, pid, "/app/sized");
     assert!(
         (2 * REQUESTS..2 * REQUESTS + REQUESTS / 2).contains(&released),
-        "{released} releases of the GIL for {REQUESTS} responses with close(), expected two each"
+        "{mode}: {released} releases of the GIL for {REQUESTS} responses with close(), \
+         expected two each"
     );
 }
 
@@ -124,17 +133,7 @@ fn a_small_list_response_holds_the_gil_once_in_embedded_mode() {
             ..Options::default()
         },
     );
-    let pid = served_pid(&apache, "/app/pid");
-    let released = gil_releases(&apache, pid, "/app");
-    assert_one_hold_per_request(released, "embedded mode");
-    // A streamed response goes out while the application runs: the GIL is let go to send it
-    // (the check above could not pass by counting nothing).
-    let streamed = gil_releases(&apache, pid, "/app/streamed");
-    assert!(
-        streamed >= 2 * REQUESTS,
-        "{streamed} releases for {REQUESTS} streamed responses"
-    );
-    assert_two_holds_when_close_follows(&apache, pid);
+    assert_gil_holds(&apache, "embedded mode");
 }
 
 #[test]
@@ -145,13 +144,5 @@ fn a_small_list_response_holds_the_gil_once_in_daemon_mode() {
         "WSGIDaemonProcess dg threads=1 deadlock-timeout=0\n\
          WSGIScriptAlias /app {dir}/app.wsgi process-group=dg",
     );
-    let pid = served_pid(&apache, "/app/pid");
-    let released = gil_releases(&apache, pid, "/app");
-    assert_one_hold_per_request(released, "daemon mode");
-    let streamed = gil_releases(&apache, pid, "/app/streamed");
-    assert!(
-        streamed >= 2 * REQUESTS,
-        "{streamed} releases for {REQUESTS} streamed responses"
-    );
-    assert_two_holds_when_close_follows(&apache, pid);
+    assert_gil_holds(&apache, "daemon mode");
 }
