@@ -22,6 +22,10 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
+# The blocks of module code a healthy embedded-mode tree may map (the first one starts at the
+# code segment, 40 KiB before a block boundary): 168 KiB. C mod_wsgi's whole tree maps 140 KiB.
+EMBEDDED_BLOCKS=3
+
 check=
 if [ "${1:-}" = --check ]; then
     check=1
@@ -63,8 +67,8 @@ EOF
     rm -f "$work/httpd.pid"
 }
 
-# Waits for Apache (started in the background, pid $1) to answer, then serves every app a few
-# times.
+# Waits for Apache (started in the background, pid $1) to answer, then serves the apps a few
+# times: $2 is `normal` (the apps that answer), `errors` (those that fail or raise) or `all`.
 serve_requests() {
     for _ in $(seq 1 300); do
         # Under callgrind, Apache's children switch to www-data before they write their files.
@@ -73,11 +77,19 @@ serve_requests() {
         kill -0 "$1" 2>/dev/null || { cat "$work/error.log" >&2; exit 1; }
         sleep 0.3
     done
+    local gets=() posts=()
+    if [ "$2" != errors ]; then
+        gets+=(hello big file environ/sub options/hello)
+        posts+=(echo options/echo)
+    fi
+    if [ "$2" != normal ]; then
+        gets+=(fails raises)
+    fi
     for _ in 1 2 3 4; do
-        for app in hello big file environ/sub fails raises options/hello; do
+        for app in "${gets[@]}"; do
             curl -s -o /dev/null --max-time 20 "http://127.0.0.1:$port/$app"
         done
-        for app in echo options/echo; do
+        for app in "${posts[@]}"; do
             curl -s -o /dev/null --max-time 20 --data-binary "@$work/body" \
                 "http://127.0.0.1:$port/$app"
         done
@@ -113,7 +125,16 @@ if [ -n "$check" ]; then
         if [ $mode = embedded ]; then write_conf "$EMBEDDED"; else write_conf "$DAEMON"; fi
         apache2 -DFOREGROUND -f "$work/httpd.conf" >"$work/apache.log" 2>&1 &
         apache=$!
-        serve_requests "$apache"
+        if [ $mode = embedded ]; then
+            # A healthy embedded server runs the code of the first two groups only, and in
+            # at most EMBEDDED_BLOCKS blocks.
+            serve_requests "$apache" normal
+            sleep 1
+            PYTHONPATH="$here/scripts" /usr/bin/python3 "$here/scripts/mapped_outside.py" \
+                "$module" "$apache" "$here/src/hot-symbols.txt" embedded-normal \
+                "$EMBEDDED_BLOCKS" || status=1
+        fi
+        serve_requests "$apache" all
         sleep 1
         PYTHONPATH="$here/scripts" /usr/bin/python3 "$here/scripts/mapped_outside.py" \
             "$module" "$apache" "$here/src/hot-symbols.txt" "$mode" || status=1
@@ -140,19 +161,24 @@ profile() {
         --dump-before='*6daemon6worker12spawn_reaper17h*' \
         apache2 -DFOREGROUND -f "$work/httpd.conf" >"$work/valgrind.$1.log" 2>&1 &
     local vg=$!
-    serve_requests "$vg"
+    serve_requests "$vg" "$3"
     stop_apache "$vg"
 }
 
-profile embedded "$EMBEDDED"
-profile daemon "$DAEMON"
+profile embedded "$EMBEDDED" normal
+profile embedded-errors "$EMBEDDED" errors
+profile daemon "$DAEMON" normal
+profile daemon-errors "$DAEMON" errors
 
 # The functions of our module that ran, by their symbol names, kept only if the module has them,
 # in two parts: those a serving process runs (its numbered profiles after the first), then a
-# marker, then those only start-up (or exit) runs; once start-up is over,
-# each process unmaps the module's code from the marker on (`release_start_up_code`). In each
-# part, first those both modes ran, then those only embedded mode ran, then daemon mode's own, so
-# a server in one mode touches as few of the other's blocks of code as it can.
+# marker, then those only start-up (or exit) runs; once start-up is over, each process unmaps
+# the module's code from the marker on (`release_start_up_code`). The serving part has four
+# groups, each headed by a comment line: what both modes run to answer, what only embedded mode
+# runs, what only a failing request runs (a script that cannot load, an application that
+# raises), and what only daemon mode runs. A healthy server in one mode so touches as few blocks of
+# the other's code, and of error handling, as it can: an embedded one only the first two groups
+# (`--check` holds that to EMBEDDED_BLOCKS blocks). The start-up part is ordered the same way.
 /usr/bin/python3 - "$module" "$work" >"$here/src/hot-symbols.txt" <<'EOF'
 import collections, glob, os, re, subprocess, sys
 
@@ -204,26 +230,44 @@ symbols = set(subprocess.run(["nm", "--defined-only", module], capture_output=Tr
                              check=True).stdout.split())
 marker = "mod_wsgi_rs_start_up_code"
 (emb_serving, emb_start), (dae_serving, dae_start) = profiles("embedded"), profiles("daemon")
-# Which of these run depends on the request and the configuration more than two short runs show:
-# the request I/O of both ends and the C shims (src/apache/shim.c) are kept whole with the
-# serving code, the directive handlers with the start-up code. The hooks and the wait that call
-# `release_start_up_code` run on after it, so they are serving code however rarely they run.
+(emb_failing, emb_start_2), (dae_failing, dae_start_2) = (profiles("embedded-errors"),
+                                                          profiles("daemon-errors"))
+emb_start |= emb_start_2
+dae_start |= dae_start_2
+# Which of these run depends on the request and the configuration more than these short runs
+# show: the request I/O of both ends and the C shims (src/apache/shim.c) are kept whole with the
+# serving code (with the mode that ran them; else the daemon process's own with daemon mode and
+# the rest with both), the directive handlers with the start-up code. The hooks and the waits
+# that call `release_start_up_code` run on after it, so they are serving code however rarely
+# they run.
 kept = {s for s in symbols if re.search(r"RequestIo|^mod_wsgi_rs_", s)} - {marker}
+kept_daemon_side = {s for s in kept if "mod_wsgi..daemon.." in s}
+kept_unran = kept - emb_serving - dae_serving
 releasing = {s for s in symbols if re.search(
-    r"5hooks(11post_config|7pre_mpm|10child_init)17h|6worker12wait_serving17h"
-    r"|6worker5State(13wait_for_stop|20wait_for_stop_within)17h"
-    r"|7process21release_start_up_code17h", s)}
+    r"5hooks(11post_config|7pre_mpm|10child_init)17h|7process21release_start_up_code17h", s)}
+releasing_daemon = {s for s in symbols if re.search(
+    r"6worker12wait_serving17h|6worker5State(13wait_for_stop|20wait_for_stop_within)17h", s)}
 directives = {s for s in symbols if re.search(r"6config10directives", s)}
-embedded = (emb_serving | kept | releasing) & symbols
-daemon = (dae_serving | kept | releasing) & symbols
-serving = embedded | daemon
+embedded = (emb_serving | (kept_unran - kept_daemon_side) | releasing) & symbols
+daemon = (dae_serving | kept_unran | releasing | releasing_daemon) & symbols
+failing = ((emb_failing | dae_failing) & symbols) - embedded - daemon
+serving = embedded | daemon | failing
 emb_start = ((emb_start | directives) & symbols) - serving
 dae_start = ((dae_start | directives) & symbols) - serving
 # Symbol names carry hashes that depend on the compiler: say which one (LLD skips "#" lines).
 rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
 print(f"# {rustc}")
-for group in (embedded & daemon, embedded - daemon, daemon - embedded):
-    for name in sorted(group):
+# Daemon mode's own code that a failing request in embedded mode runs too goes first in its
+# group, beside the failing requests' code, so such a request maps one block more, not two.
+daemon_only = daemon - embedded
+groups = [("serving, both modes", sorted(embedded & daemon)),
+          ("serving, embedded mode only", sorted(embedded - daemon)),
+          ("serving, failing requests only", sorted(failing)),
+          ("serving, daemon mode only", sorted(daemon_only & emb_failing)
+           + sorted(daemon_only - emb_failing))]
+for title, group in groups:
+    print(f"# {title}")
+    for name in group:
         print(name)
 print(marker)
 for group in (emb_start & dae_start, emb_start - dae_start, dae_start - emb_start):

@@ -3,11 +3,14 @@ mapped module code outside the 64 KiB blocks that hold the serving functions of
 src/hot-symbols.txt (those before the start-up code's marker, which every process unmaps from
 once its start-up is over).
 
-    mapped_outside.py MODULE.so APACHE_PID HOT_SYMBOLS_TXT MODE
+    mapped_outside.py MODULE.so APACHE_PID HOT_SYMBOLS_TXT MODE [MAX_BLOCKS]
 
 The kernel maps a library's code in 64 KiB blocks around each page touched (fault-around), so a
 block mapped outside the listed functions' blocks means a function that ran is not listed.
-Exits 1, naming the blocks, if there is one. Needs root (/proc/PID/pagemap of other users).
+Exits 1, naming the blocks, if there is one. MODE `embedded-normal` (an embedded-mode tree that
+has served only requests that succeed) allows only the blocks of the first two groups of the
+list (what both modes and what embedded mode run), and with MAX_BLOCKS, the tree may map no more
+blocks than that. Needs root (/proc/PID/pagemap of other users).
 """
 import struct
 import subprocess
@@ -68,24 +71,36 @@ def mapped_code_blocks(pid, module):
 
 def main():
     module, parent, listed, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    max_blocks = int(sys.argv[5]) if len(sys.argv) > 5 else None
     symbols = text_symbols(module)
-    names = [l.strip() for l in open(listed) if l.strip() and not l.startswith("#")]
+    lines = [l.strip() for l in open(listed) if l.strip()]
     # Once serving, a process has unmapped the start-up code listed after the marker.
-    if MARKER in names:
-        names = names[:names.index(MARKER) + 1]
+    if MARKER in lines:
+        lines = lines[:lines.index(MARKER) + 1]
+    if mode == "embedded-normal":
+        headers = [i for i, l in enumerate(lines) if l.startswith("# serving")]
+        lines = lines[:headers[2]] if len(headers) > 2 else lines
+    names = [l for l in lines if not l.startswith("#")]
     allowed = set()
     for addr, size in (symbols[n] for n in names if n in symbols):
         allowed.update(range(addr // BLOCK, (addr + max(size, 1) - 1) // BLOCK + 1))
     tree = [parent]
     for pid in children(parent):
         tree += [pid] + children(pid)
-    outside = {}
+    outside, mapped = {}, set()
     for pid in tree:
-        for block in mapped_code_blocks(pid, module) - allowed:
+        blocks = mapped_code_blocks(pid, module)
+        mapped |= blocks
+        for block in blocks - allowed:
             outside.setdefault(block, []).append(pid)
+    if max_blocks is not None and len(mapped) > max_blocks:
+        print(f"{mode} mode: the tree maps {len(mapped)} blocks of module code, more than "
+              f"{max_blocks}: its serving code has outgrown them (make it smaller, or move what "
+              "only a failing request runs out of it).")
+        return 1
     if not outside:
         print(f"{mode} mode: {len(tree)} processes map module code only in the listed "
-              f"functions' {len(allowed)} blocks")
+              f"functions' {len(allowed)} blocks ({len(mapped)} mapped)")
         return 0
     print(f"{mode} mode: module code mapped outside the listed serving functions' blocks "
           "(run scripts/hot-symbols.sh to list them again):")
