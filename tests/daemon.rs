@@ -1072,6 +1072,98 @@ fn what_close_logs_after_the_response_reaches_the_error_log() {
 }
 
 #[test]
+fn an_iterables_close_may_read_the_request_body_after_the_response() {
+    // The response has ended when close() runs; the Apache child goes on answering the
+    // daemon's reads of the body until the daemon is done with the request (C has sent all of
+    // the body to the daemon before the response starts). Some of the body may have been read
+    // before the response; the body may be chunked.
+    let app = r#"
+import hashlib
+class Body:
+    def __init__(self, environ, first):
+        self.environ, self.first = environ, first
+    def __iter__(self):
+        yield b"answered"
+    def close(self):
+        e, tag = self.environ, self.environ.get("HTTP_X_TAG")
+        try:
+            data = self.first + e["wsgi.input"].read()
+            e["wsgi.errors"].write("%s: close() read %d bytes, sha256 %s\n"
+                                   % (tag, len(data), hashlib.sha256(data).hexdigest()))
+        except Exception as exc:
+            e["wsgi.errors"].write("%s: close() could not read: %r\n" % (tag, exc))
+def application(environ, start_response):
+    n = int(environ.get("HTTP_X_READ_FIRST", "0"))
+    first = environ["wsgi.input"].read(n) if n else b""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return Body(environ, first)
+"#;
+    let apache = Apache::start(
+        "daemon_close_reads",
+        &[("app.wsgi", app)],
+        "WSGIDaemonProcess site threads=2\n\
+         WSGIChunkedRequest On\n\
+         WSGIScriptAlias /app {dir}/app.wsgi process-group=site",
+    );
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut chunked = Vec::new();
+    for piece in body.chunks(70_000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let cases: [(&str, &str, &[(&str, &str)], &[u8]); 3] = [
+        ("unread", "0", &[], &body),
+        ("half-read", "150000", &[], &body),
+        (
+            "chunked",
+            "0",
+            &[("Transfer-Encoding", "chunked")],
+            &chunked,
+        ),
+    ];
+    let expected = format!(
+        "close() read {} bytes, sha256 {}",
+        body.len(),
+        sha256_hex(&body)
+    );
+    for (tag, first, extra, sent) in cases {
+        let mut headers = vec![("X-Tag", tag), ("X-Read-First", first)];
+        headers.extend_from_slice(extra);
+        let r = http_request(apache.port, "POST", "/app", &headers, sent);
+        assert_eq!((r.status, r.text()), (200, "answered".to_string()), "{tag}");
+        let log = apache.wait_for_log(&format!("{tag}: close()"));
+        assert!(
+            log.contains(&format!("{tag}: {expected}")),
+            "{tag}: {}",
+            log.lines()
+                .filter(|l| l.contains(tag))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    // A client that waits for 100 Continue before it sends the body may never send it once
+    // the response is final, so then the body is not read after the response: the request
+    // must not wait for it (close() gets an OSError; C reads it, having sent 100 Continue).
+    let started = Instant::now();
+    let r = http_request(
+        apache.port,
+        "POST",
+        "/app",
+        &[("X-Tag", "expects-continue"), ("Expect", "100-continue")],
+        &body,
+    );
+    assert_eq!(r.status, 200);
+    apache.wait_for_log("expects-continue: close()");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn a_file_wrapper_response_shorter_than_its_content_length_is_truncated_not_a_502() {
     let apache = Apache::start(
         "daemon_short_file",

@@ -201,12 +201,7 @@ fn exchange(
         return Attempt::Again;
     }
     let mut stage = Stage::Sent;
-    let mut body_pulled = false;
-    let mut body_sent = 0u64;
-    let content_length = head
-        .vars
-        .get("CONTENT_LENGTH")
-        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+    let mut body = BodyForwarded::new(head);
     let group = target.group;
     let fail = |io: &mut dyn RequestIo, stage: Stage, what: &str| -> Attempt {
         match stage {
@@ -250,7 +245,7 @@ fn exchange(
         let frame = match reader.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => return fail(io, stage, "closed the connection"),
-            Err(e) if stage == Stage::Sent && !body_pulled && was_reset(&e) => {
+            Err(e) if stage == Stage::Sent && !body.pulled && was_reset(&e) => {
                 return Attempt::Again
             }
             Err(e) if is_timeout(&e) => {
@@ -279,7 +274,7 @@ fn exchange(
             Err(e) => return fail(io, stage, &format!("failed ({e})")),
         };
         match frame.kind {
-            Kind::Restart if !body_pulled && stage != Stage::Sending => return Attempt::Again,
+            Kind::Restart if !body.pulled && stage != Stage::Sending => return Attempt::Again,
             Kind::Reject if stage != Stage::Sending => {
                 let (status, message) =
                     wire::parse_reject(frame.payload).unwrap_or((500, "malformed reject frame"));
@@ -343,23 +338,11 @@ fn exchange(
                 }
             }
             Kind::Pull => {
-                body_pulled = true;
-                let want = wire::parse_u64(frame.payload).unwrap_or(0).min(1 << 20) as usize;
-                let max = pull_size(want, content_length, body_sent);
-                let mut send_piece = |pieces: &[&[u8]]| writer.frame_parts(Kind::Body, pieces);
-                let sent = match io.pull_body(max, wire::PULL_CHUNK, &mut send_piece) {
-                    Ok(Pulled { bytes: 0, .. }) => writer.frame(Kind::BodyEnd, &[]),
-                    Ok(Pulled { bytes, taken }) => {
-                        body_sent += bytes as u64;
-                        taken.and_then(|()| writer.frame(Kind::PullDone, &[]))
-                    }
-                    Err(e) => writer.frame(Kind::BodyError, e.as_bytes()),
-                };
                 // Not a failure yet: an application that has read all the body it wanted may
                 // answer, and its process close the connection, before this answer (its
                 // PullDone, say) is all sent. The response is then still here to read; a
                 // process that died shows as the end of the stream, read next.
-                let _ = sent.and_then(|()| writer.flush());
+                let _ = body.answer_pull(frame.payload, &mut writer, io);
             }
             Kind::Continue => io.expect_continue(),
             Kind::Log => {
@@ -372,6 +355,9 @@ fn exchange(
                 return match (failed, stage) {
                     (false, Stage::Sending) => {
                         let _ = io.end_response();
+                        if body.may_be_read_late() {
+                            body.answer_late_pulls(&mut reader, &mut writer, io);
+                        }
                         Attempt::Finished(Exchange::Done)
                     }
                     (true, Stage::Sending) => {
@@ -423,6 +409,110 @@ fn client_failed(
         ),
     );
     Attempt::Finished(Exchange::Done)
+}
+
+/// The request body as the exchange forwards it to the daemon, a `Pull` at a time.
+struct BodyForwarded {
+    /// A `Pull` has been answered: the request may have run.
+    pulled: bool,
+    /// Bytes sent so far.
+    sent: u64,
+    /// Its end (or a failure to read it) has been sent.
+    ended: bool,
+    content_length: Option<u64>,
+    /// The request has a body: a positive Content-Length, or chunked.
+    present: bool,
+    /// The client waits for `100 Continue` before it sends the body.
+    expects_continue: bool,
+}
+
+impl BodyForwarded {
+    fn new(head: &RequestHead) -> BodyForwarded {
+        let content_length = head
+            .vars
+            .get("CONTENT_LENGTH")
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        let chunked = head.vars.get("HTTP_TRANSFER_ENCODING").is_some();
+        let expects_continue = head
+            .vars
+            .get("HTTP_EXPECT")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        BodyForwarded {
+            pulled: false,
+            sent: 0,
+            ended: false,
+            content_length,
+            present: content_length.map_or(chunked, |len| len > 0),
+            expects_continue,
+        }
+    }
+
+    /// Answers a `Pull` with body bytes as Apache reads them (`Body` frames, then `PullDone`),
+    /// or its end or failure.
+    fn answer_pull<S: AsFd>(
+        &mut self,
+        payload: &[u8],
+        writer: &mut FrameWriter<S>,
+        io: &mut dyn RequestIo,
+    ) -> io::Result<()> {
+        self.pulled = true;
+        let want = wire::parse_u64(payload).unwrap_or(0).min(1 << 20) as usize;
+        let max = pull_size(want, self.content_length, self.sent);
+        let mut send_piece = |pieces: &[&[u8]]| writer.frame_parts(Kind::Body, pieces);
+        let sent = match io.pull_body(max, wire::PULL_CHUNK, &mut send_piece) {
+            Ok(Pulled { bytes: 0, .. }) => {
+                self.ended = true;
+                writer.frame(Kind::BodyEnd, &[])
+            }
+            Ok(Pulled { bytes, taken }) => {
+                self.sent += bytes as u64;
+                taken.and_then(|()| writer.frame(Kind::PullDone, &[]))
+            }
+            Err(e) => {
+                self.ended = true;
+                writer.frame(Kind::BodyError, e.as_bytes())
+            }
+        };
+        sent.and_then(|()| writer.flush())
+    }
+
+    /// Whether the application may still read some of the body once its response has ended:
+    /// the iterable's `close()` runs after that, and may read `wsgi.input` (as it may in
+    /// embedded mode, and in C's daemon mode). Not when the client still waits for
+    /// `100 Continue`, which it may never get now: the response is final.
+    fn may_be_read_late(&self) -> bool {
+        let all_sent = self.content_length.is_some_and(|len| self.sent >= len);
+        self.present && !self.ended && !all_sent && (self.pulled || !self.expects_continue)
+    }
+
+    /// With the response ended, goes on answering the application's reads of the body until
+    /// the daemon is done with the request (it closes the connection), so that a `close()`
+    /// reading `wsgi.input` gets the body rather than an error. Anything else ends it: a
+    /// failure here is no one's but the clean-up's, which the daemon logs.
+    fn answer_late_pulls<S: AsFd>(
+        &mut self,
+        reader: &mut FrameReader<S>,
+        writer: &mut FrameWriter<S>,
+        io: &mut dyn RequestIo,
+    ) {
+        while let Ok(Some(frame)) = reader.next_frame() {
+            match frame.kind {
+                Kind::Pull => {
+                    if self.answer_pull(frame.payload, writer, io).is_err() {
+                        return;
+                    }
+                }
+                Kind::Log => {
+                    if let Ok((level, line)) = wire::parse_log(frame.payload) {
+                        io.log(level, line);
+                    }
+                }
+                // The response is final: no interim one may follow it.
+                Kind::Continue => {}
+                _ => return,
+            }
+        }
+    }
 }
 
 /// How much of the body to read for a Pull of `want` bytes: no more than what is left of a
