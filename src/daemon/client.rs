@@ -1024,4 +1024,33 @@ mod tests {
         assert!(io.events[0].contains("missing.sock"), "{:?}", io.events);
         assert!(io.events[0].contains("connect-timeout"), "{:?}", io.events);
     }
+
+    #[test]
+    fn a_body_may_be_read_after_the_response_while_some_of_it_may_remain() {
+        let forwarded = |vars: &[(&str, &str)], pulled: bool, sent: u64, ended: bool| {
+            let mut h = head();
+            for (k, v) in vars {
+                h.vars.set(k, v);
+            }
+            let mut body = BodyForwarded::new(&h);
+            (body.pulled, body.sent, body.ended) = (pulled, sent, ended);
+            body.may_be_read_late()
+        };
+        let length = [("CONTENT_LENGTH", "100")];
+        let chunked = [("HTTP_TRANSFER_ENCODING", "chunked")];
+        let expecting = [("CONTENT_LENGTH", "100"), ("HTTP_EXPECT", "100-Continue")];
+        // No body, or none left.
+        assert!(!forwarded(&[], false, 0, false));
+        assert!(!forwarded(&[("CONTENT_LENGTH", "0")], false, 0, false));
+        assert!(!forwarded(&length, true, 100, false));
+        assert!(!forwarded(&chunked, true, 5000, true));
+        // Some left: unread, half read, chunked without its end.
+        assert!(forwarded(&length, false, 0, false));
+        assert!(forwarded(&length, true, 40, false));
+        assert!(forwarded(&chunked, true, 5000, false));
+        // A client waiting for 100 Continue sends nothing after a final response, unless the
+        // body was already asked for (then Apache sent 100 Continue).
+        assert!(!forwarded(&expecting, false, 0, false));
+        assert!(forwarded(&expecting, true, 40, false));
+    }
 }
