@@ -424,6 +424,9 @@ struct BodyForwarded {
     present: bool,
     /// The client waits for `100 Continue` before it sends the body.
     expects_continue: bool,
+    /// HTTP/1.x, where the rest of a body can still be read once the response has ended.
+    /// mod_http2 stops taking in a stream's body when its response is complete.
+    http1: bool,
 }
 
 impl BodyForwarded {
@@ -437,6 +440,10 @@ impl BodyForwarded {
             .vars
             .get("HTTP_EXPECT")
             .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        let http1 = head
+            .vars
+            .get("SERVER_PROTOCOL")
+            .is_some_and(|p| p.starts_with(b"HTTP/1."));
         BodyForwarded {
             pulled: false,
             sent: 0,
@@ -444,6 +451,7 @@ impl BodyForwarded {
             content_length,
             present: content_length.map_or(chunked, |len| len > 0),
             expects_continue,
+            http1,
         }
     }
 
@@ -478,11 +486,17 @@ impl BodyForwarded {
 
     /// Whether the application may still read some of the body once its response has ended:
     /// the iterable's `close()` runs after that, and may read `wsgi.input` (as it may in
-    /// embedded mode, and in C's daemon mode). Not when the client still waits for
-    /// `100 Continue`, which it may never get now: the response is final.
+    /// embedded mode, and in C's daemon mode). A body all sent as declared is complete for
+    /// the daemon without asking (`DeclaredBody`). Not when the client still waits for
+    /// `100 Continue`, which it may never get now: the response is final; nor over HTTP/2,
+    /// where the rest of the body stops coming once the response is complete.
     fn may_be_read_late(&self) -> bool {
         let all_sent = self.content_length.is_some_and(|len| self.sent >= len);
-        self.present && !self.ended && !all_sent && (self.pulled || !self.expects_continue)
+        self.http1
+            && self.present
+            && !self.ended
+            && !all_sent
+            && (self.pulled || !self.expects_continue)
     }
 
     /// With the response ended, goes on answering the application's reads of the body until
@@ -1029,6 +1043,7 @@ mod tests {
     fn a_body_may_be_read_after_the_response_while_some_of_it_may_remain() {
         let forwarded = |vars: &[(&str, &str)], pulled: bool, sent: u64, ended: bool| {
             let mut h = head();
+            h.vars.set("SERVER_PROTOCOL", "HTTP/1.1");
             for (k, v) in vars {
                 h.vars.set(k, v);
             }
@@ -1052,5 +1067,18 @@ mod tests {
         // body was already asked for (then Apache sent 100 Continue).
         assert!(!forwarded(&expecting, false, 0, false));
         assert!(forwarded(&expecting, true, 40, false));
+        // mod_http2 takes in no more of a stream's body once its response is complete.
+        assert!(!forwarded(
+            &[("CONTENT_LENGTH", "100"), ("SERVER_PROTOCOL", "HTTP/2.0")],
+            true,
+            40,
+            false
+        ));
+        assert!(forwarded(
+            &[("CONTENT_LENGTH", "100"), ("SERVER_PROTOCOL", "HTTP/1.0")],
+            true,
+            40,
+            false
+        ));
     }
 }

@@ -94,6 +94,37 @@ pub struct DaemonIo {
     /// Writing the response failed: the Apache child let go of the connection (its client
     /// left, or it gave up on it).
     apache_gone: bool,
+    /// What the request's head says of its body.
+    declared: DeclaredBody,
+    /// Body bytes handed to the application so far.
+    received: u64,
+    /// The response has ended (or been cut short).
+    response_over: bool,
+}
+
+/// What a request's head says of its body: how long it is, or that there is none.
+#[derive(Clone, Copy, Default)]
+pub struct DeclaredBody {
+    length: Option<u64>,
+    /// Neither a Content-Length nor a Transfer-Encoding.
+    none: bool,
+}
+
+impl DeclaredBody {
+    pub fn of(vars: &crate::wsgi::environ::CgiVars) -> DeclaredBody {
+        let length = vars
+            .get("CONTENT_LENGTH")
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        DeclaredBody {
+            length,
+            none: length.is_none() && vars.get("HTTP_TRANSFER_ENCODING").is_none(),
+        }
+    }
+
+    /// Whether `received` bytes are all of it, as declared.
+    fn complete_at(&self, received: u64) -> bool {
+        self.none || self.length.is_some_and(|len| received >= len)
+    }
 }
 
 impl DaemonIo {
@@ -110,7 +141,18 @@ impl DaemonIo {
             body_error: None,
             serving: None,
             apache_gone: false,
+            declared: DeclaredBody::default(),
+            received: 0,
+            response_over: false,
         }
+    }
+
+    /// What the request's head says of its body: once the response has ended, a body read to
+    /// its declared end is at its end without asking the Apache child, which may have gone
+    /// (it stays to answer only while some of the body may remain; see client.rs).
+    pub fn with_declared_body(mut self, declared: DeclaredBody) -> DaemonIo {
+        self.declared = declared;
+        self
     }
 
     /// Records in `board`'s `slot` that the request is over when its response ends.
@@ -120,6 +162,7 @@ impl DaemonIo {
     }
 
     fn finished(&mut self) {
+        self.response_over = true;
         if let Some((board, slot)) = self.serving.take() {
             board.clear(slot);
         }
@@ -160,7 +203,7 @@ impl DaemonIo {
         if let Some(e) = self.body_error.take() {
             return Err(e);
         }
-        if self.body_done {
+        if self.body_done || (self.response_over && self.declared.complete_at(self.received)) {
             return Ok(0);
         }
         let frame = loop {
@@ -265,24 +308,29 @@ impl RequestIo for DaemonIo {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.read_with(buf.len(), |bytes| {
+        let n = self.read_with(buf.len(), |bytes| {
             let n = bytes.len().min(buf.len());
             buf[..n].copy_from_slice(&bytes[..n]);
             n
-        })
+        })?;
+        self.received += n as u64;
+        Ok(n)
     }
 
     fn read_body_into(&mut self, dest: &mut UninitBuf<'_>) -> Result<usize, String> {
         if dest.remaining() == 0 {
             return Ok(0);
         }
-        if self.pending_at == self.pending.len() && self.body_rest > 0 {
+        let n = if self.pending_at == self.pending.len() && self.body_rest > 0 {
             // The rest of a large Body frame goes from the connection straight into dest.
             let (n, rest) = self.reader.piece_into(dest).map_err(body_lost)?;
             self.body_rest = rest;
-            return Ok(n);
-        }
-        self.read_with(dest.remaining(), |bytes| dest.extend_from_slice(bytes))
+            n
+        } else {
+            self.read_with(dest.remaining(), |bytes| dest.extend_from_slice(bytes))?
+        };
+        self.received += n as u64;
+        Ok(n)
     }
 
     fn expect_continue(&mut self) {
