@@ -1119,7 +1119,14 @@ def application(environ, start_response):
     // (tag, read before the response, extra headers, bytes sent, the body they carry); in the
     // last three the daemon has all of the body, or there is none, and the Apache child may
     // have gone: the end of the body is where the head says.
-    let cases: [(&str, &str, &[(&str, &str)], &[u8], &[u8]); 6] = [
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a [u8],
+        &'a [u8],
+    );
+    let cases: [Case; 6] = [
         ("unread", "0", &[], &body, &body),
         ("half-read", "150000", &[], &body, &body),
         (

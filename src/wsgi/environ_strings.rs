@@ -98,8 +98,7 @@ impl Lookup<'_> {
         }
         let slot = &mut slots[at];
         let key_str = slot.key_str.bind(py).cast::<PyString>()?.to_owned();
-        if slot.value_str.is_some() && slot.value == value {
-            let value_str = slot.value_str.as_ref().expect("checked");
+        if let Some(value_str) = slot.value_str.as_ref().filter(|_| slot.value == value) {
             return Ok((key_str, value_str.bind(py).cast::<PyString>()?.to_owned()));
         }
         let value_str = latin1_str(py, value)?;
