@@ -69,6 +69,17 @@ def mapped_code_blocks(pid, module):
     return blocks
 
 
+def group_lines(lines, titles):
+    """The lines of the list's groups headed by `titles` (comment lines)."""
+    kept, keep = [], False
+    for line in lines:
+        if line.startswith("# "):
+            keep = line in titles
+        elif keep:
+            kept.append(line)
+    return kept
+
+
 def main():
     module, parent, listed, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     max_blocks = int(sys.argv[5]) if len(sys.argv) > 5 else None
@@ -78,8 +89,7 @@ def main():
     if MARKER in lines:
         lines = lines[:lines.index(MARKER) + 1]
     if mode == "embedded-normal":
-        headers = [i for i, l in enumerate(lines) if l.startswith("# serving")]
-        lines = lines[:headers[2]] if len(headers) > 2 else lines
+        lines = group_lines(lines, ("# serving, both modes", "# serving, embedded mode only"))
     names = [l for l in lines if not l.startswith("#")]
     allowed = set()
     for addr, size in (symbols[n] for n in names if n in symbols):

@@ -5,7 +5,7 @@
 
 use super::now_us;
 use super::unix::{self, RetryPolicy};
-use super::wire::{self, FrameReader, FrameWriter, Kind, RequestHead};
+use super::wire::{self, DeclaredBody, FrameReader, FrameWriter, Kind, RequestHead};
 use crate::wsgi::{Level, Pulled, RequestIo};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -419,9 +419,7 @@ struct BodyForwarded {
     sent: u64,
     /// Its end (or a failure to read it) has been sent.
     ended: bool,
-    content_length: Option<u64>,
-    /// The request has a body: a positive Content-Length, or chunked.
-    present: bool,
+    declared: DeclaredBody,
     /// The client waits for `100 Continue` before it sends the body.
     expects_continue: bool,
     /// HTTP/1.x, where the rest of a body can still be read once the response has ended.
@@ -431,11 +429,6 @@ struct BodyForwarded {
 
 impl BodyForwarded {
     fn new(head: &RequestHead) -> BodyForwarded {
-        let content_length = head
-            .vars
-            .get("CONTENT_LENGTH")
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
-        let chunked = head.vars.get("HTTP_TRANSFER_ENCODING").is_some();
         let expects_continue = head
             .vars
             .get("HTTP_EXPECT")
@@ -448,8 +441,7 @@ impl BodyForwarded {
             pulled: false,
             sent: 0,
             ended: false,
-            content_length,
-            present: content_length.map_or(chunked, |len| len > 0),
+            declared: head.declared_body(),
             expects_continue,
             http1,
         }
@@ -465,7 +457,7 @@ impl BodyForwarded {
     ) -> io::Result<()> {
         self.pulled = true;
         let want = wire::parse_u64(payload).unwrap_or(0).min(1 << 20) as usize;
-        let max = pull_size(want, self.content_length, self.sent);
+        let max = pull_size(want, self.declared.length, self.sent);
         let mut send_piece = |pieces: &[&[u8]]| writer.frame_parts(Kind::Body, pieces);
         let sent = match io.pull_body(max, wire::PULL_CHUNK, &mut send_piece) {
             Ok(Pulled { bytes: 0, .. }) => {
@@ -486,16 +478,15 @@ impl BodyForwarded {
 
     /// Whether the application may still read some of the body once its response has ended:
     /// the iterable's `close()` runs after that, and may read `wsgi.input` (as it may in
-    /// embedded mode, and in C's daemon mode). A body all sent as declared is complete for
-    /// the daemon without asking (`DeclaredBody`). Not when the client still waits for
-    /// `100 Continue`, which it may never get now: the response is final; nor over HTTP/2,
-    /// where the rest of the body stops coming once the response is complete.
+    /// embedded mode, and in C's daemon mode). Not when it has all been sent as its head
+    /// declares it (or there is none), which the daemon then knows without asking; nor when
+    /// the client still waits for `100 Continue`, which it may never get now: the response is
+    /// final; nor over HTTP/2, where the rest of the body stops coming once the response is
+    /// complete.
     fn may_be_read_late(&self) -> bool {
-        let all_sent = self.content_length.is_some_and(|len| self.sent >= len);
         self.http1
-            && self.present
             && !self.ended
-            && !all_sent
+            && !self.declared.complete_at(self.sent)
             && (self.pulled || !self.expects_continue)
     }
 

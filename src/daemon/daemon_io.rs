@@ -5,7 +5,7 @@
 //! the two directions cannot block each other.
 
 use super::scoreboard::Scoreboard;
-use super::wire::{self, FrameReader, FrameWriter, Kind};
+use super::wire::{self, DeclaredBody, FrameReader, FrameWriter, Kind};
 use crate::buf::UninitBuf;
 use crate::wsgi::{Level, RequestIo, ResponseHead};
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -100,31 +100,6 @@ pub struct DaemonIo {
     received: u64,
     /// The response has ended (or been cut short).
     response_over: bool,
-}
-
-/// What a request's head says of its body: how long it is, or that there is none.
-#[derive(Clone, Copy, Default)]
-pub struct DeclaredBody {
-    length: Option<u64>,
-    /// Neither a Content-Length nor a Transfer-Encoding.
-    none: bool,
-}
-
-impl DeclaredBody {
-    pub fn of(vars: &crate::wsgi::environ::CgiVars) -> DeclaredBody {
-        let length = vars
-            .get("CONTENT_LENGTH")
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
-        DeclaredBody {
-            length,
-            none: length.is_none() && vars.get("HTTP_TRANSFER_ENCODING").is_none(),
-        }
-    }
-
-    /// Whether `received` bytes are all of it, as declared.
-    fn complete_at(&self, received: u64) -> bool {
-        self.none || self.length.is_some_and(|len| received >= len)
-    }
 }
 
 impl DaemonIo {

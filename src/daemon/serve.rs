@@ -2,7 +2,7 @@
 //! script (or ask for this process to be replaced when the script changed) and run the
 //! application with the connection as its `RequestIo`.
 
-use super::daemon_io::{lock, Conn, DaemonIo, DeclaredBody, RequestLog, SharedWriter};
+use super::daemon_io::{lock, Conn, DaemonIo, RequestLog, SharedWriter};
 use super::now_us;
 use super::plan::{GroupPlan, StartupImport, Tag};
 use super::scoreboard::Scoreboard;
@@ -242,7 +242,7 @@ fn run_request(
             Ok(app) => {
                 let io = DaemonIo::new(reader, writer.clone(), request_log.clone())
                     .with_scoreboard(board)
-                    .with_declared_body(DeclaredBody::of(&head.vars));
+                    .with_declared_body(head.declared_body());
                 let (outcome, io) = run_app(py, &app, &head.vars, &script, Box::new(io));
                 served_by = Some(io);
                 outcome

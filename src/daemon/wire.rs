@@ -152,6 +152,36 @@ pub struct RequestHead {
     pub vars: CgiVars,
 }
 
+/// What a request's head says of its body: how long it is, or that there is none. The Apache
+/// child and the daemon judge by it alike whether the body has all been read.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct DeclaredBody {
+    /// Its Content-Length.
+    pub length: Option<u64>,
+    /// Neither a Content-Length nor a Transfer-Encoding: there is no body.
+    pub none: bool,
+}
+
+impl DeclaredBody {
+    /// Whether `received` bytes are all of it, as declared.
+    pub fn complete_at(&self, received: u64) -> bool {
+        self.none || self.length.is_some_and(|len| received >= len)
+    }
+}
+
+impl RequestHead {
+    pub fn declared_body(&self) -> DeclaredBody {
+        let length = self
+            .vars
+            .get("CONTENT_LENGTH")
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        DeclaredBody {
+            length,
+            none: length.is_none() && self.vars.get("HTTP_TRANSFER_ENCODING").is_none(),
+        }
+    }
+}
+
 impl std::fmt::Debug for RequestHead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestHead")
