@@ -136,8 +136,11 @@ impl DaemonIo {
         self
     }
 
+    /// The response is over: the request is no longer recorded as served, and the Apache child
+    /// reads no more `Log` frames.
     fn finished(&mut self) {
         self.response_over = true;
+        self.log.end();
         if let Some((board, slot)) = self.serving.take() {
             board.clear(slot);
         }
@@ -342,7 +345,6 @@ impl RequestIo for DaemonIo {
     fn end_response(&mut self) -> Result<(), String> {
         let pulled = self.finish_pull();
         self.finished();
-        self.log.end();
         pulled?;
         self.send(
             Kind::End,
@@ -361,7 +363,6 @@ impl RequestIo for DaemonIo {
             return false;
         }
         self.finished();
-        self.log.end();
         true
     }
 
@@ -373,7 +374,6 @@ impl RequestIo for DaemonIo {
     fn abort_response(&mut self) {
         let _ = self.finish_pull();
         self.finished();
-        self.log.end();
         let _ = self.send(Kind::Abort, &[], true);
     }
 

@@ -103,9 +103,7 @@ impl RequestState {
 
     /// The response declared its Content-Length and all of it has been sent.
     pub fn declared_length_sent(&self) -> bool {
-        self.head
-            .as_ref()
-            .and_then(|h| h.content_length)
+        self.declared_length()
             .is_some_and(|len| self.headers_sent && self.bytes_sent >= len)
     }
 
@@ -141,9 +139,8 @@ impl RequestState {
     ) -> Result<(), String> {
         self.check_not_ended()?;
         let allowed = self.allowed(data.len());
-        let declared = self.head.as_ref().and_then(|h| h.content_length);
-        let completes = declared
-            .is_none_or(|len| self.bytes_sent + allowed as u64 >= len || !self.body_expected());
+        let completes =
+            self.declared_length().is_none() || self.completed_by(allowed) || !self.body_expected();
         if allowed == 0 || !completes {
             return self.write(py, data, false);
         }
@@ -202,7 +199,7 @@ impl RequestState {
             return Ok(());
         }
         self.send_headers_if_needed()?;
-        if let Some(declared) = self.head.as_ref().and_then(|h| h.content_length) {
+        if let Some(declared) = self.declared_length() {
             if self.bytes_sent < declared && self.body_expected() {
                 let msg = format!(
                     "mod_wsgi (pid={}): Truncated response for WSGI script '{}': Content-Length \
@@ -223,7 +220,7 @@ impl RequestState {
 
     /// How many of `len` more body bytes may go out: never more than a declared Content-Length.
     fn allowed(&self, len: usize) -> usize {
-        match self.head.as_ref().and_then(|h| h.content_length) {
+        match self.declared_length() {
             Some(declared) => declared.saturating_sub(self.bytes_sent).min(len as u64) as usize,
             None => len,
         }
@@ -231,10 +228,13 @@ impl RequestState {
 
     /// Whether `len` more body bytes complete the Content-Length the response declared.
     pub fn completed_by(&self, len: usize) -> bool {
-        self.head
-            .as_ref()
-            .and_then(|h| h.content_length)
+        self.declared_length()
             .is_some_and(|declared| self.bytes_sent + len as u64 >= declared)
+    }
+
+    /// The Content-Length the response declared, if it has started and declared one.
+    fn declared_length(&self) -> Option<u64> {
+        self.head.as_ref().and_then(|h| h.content_length)
     }
 
     /// Whether the response must carry the body its Content-Length declares: not the answer to a
