@@ -158,18 +158,58 @@ fn order_hot_code() {
     // after `.rodata` and `.eh_frame` instead of before `.rodata`, so a constant read does not
     // map them. The PLT, which the C shims and every thread-local access (`__tls_get_addr`) call
     // through, goes before `.text`, beside the listed code, instead of alone after the cold
-    // code, where it cost a block of its own. tests/code_layout.rs checks all three.
+    // code, where it cost a block of its own. `.rodata` starts the module, with the constants
+    // the serving code reads first (see `hot_constants`). tests/code_layout.rs checks all four.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,max-page-size=65536");
-    let script = PathBuf::from(env::var("OUT_DIR").unwrap()).join("code-layout.ld");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let script = out_dir.join("code-layout.ld");
     std::fs::write(
         &script,
-        "SECTIONS { .gcc_except_table : { *(.gcc_except_table .gcc_except_table.*) } } \
-         INSERT AFTER .eh_frame;\n\
-         SECTIONS { .plt : { *(.plt) } } INSERT BEFORE .text;\n",
+        format!(
+            "SECTIONS {{ .gcc_except_table : {{ *(.gcc_except_table .gcc_except_table.*) }} }} \
+             INSERT AFTER .eh_frame;\n\
+             SECTIONS {{ .plt : {{ *(.plt) }} }} INSERT BEFORE .text;\n{}",
+            hot_constants()
+        ),
     )
     .expect("cannot write the linker script");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{}", script.display());
+    // Which input section holds which constant, for scripts/hot-symbols.sh.
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,-Map={}",
+        out_dir.join("module.map").display()
+    );
     pack_relative_relocations();
+}
+
+/// The linker script's part that puts the constants a serving process reads in the module's first
+/// 64 KiB block. A process that once read constants in both blocks `.rodata` spanned mapped both
+/// for the rest of its life. First come the symbol hash table (every library loaded later, such as
+/// a Python extension module, looks its symbols up in it), then `.rodata`: the strings and the
+/// constants merged by size (the linker cannot split them), then the sections of
+/// src/hot-rodata.txt (written by scripts/hot-symbols.sh: those the serving code refers to), then
+/// the rest. The symbol tables and relocations, which only the loader reads while it loads the
+/// module, follow.
+fn hot_constants() -> String {
+    println!("cargo:rerun-if-changed=src/hot-rodata.txt");
+    let list = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("src/hot-rodata.txt");
+    let names: Vec<String> = std::fs::read_to_string(list)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    let hot = if names.is_empty() {
+        String::new()
+    } else {
+        format!("*({})", names.join(" "))
+    };
+    format!(
+        "SECTIONS {{ .gnu.hash : {{ *(.gnu.hash) }} \
+         .rodata : {{ *(.rodata.str* .rodata.cst*) {hot} *(.rodata .rodata.*) }} }} \
+         INSERT BEFORE .dynsym;\n"
+    )
 }
 
 /// Stores the module's relative relocations (the addresses in vtables and static tables that the

@@ -276,3 +276,15 @@ for group in (emb_start & dae_start, emb_start - dae_start, dae_start - emb_star
         print(name)
 EOF
 echo "$(wc -l <"$here/src/hot-symbols.txt") functions in src/hot-symbols.txt" >&2
+
+# The constants the listed serving functions read, by the linker's input sections, which build.rs
+# puts first in `.rodata` (see scripts/hot_rodata.py, which also finds, among the linker's maps
+# that build.rs asks for, the one of this module).
+{
+    echo "# $(rustc --version)"
+    # shellcheck disable=SC2046  # the maps, newest first; their paths have no spaces
+    /usr/bin/python3 "$here/scripts/hot_rodata.py" "$module" "$here/src/hot-symbols.txt" \
+        $(ls -t "$here"/target/*/build/mod_wsgi_rs-*/out/module.map 2>/dev/null)
+} >"$work/hot-rodata.txt"
+mv "$work/hot-rodata.txt" "$here/src/hot-rodata.txt"
+echo "$(grep -vc '^#' "$here/src/hot-rodata.txt") sections of constants in src/hot-rodata.txt" >&2

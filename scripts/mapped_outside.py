@@ -10,7 +10,8 @@ block mapped outside the listed functions' blocks means a function that ran is n
 Exits 1, naming the blocks, if there is one. MODE `embedded-normal` (an embedded-mode tree that
 has served only requests that succeed) allows only the blocks of the first two groups of the
 list (what both modes and what embedded mode run), and with MAX_BLOCKS, the tree may map no more
-blocks than that. Needs root (/proc/PID/pagemap of other users).
+blocks than that. In every mode, the tree may map only one block of the module's constants (see
+scripts/hot_rodata.py). Needs root (/proc/PID/pagemap of other users).
 """
 import struct
 import subprocess
@@ -69,6 +70,38 @@ def mapped_code_blocks(pid, module):
     return blocks
 
 
+def constants_segment(module):
+    """(file offset, size) of the module's first loaded segment: its constants (`.rodata`), and
+    the symbol tables and relocations only the loader reads."""
+    out = subprocess.run(["readelf", "--segments", "--wide", module], capture_output=True,
+                         text=True, check=True).stdout
+    for line in out.splitlines():
+        words = line.split()
+        if words and words[0] == "LOAD":
+            return int(words[1], 16), int(words[4], 16)
+    raise SystemExit(f"no loaded segment in {module}")
+
+
+def mapped_constant_blocks(pid, module, segment):
+    """The blocks (by file offset) of the module's constants segment `pid` has in memory."""
+    first, size = segment
+    blocks = set()
+    with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for line in open(f"/proc/{pid}/maps"):
+            m = line.split()
+            if len(m) < 6 or m[5] != module or m[1] != "r--p":
+                continue
+            start, end = (int(x, 16) for x in m[0].split("-"))
+            offset = int(m[2], 16)
+            pagemap.seek(start // PAGE * 8)
+            entries = pagemap.read((end - start) // PAGE * 8)
+            for i in range(len(entries) // 8):
+                at = offset + i * PAGE
+                if first <= at < first + size and struct.unpack_from("<Q", entries, i * 8)[0] >> 63:
+                    blocks.add(at // BLOCK)
+    return blocks
+
+
 def group_lines(lines, titles):
     """The lines of the list's groups headed by `titles` (comment lines)."""
     kept, keep = [], False
@@ -97,12 +130,20 @@ def main():
     tree = [parent]
     for pid in children(parent):
         tree += [pid] + children(pid)
-    outside, mapped = {}, set()
+    outside, mapped, constants = {}, set(), set()
+    segment = constants_segment(module)
     for pid in tree:
         blocks = mapped_code_blocks(pid, module)
         mapped |= blocks
         for block in blocks - allowed:
             outside.setdefault(block, []).append(pid)
+        constants |= mapped_constant_blocks(pid, module, segment)
+    if len(constants) > 1:
+        print(f"{mode} mode: the tree maps {len(constants)} blocks of the module's constants, "
+              "not only the first: the serving code reads constants src/hot-rodata.txt does "
+              "not list (run scripts/hot-symbols.sh to list them again), or they have "
+              "outgrown the block.")
+        return 1
     if max_blocks is not None and len(mapped) > max_blocks:
         print(f"{mode} mode: the tree maps {len(mapped)} blocks of module code, more than "
               f"{max_blocks}: its serving code has outgrown them (make it smaller, or move what "
@@ -110,7 +151,8 @@ def main():
         return 1
     if not outside:
         print(f"{mode} mode: {len(tree)} processes map module code only in the listed "
-              f"functions' {len(allowed)} blocks ({len(mapped)} mapped)")
+              f"functions' {len(allowed)} blocks ({len(mapped)} mapped), and "
+              f"{len(constants)} block of constants")
         return 0
     print(f"{mode} mode: module code mapped outside the listed serving functions' blocks "
           "(run scripts/hot-symbols.sh to list them again):")

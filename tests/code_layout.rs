@@ -104,7 +104,8 @@ fn executed_functions_are_linked_together() {
 /// process maps module code outside the blocks of the listed serving functions. An embedded-mode
 /// tree that has served only requests that succeed must also keep to the first two groups of the
 /// list and to three blocks (168 KiB; C mod_wsgi's tree maps 140 KiB): with the code of failing
-/// requests and the daemon side's request I/O among them, it mapped four. Checked for this
+/// requests and the daemon side's request I/O among them, it mapped four. In every mode the tree
+/// may map only the first 64 KiB block of the module's constants (src/hot-rodata.txt). Checked for this
 /// checkout's build only: a build for another Python has other symbols.
 #[test]
 fn a_running_server_maps_only_the_listed_code() {
@@ -251,6 +252,43 @@ fn the_module_loads_on_64_kib_blocks_with_its_exception_tables_last_and_its_plt_
         let (plt, text) = (address(".plt"), address(".text"));
         assert!(plt < text, ".plt {plt:#x}, .text {text:#x}");
     }
+}
+
+/// build.rs puts `.rodata` at the start of the module, with the constants the serving code reads
+/// first (src/hot-rodata.txt), so that they lie in the first 64 KiB block; behind the symbol
+/// tables and relocations (26 KB, which only the loader reads while it loads the module), they
+/// spilled into a second block that every Apache process mapped (64 KiB more read-only data in
+/// an embedded-mode tree, measured by scripts/memory-by-mapping.sh). The symbol hash table stays
+/// in front: each library loaded later (a Python extension module) looks its symbols up in it.
+/// `scripts/hot-symbols.sh --check` checks the blocks a running tree maps.
+#[test]
+fn the_module_starts_with_its_constants() {
+    let out = Command::new("readelf")
+        .args(["--section-headers", "--wide"])
+        .arg(common::module_path())
+        .output()
+        .expect("readelf (binutils) runs");
+    let sections = String::from_utf8_lossy(&out.stdout);
+    let address = |name: &str| {
+        sections.lines().find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == name)?;
+            u64::from_str_radix(words.get(at + 2)?, 16).ok()
+        })
+    };
+    let (hash, rodata, dynsym) = (
+        address(".gnu.hash"),
+        address(".rodata").expect(".rodata listed"),
+        address(".dynsym").expect(".dynsym listed"),
+    );
+    assert!(
+        rodata < dynsym && hash.is_none_or(|hash| hash < rodata),
+        ".gnu.hash {hash:?}, .rodata {rodata:#x}, .dynsym {dynsym:#x}:\n{sections}"
+    );
+    assert!(
+        rodata < 0x1000,
+        "constants start at {rodata:#x}, not at the module's start"
+    );
 }
 
 /// The dynamic symbols of an ELF file: those it defines (`defined`) or those it imports.
