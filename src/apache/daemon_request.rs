@@ -22,9 +22,10 @@ const FORBIDDEN: c_int = ap::HTTP_FORBIDDEN as c_int;
 ///
 /// # Safety
 /// `r` must be the live request of the handler call.
+#[inline(never)]
 pub(super) unsafe fn handle(
     r: *mut ap::request_rec,
-    mut settings: RequestSettings,
+    mut settings: Box<RequestSettings>,
     filename: &[u8],
 ) -> c_int {
     let name = settings.process_group.clone();

@@ -314,12 +314,12 @@ impl Slot<'_> {
 
 /// Starts the monitor thread if the group sets any of the timers (deadlock-timeout is on by
 /// default, so normally it runs; it only reads atomics, once a second at most).
-pub fn spawn_monitor(plan: &GroupPlan, state: Arc<State>) {
+pub fn spawn_monitor(plan: &Arc<GroupPlan>, state: Arc<State>) {
     let limits = Limits::of(&plan.options);
     if !limits.any() {
         return;
     }
-    let plan = plan.clone();
+    let plan = Arc::clone(plan);
     let _ = std::thread::Builder::new()
         .name("wsgi:monitor".into())
         .spawn(move || monitor(&plan, &state, &limits));

@@ -156,6 +156,9 @@ const START_UP_SETTLES: Duration = Duration::from_secs(1);
 
 /// The process's whole life, in the process the supervisor forked; never returns.
 pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
+    // Shared, not cloned, by the threads: a thread's closure is moved onto its stack when it
+    // starts, and a request thread's stack then kept the 2 KB plan below everything it served.
+    let plan = Arc::new(plan);
     // SAFETY: getppid has no preconditions.
     let supervisor = unsafe { libc::getppid() };
     process::mask_signals(&[libc::SIGCHLD], false);
@@ -212,7 +215,7 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
     }
     let threads: Vec<_> = (0..plan.options.threads)
         .map(|i| {
-            let (plan, state, board) = (plan.clone(), state.clone(), board.clone());
+            let (plan, state, board) = (Arc::clone(&plan), state.clone(), board.clone());
             let mut builder = std::thread::Builder::new().name(format!("wsgi:{name}:{i}"));
             if let Some(size) = plan.options.stack_size {
                 builder = builder.stack_size(size);
