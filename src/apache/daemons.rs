@@ -536,7 +536,7 @@ unsafe fn start_supervisor(
 unsafe fn fork_supervisor(started: *mut Started, pool: *mut ap::apr_pool_t) {
     // SAFETY: caller's contract.
     let st = unsafe { &mut *started };
-    match process::fork() {
+    match process::fork_with_control_signals_held() {
         Ok(Forked::Child) => {
             // SAFETY: a server of the live configuration, which the forked process keeps.
             unsafe { set_process_server(st.home) };

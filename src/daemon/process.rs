@@ -29,6 +29,27 @@ pub fn fork() -> io::Result<Forked> {
     }
 }
 
+/// Forks this process with [`CONTROL_SIGNALS`] blocked in the child from its first instruction:
+/// one sent to it before it has replaced the handlers it inherited stays pending until it waits
+/// for them, instead of reaching a handler of its parent's. Apache's parent, which forks the
+/// supervisors, has handlers for all four that only set flags the supervisor never reads: a
+/// graceful restart right after another sent its SIGTERM to a supervisor forked milliseconds
+/// before, which lost it and kept its group running for the rest of Apache's life. The parent's
+/// own mask is as it was when this returns. Single-threaded caller, as for [`fork`].
+pub fn fork_with_control_signals_held() -> io::Result<Forked> {
+    let held = signal_set(&CONTROL_SIGNALS);
+    // SAFETY: zeroed is a valid sigset_t to be written by pthread_sigmask.
+    let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both sets are initialised (held) or written (before) by the call.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &held, &mut before) };
+    let forked = fork();
+    if !matches!(forked, Ok(Forked::Child)) {
+        // SAFETY: `before` is the mask pthread_sigmask reported above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    }
+    forked
+}
+
 /// Ends this process at once, without running the atexit handlers and destructors it inherited
 /// from Apache's parent (which belong to the parent).
 pub fn exit_now(code: i32) -> ! {

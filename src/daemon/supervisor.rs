@@ -208,12 +208,15 @@ fn prepare_process(plan: &GroupPlan) -> Result<(), String> {
     // As in Apache's own processes (and C's daemons): a write past RLIMIT_FSIZE fails with
     // EFBIG, which the application sees as an OSError, instead of killing the process.
     process::ignore(libc::SIGXFSZ);
+    // Apache's parent's handlers, inherited; the control signals are blocked (since the fork)
+    // and taken by the loop. SIGWINCH is Apache's graceful stop, nothing of the supervisor's.
     for sig in [
         libc::SIGTERM,
         libc::SIGINT,
         libc::SIGHUP,
         libc::SIGUSR1,
         libc::SIGCHLD,
+        libc::SIGWINCH,
     ] {
         process::default_action(sig);
     }
