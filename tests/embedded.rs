@@ -261,6 +261,51 @@ fn callable_object_is_configurable_and_missing_one_is_404() {
     );
 }
 
+/// What a script prints without a newline before it fails to load (or without defining its
+/// application) is logged with its own request, once it has failed: left on the thread, it was
+/// logged with the next request that thread served, in that request's virtual host and under
+/// its client (found by the verification probe; the callable-less case predates it).
+#[test]
+fn partial_output_of_a_script_that_fails_to_load_is_logged_with_its_request() {
+    let apache = Apache::start_with(
+        "partial_line_failed_load",
+        &[
+            (
+                "raises.wsgi",
+                "import sys
+sys.stdout.write('partial-before-raise')
+raise RuntimeError('no')
+",
+            ),
+            (
+                "no_app.wsgi",
+                "import sys
+sys.stdout.write('partial-no-app')
+",
+            ),
+        ],
+        "WSGIScriptAlias /raises {dir}/raises.wsgi
+         WSGIScriptAlias /no_app {dir}/no_app.wsgi",
+        common::Options {
+            threads: 1,
+            ..common::Options::default()
+        },
+    );
+    // Each line must be in the log before the thread serves another request.
+    for (path, status, line) in [
+        ("/raises", 500, "partial-before-raise"),
+        ("/no_app", 404, "partial-no-app"),
+    ] {
+        assert_eq!(apache.get(path).status, status);
+        let log = apache.wait_for_log(line);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("[client 127.0.0.1") && l.ends_with(line)),
+            "{line} not logged with its request:\n{log}"
+        );
+    }
+}
+
 #[test]
 fn script_failures_are_logged_in_cs_words() {
     // Log watchers match these lines: a script that cannot be compiled (or read) is "Could not

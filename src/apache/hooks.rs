@@ -825,14 +825,18 @@ unsafe fn serve_embedded(
                 Ok(app) => {
                     let (outcome, io) = run_app(py, &app, &vars, script, Box::new(request));
                     served_by = Some(io);
-                    outcome == Outcome::Sent
+                    Ok(outcome == Outcome::Sent)
                 }
-                Err(failed) => {
-                    return Err(script_not_loaded(r, py, failed, script, &settings));
-                }
+                Err(failed) => Err(script_not_loaded(r, py, failed, script, &settings)),
             };
+            // After a script that failed to load too: what it printed without a newline is
+            // logged with this request, not with the next one this thread serves.
             current.finish(py);
-            served.then_some(()).ok_or_else(|| failed_status(r))
+            match served {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(failed_status(r)),
+                Err(status) => Err(status),
+            }
         });
         if let Some(mut io) = served_by {
             // The end of a small response, kept while the application ran. A client that has

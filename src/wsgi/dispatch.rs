@@ -82,7 +82,7 @@ fn answer_text(answer: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<String>
     }
     let text = answer
         .cast::<PyString>()
-        .map_err(|_| PyTypeError::new_err(format!("{what} must be a string or None")))?
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a string object")))?
         .to_str()?;
     if text.chars().any(|c| c as u32 > 0xff) {
         return Err(PyTypeError::new_err(format!(
