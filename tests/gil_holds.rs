@@ -10,8 +10,6 @@
 mod common;
 
 use common::{Apache, Options};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const APP: &str = "import os\n\
 class Closing:\n\
@@ -38,29 +36,18 @@ const REQUESTS: usize = 20;
 /// gdb counts the breakpoint's hits until the app's `/stop` calls `os.getpgid` (which nothing
 /// else in the process calls): it stops there, says the count, and lets the process go on.
 fn gil_releases(apache: &Apache, pid: i32, path: &str) -> usize {
-    let gdb = Command::new("gdb")
-        .args(["-batch", "-nx", "-p", &pid.to_string()])
-        .args(["-ex", "break PyEval_SaveThread", "-ex", "ignore 1 1000000"])
-        .args([
-            "-ex",
-            "break getpgid",
-            "-ex",
-            "continue",
-            "-ex",
-            "info breakpoints",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gdb runs (scripts/test.sh installs it)");
     // Requests wait while gdb holds the process stopped; once it has stopped every thread,
     // everything served is counted.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !every_thread_traced(pid) {
-        assert!(Instant::now() < deadline, "gdb did not attach to {pid}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gdb = common::gdb_attached(
+        pid,
+        &[
+            "break PyEval_SaveThread",
+            "ignore 1 1000000",
+            "break getpgid",
+            "continue",
+            "info breakpoints",
+        ],
+    );
     for _ in 0..REQUESTS {
         let r = apache.get(path);
         assert_eq!((r.status, r.text().as_str()), (200, "hello"));
@@ -74,19 +61,6 @@ fn gil_releases(apache: &Apache, pid: i32, path: &str) -> usize {
         .lines()
         .find_map(|line| line.trim().strip_prefix("breakpoint already hit "))
         .map_or(0, |rest| rest.split(' ').next().unwrap().parse().unwrap())
-}
-
-fn every_thread_traced(pid: i32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.filter_map(Result::ok).all(|task| {
-        std::fs::read_to_string(task.path().join("status")).is_ok_and(|status| {
-            status
-                .lines()
-                .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
-        })
-    })
 }
 
 fn served_pid(apache: &Apache, path: &str) -> i32 {

@@ -13,8 +13,6 @@
 mod common;
 
 use common::{Apache, Options};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const APP: &str = "import os\n\
 def application(environ, start_response):\n\
@@ -45,19 +43,7 @@ end";
 /// The bytes of stack between the reference frame and Python's, in the process that serves
 /// `apache`'s `/app` (pid `pid`), for one request.
 fn depth_to_python(apache: &Apache, pid: i32) -> usize {
-    let gdb = Command::new("gdb")
-        .args(["-batch", "-nx", "-p", &pid.to_string()])
-        .args(["-ex", "break getpgid", "-ex", "continue", "-ex", MEASURE])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gdb runs (scripts/test.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !every_thread_traced(pid) {
-        assert!(Instant::now() < deadline, "gdb did not attach to {pid}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gdb = common::gdb_attached(pid, &["break getpgid", "continue", MEASURE]);
     let answer = apache.get("/app/probe");
     assert_eq!(answer.status, 200);
     let out = gdb.wait_with_output().unwrap();
@@ -66,19 +52,6 @@ fn depth_to_python(apache: &Apache, pid: i32) -> usize {
         .find_map(|line| line.strip_prefix("DEPTH "))
         .and_then(|depth| depth.trim().parse().ok())
         .unwrap_or_else(|| panic!("gdb measured nothing:\n{said}"))
-}
-
-fn every_thread_traced(pid: i32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.filter_map(Result::ok).all(|task| {
-        std::fs::read_to_string(task.path().join("status")).is_ok_and(|status| {
-            status
-                .lines()
-                .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
-        })
-    })
 }
 
 fn serving_pid(apache: &Apache) -> i32 {

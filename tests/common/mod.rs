@@ -474,6 +474,42 @@ pub fn daemon_pids(log: &str) -> Vec<i32> {
     pids
 }
 
+/// Starts gdb in batch mode on process `pid` with the `-ex` commands `commands`, its standard
+/// output piped, and returns once gdb has stopped every thread of the process (so whatever the
+/// process does from then on is seen). scripts/test.sh installs gdb.
+pub fn gdb_attached(pid: i32, commands: &[&str]) -> Child {
+    let mut gdb = Command::new("gdb");
+    gdb.args(["-batch", "-nx", "-p", &pid.to_string()]);
+    for command in commands {
+        gdb.args(["-ex", command]);
+    }
+    let gdb = gdb
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gdb runs (scripts/test.sh installs it)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !every_thread_traced(pid) {
+        assert!(Instant::now() < deadline, "gdb did not attach to {pid}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    gdb
+}
+
+fn every_thread_traced(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|task| {
+        std::fs::read_to_string(task.path().join("status")).is_ok_and(|status| {
+            status
+                .lines()
+                .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+        })
+    })
+}
+
 /// Whether process `pid` still runs (a zombie does not count).
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
