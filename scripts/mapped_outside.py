@@ -48,8 +48,9 @@ def code_sections(module):
     return sections
 
 
-def mapped_code_blocks(pid, module):
-    """The blocks (by address in the module's file layout) of module code `pid` has in memory."""
+def mapped_blocks(pid, module, perms):
+    """The blocks (by address in the module's own layout, its load address subtracted) of the
+    module's mappings with permissions `perms` that `pid` has pages of in memory."""
     maps = [line.split() for line in open(f"/proc/{pid}/maps")]
     maps = [m for m in maps if len(m) >= 6 and m[5] == module]
     if not maps:
@@ -59,7 +60,7 @@ def mapped_code_blocks(pid, module):
     blocks = set()
     with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
         for m in maps:
-            if m[1] != "r-xp":
+            if m[1] != perms:
                 continue
             start, end = (int(x, 16) for x in m[0].split("-"))
             pagemap.seek(start // PAGE * 8)
@@ -71,35 +72,23 @@ def mapped_code_blocks(pid, module):
 
 
 def constants_segment(module):
-    """(file offset, size) of the module's first loaded segment: its constants (`.rodata`), and
+    """(address, size) of the module's first loaded segment: its constants (`.rodata`), and
     the symbol tables and relocations only the loader reads."""
     out = subprocess.run(["readelf", "--segments", "--wide", module], capture_output=True,
                          text=True, check=True).stdout
     for line in out.splitlines():
         words = line.split()
         if words and words[0] == "LOAD":
-            return int(words[1], 16), int(words[4], 16)
+            return int(words[2], 16), int(words[5], 16)
     raise SystemExit(f"no loaded segment in {module}")
 
 
 def mapped_constant_blocks(pid, module, segment):
-    """The blocks (by file offset) of the module's constants segment `pid` has in memory."""
+    """The blocks of the module's constants segment `pid` has in memory (not those of its
+    relocated data, which the loader makes read-only too)."""
     first, size = segment
-    blocks = set()
-    with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
-        for line in open(f"/proc/{pid}/maps"):
-            m = line.split()
-            if len(m) < 6 or m[5] != module or m[1] != "r--p":
-                continue
-            start, end = (int(x, 16) for x in m[0].split("-"))
-            offset = int(m[2], 16)
-            pagemap.seek(start // PAGE * 8)
-            entries = pagemap.read((end - start) // PAGE * 8)
-            for i in range(len(entries) // 8):
-                at = offset + i * PAGE
-                if first <= at < first + size and struct.unpack_from("<Q", entries, i * 8)[0] >> 63:
-                    blocks.add(at // BLOCK)
-    return blocks
+    return {b for b in mapped_blocks(pid, module, "r--p")
+            if b * BLOCK < first + size and (b + 1) * BLOCK > first}
 
 
 def group_lines(lines, titles):
@@ -133,7 +122,7 @@ def main():
     outside, mapped, constants = {}, set(), set()
     segment = constants_segment(module)
     for pid in tree:
-        blocks = mapped_code_blocks(pid, module)
+        blocks = mapped_blocks(pid, module, "r-xp")
         mapped |= blocks
         for block in blocks - allowed:
             outside.setdefault(block, []).append(pid)

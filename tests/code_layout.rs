@@ -148,12 +148,7 @@ fn a_running_server_maps_only_the_listed_code() {
 /// write into one, and unmapping it would bring back the unrelocated bytes.
 #[test]
 fn the_module_has_no_text_relocations() {
-    let out = Command::new("readelf")
-        .args(["--dynamic", "--wide"])
-        .arg(common::module_path())
-        .output()
-        .expect("readelf (binutils) runs");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = readelf(&["--dynamic", "--wide"]);
     assert!(text.contains("(FLAGS)"), "no dynamic section read:\n{text}");
     assert!(!text.contains("TEXTREL"), "{text}");
 }
@@ -178,12 +173,7 @@ fn relative_relocations_are_packed() {
         eprintln!("glibc {glibc:?} cannot load DT_RELR: not checked");
         return;
     }
-    let out = Command::new("readelf")
-        .args(["--dynamic", "--section-headers", "--wide"])
-        .arg(common::module_path())
-        .output()
-        .expect("readelf (binutils) runs");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = readelf(&["--dynamic", "--section-headers", "--wide"]);
     assert!(text.contains("(RELR)"), "no DT_RELR entry:\n{text}");
     let rela_size = text
         .lines()
@@ -197,6 +187,25 @@ fn relative_relocations_are_packed() {
     assert!(rela_size < 16 * 1024, ".rela.dyn still {rela_size} bytes");
 }
 
+/// What `readelf` with `flags` says of the module.
+fn readelf(flags: &[&str]) -> String {
+    let out = Command::new("readelf")
+        .args(flags)
+        .arg(common::module_path())
+        .output()
+        .expect("readelf (binutils) runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The address of section `name` in `readelf --section-headers` output `sections`.
+fn section_address(sections: &str, name: &str) -> Option<u64> {
+    sections.lines().find_map(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == name)?;
+        u64::from_str_radix(words.get(at + 2)?, 16).ok()
+    })
+}
+
 /// The kernel maps a shared library's pages in 64 KiB blocks around each page a process
 /// touches, aligned on the address. build.rs links with 64 KiB segment alignment, so the loader
 /// puts the module on a 64 KiB boundary and the blocks fall the same way in every process and
@@ -206,14 +215,6 @@ fn relative_relocations_are_packed() {
 /// read-only data mapped by the tree.
 #[test]
 fn the_module_loads_on_64_kib_blocks_with_its_exception_tables_last_and_its_plt_first() {
-    let readelf = |flags: &[&str]| {
-        let out = Command::new("readelf")
-            .args(flags)
-            .arg(common::module_path())
-            .output()
-            .expect("readelf (binutils) runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let segments = readelf(&["--segments", "--wide"]);
     let loads: Vec<&str> = segments
         .lines()
@@ -228,14 +229,7 @@ fn the_module_loads_on_64_kib_blocks_with_its_exception_tables_last_and_its_plt_
     }
     let sections = readelf(&["--section-headers", "--wide"]);
     let address = |name: &str| {
-        sections
-            .lines()
-            .find_map(|l| {
-                let words: Vec<&str> = l.split_whitespace().collect();
-                let at = words.iter().position(|w| *w == name)?;
-                u64::from_str_radix(words.get(at + 2)?, 16).ok()
-            })
-            .unwrap_or_else(|| panic!("no {name} in:\n{sections}"))
+        section_address(&sections, name).unwrap_or_else(|| panic!("no {name} in:\n{sections}"))
     };
     let (rodata, eh_frame, except) = (
         address(".rodata"),
@@ -263,19 +257,8 @@ fn the_module_loads_on_64_kib_blocks_with_its_exception_tables_last_and_its_plt_
 /// `scripts/hot-symbols.sh --check` checks the blocks a running tree maps.
 #[test]
 fn the_module_starts_with_its_constants() {
-    let out = Command::new("readelf")
-        .args(["--section-headers", "--wide"])
-        .arg(common::module_path())
-        .output()
-        .expect("readelf (binutils) runs");
-    let sections = String::from_utf8_lossy(&out.stdout);
-    let address = |name: &str| {
-        sections.lines().find_map(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let at = words.iter().position(|w| *w == name)?;
-            u64::from_str_radix(words.get(at + 2)?, 16).ok()
-        })
-    };
+    let sections = readelf(&["--section-headers", "--wide"]);
+    let address = |name: &str| section_address(&sections, name);
     let (hash, rodata, dynsym) = (
         address(".gnu.hash"),
         address(".rodata").expect(".rodata listed"),
