@@ -193,14 +193,11 @@ pub fn inside_python() -> bool {
 /// Runs `f` attached to the main interpreter on this thread's cached thread state, then detaches.
 /// A panic in `f` is carried across the attachment and resumed after detaching.
 pub fn attached<R>(f: impl FnOnce(Python<'_>) -> R) -> Result<R, NotRunning> {
-    if !is_running() {
-        return Err(NotRunning);
+    match group_thread_state("") {
+        Ok(tstate) => Ok(run_on(tstate, f)),
+        // The main interpreter's thread state fails only when Python is not running.
+        Err(_) => Err(NotRunning),
     }
-    assert!(
-        !INSIDE.with(Cell::get),
-        "attached() re-entered on one thread"
-    );
-    Ok(run_on(main_thread_state(), f))
 }
 
 /// Runs `f` attached to the interpreter of application group `group` ('' is the main
@@ -221,7 +218,7 @@ fn group_thread_state(group: &str) -> Result<*mut ffi::PyThreadState, AttachErro
     }
     assert!(
         !INSIDE.with(Cell::get),
-        "attached_to() re-entered on one thread"
+        "attached() re-entered on one thread"
     );
     if group.is_empty() {
         return Ok(main_thread_state());
