@@ -140,15 +140,61 @@ pub fn new_handle<'py, T: Send + Sync + 'static>(
     }
 }
 
-/// The payload of a handle object created by [`new_handle`] with the same `T`.
+/// The name every payload capsule carries (checked before its pointer is read back).
+const CAPSULE_NAME: &CStr = c"mod_wsgi.payload";
+
+unsafe extern "C" fn capsule_destructor<T>(capsule: *mut ffi::PyObject) {
+    // SAFETY: called once by CPython as a capsule made by new_capsule::<T> is freed; its pointer
+    // came from Arc::<T>::into_raw and is released here only.
+    unsafe {
+        let p = ffi::PyCapsule_GetPointer(capsule, CAPSULE_NAME.as_ptr());
+        if !p.is_null() {
+            drop(Arc::from_raw(p as *const T));
+        }
+    }
+}
+
+/// An object owning `payload`, to be the `self` of module-level functions ([`bound_function`])
+/// that need Rust data but no methods of their own: a capsule, whose type is built in, where a
+/// handle type would add a heap type (about 3 KB) to every interpreter.
+pub fn new_capsule<T: Send + Sync + 'static>(
+    py: Python<'_>,
+    payload: Arc<T>,
+) -> PyResult<Bound<'_, PyAny>> {
+    let p = Arc::into_raw(payload);
+    // SAFETY: attached; the pointer is non-null (from Arc::into_raw) and the name static. On
+    // failure no capsule owns the pointer, so the Arc is given back here.
+    unsafe {
+        let capsule = ffi::PyCapsule_New(
+            p as *mut c_void,
+            CAPSULE_NAME.as_ptr(),
+            Some(capsule_destructor::<T>),
+        );
+        if capsule.is_null() {
+            drop(Arc::from_raw(p));
+        }
+        Bound::from_owned_ptr_or_err(py, capsule)
+    }
+}
+
+/// The payload of a handle object created by [`new_handle`], or of a capsule created by
+/// [`new_capsule`], with the same `T`.
 ///
 /// # Safety
-/// `obj` must be a live handle object whose payload type is `T` (true of `self` in the methods
-/// of the table its type was created with), and the returned reference must not outlive it.
+/// `obj` must be a live handle object or payload capsule whose payload type is `T` (true of
+/// `self` in the methods of the table its type was created with, and of the functions bound to
+/// the capsule), and the returned reference must not outlive it.
 pub unsafe fn payload<'a, T>(obj: *mut ffi::PyObject) -> Option<&'a T> {
-    // SAFETY: by the caller's contract obj is a HandleObject; payload is null or an Arc<T>.
+    // SAFETY: by the caller's contract obj is one of our capsules or a HandleObject, whose
+    // payload is null or an Arc<T>; PyCapsule_IsValid sets no exception.
     unsafe {
-        let p = (*(obj as *mut HandleObject)).payload as *const T;
+        let p = if ffi::PyCapsule_CheckExact(obj) != 0
+            && ffi::PyCapsule_IsValid(obj, CAPSULE_NAME.as_ptr()) == 1
+        {
+            ffi::PyCapsule_GetPointer(obj, CAPSULE_NAME.as_ptr()) as *const T
+        } else {
+            (*(obj as *mut HandleObject)).payload as *const T
+        };
         p.as_ref()
     }
 }

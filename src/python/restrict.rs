@@ -51,8 +51,11 @@ impl<'py> Restrictions<'py> {
             let _ = LOG_WARNING.set(log);
         }
         let signal = py.import("signal")?;
-        self.get("intercept_signals")?
-            .call1((signal, log_warning_function(py)?))?;
+        // Called once; taken out of the namespace, which the interceptor keeps as its globals,
+        // so that it does not keep this function's code too.
+        let intercept = self.get("intercept_signals")?;
+        self.namespace.del_item("intercept_signals")?;
+        intercept.call1((signal, log_warning_function(py)?))?;
         Ok(())
     }
 }

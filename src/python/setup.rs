@@ -1,8 +1,11 @@
 //! What an interpreter (the main one, or an application group's) needs before it serves
 //! requests, and what it runs before it is destroyed.
 
+use super::objects::{MethodTable, METHOD_TABLE_END};
 use super::restrict::{is_restricted, Restrictions};
 use super::runtime::PythonSettings;
+use pyo3::exceptions::PyAttributeError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::time::Instant;
@@ -21,14 +24,8 @@ pub fn prepare_interpreter(
     // finalisation waits for that thread's state to go away. Importing it here, on the thread
     // that will finalise, keeps an import from a request thread from hanging the child's exit.
     py.import("threading").map_err(describe)?;
-    let forget = shutdown_helpers(py)
-        .and_then(|h| {
-            Ok(h.get_item("forget_current_dummy_thread")?
-                .expect("in shutdown.py"))
-        })
-        .map_err(describe)?;
     py.import("atexit")
-        .and_then(|atexit| atexit.call_method1("register", (forget,)))
+        .and_then(|atexit| atexit.call_method1("register", (forget_dummy_thread_function(py)?,)))
         .map_err(describe)?;
     add_site_directories(py, &settings.path).map_err(describe)?;
     // The caller's preparation installs the error-log streams; restrictions go over them.
@@ -91,6 +88,49 @@ impl Running {
             .map(|n| format!("'{n}'"))
             .chain(self.daemon.iter().map(|n| format!("'{n}' (daemon)")))
             .collect()
+    }
+}
+
+/// Registered as an interpreter's first atexit callback, so it runs last. Python 3.13 keeps the
+/// `_DummyThread` of a thread it did not start (here: the thread that destroys the interpreter,
+/// which in 3.13 is not the interpreter's `threading.main_thread()`) until that thread's state is
+/// cleared, which for the destroying thread is after the modules are gone, and then logs an
+/// "Exception ignored" traceback: let it go while the modules are still there. In Rust rather
+/// than in shutdown.py so that the interpreter does not keep that source's functions (9 KB) for
+/// its life.
+unsafe fn forget_current_dummy_thread(
+    py: Python<'_>,
+    _slf: *mut ffi::PyObject,
+    _args: *mut ffi::PyObject,
+    _kwargs: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    super::method::guarded(|| {
+        let threading = super::objects::sys_modules(py)?.get_item("threading")?;
+        if let Some(info) = threading.and_then(|t| t.getattr("_thread_local_info").ok()) {
+            match info.delattr("_track_dummy_thread_ref") {
+                Err(e) if !e.is_instance_of::<PyAttributeError>(py) => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(py.None().into_ptr())
+    })
+}
+
+static FORGET_DUMMY_THREAD: MethodTable<2> = MethodTable([
+    crate::py_method!(c"forget_current_dummy_thread", forget_current_dummy_thread),
+    METHOD_TABLE_END,
+]);
+
+fn forget_dummy_thread_function(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let def = FORGET_DUMMY_THREAD.get(c"forget_current_dummy_thread");
+    // SAFETY: attached; def is static and never written; a function without self or module.
+    unsafe {
+        let f = ffi::PyCFunction_NewEx(
+            def as *const ffi::PyMethodDef as *mut ffi::PyMethodDef,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        Bound::from_owned_ptr_or_err(py, f)
     }
 }
 

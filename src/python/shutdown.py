@@ -68,17 +68,3 @@ def run_exit_callbacks():
             getattr(sys, name).flush()
         except Exception:
             pass
-
-
-def forget_current_dummy_thread():
-    """Registered as an interpreter's first atexit callback, so it runs last. Python 3.13 keeps the
-    _DummyThread of a thread it did not start (here: the thread that destroys the interpreter,
-    which in 3.13 is not the interpreter's threading.main_thread()) until that thread's state is
-    cleared, which for the destroying thread is after the modules are gone, and then logs an
-    "Exception ignored" traceback: let it go while the modules are still there."""
-    threading = sys.modules.get("threading")
-    info = getattr(threading, "_thread_local_info", None)
-    try:
-        del info._track_dummy_thread_ref
-    except AttributeError:
-        pass

@@ -365,10 +365,63 @@ pub fn flush_log(py: Python<'_>, log: &LogPayload) -> PyResult<()> {
     emit_lines(py, log, &complete_lines(log, "", true))
 }
 
-pub static LOG_METHODS: MethodTable<5> = MethodTable([
+// The rest of a text stream's methods that libraries call on wsgi.errors (modules.py's
+// give_stream_api adds its attributes): native, where Python functions would be kept, with their
+// code, in every interpreter.
+handle_method!(
+    log_writable,
+    LogPayload,
+    "writable",
+    [],
+    |py, _slf, _log, _args| Ok(true.into_pyobject(py)?.to_owned().into_any())
+);
+
+handle_method!(
+    log_answers_false,
+    LogPayload,
+    "readable",
+    [],
+    |py, _slf, _log, _args| Ok(false.into_pyobject(py)?.to_owned().into_any())
+);
+
+handle_method!(
+    log_fileno,
+    LogPayload,
+    "fileno",
+    [],
+    |py, _slf, _log, _args| {
+        let unsupported = py.import("io")?.getattr("UnsupportedOperation")?;
+        Err(PyErr::from_value(unsupported.call1(("fileno",))?))
+    }
+);
+
+handle_method!(
+    log_enter,
+    LogPayload,
+    "__enter__",
+    [],
+    |_py, this, _log, _args| Ok(this.clone())
+);
+
+handle_method!(
+    log_exit,
+    LogPayload,
+    "__exit__",
+    ["exc_type", "exc_value", "traceback"],
+    |py, _slf, _log, _args| none(py)
+);
+
+pub static LOG_METHODS: MethodTable<12> = MethodTable([
     py_method!(c"write", log_write),
     py_method!(c"writelines", log_writelines),
     py_method!(c"flush", log_flush),
     py_method!(c"close", log_flush),
+    py_method!(c"writable", log_writable),
+    py_method!(c"readable", log_answers_false),
+    py_method!(c"seekable", log_answers_false),
+    py_method!(c"isatty", log_answers_false),
+    py_method!(c"fileno", log_fileno),
+    py_method!(c"__enter__", log_enter),
+    py_method!(c"__exit__", log_exit),
     METHOD_TABLE_END,
 ]);

@@ -22,8 +22,8 @@
 use super::environ::CgiVars;
 use super::io::Level;
 use crate::python::objects::{
-    bound_function, create_type, current_interpreter, latin1_str, new_handle, sys_modules,
-    MethodTable, OwnedRef, METHOD_TABLE_END,
+    bound_function, current_interpreter, latin1_str, new_capsule, sys_modules, MethodTable,
+    OwnedRef, METHOD_TABLE_END,
 };
 use crate::{handle_method, py_method};
 use pyo3::exceptions::PyRuntimeError;
@@ -636,18 +636,19 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     namespace.set_item("__name__", "mod_wsgi")?;
     let source = std::ffi::CString::new(include_str!("events.py")).expect("no NUL in our sources");
     py.run(&source, Some(&namespace), None)?;
-    let ty = create_type(py, c"mod_wsgi.Events", &EVENTS_METHODS, None)?;
-    let handle = new_handle(&ty, Arc::new(EventsApi))?;
+    let handle = new_capsule(py, Arc::new(EventsApi))?;
     let active_requests = PyDict::new(py);
-    namespace
+    // Taken out of the namespace, which the functions it installs keep as their globals.
+    let install_api = namespace
         .get_item("install")?
-        .expect("defined by events.py")
-        .call1((
-            &mod_wsgi,
-            &active_requests,
-            bound_function(&handle, EVENTS_METHODS.get(c"_activate_requests"))?,
-            bound_function(&handle, EVENTS_METHODS.get(c"request_data"))?,
-        ))?;
+        .expect("defined by events.py");
+    namespace.del_item("install")?;
+    install_api.call1((
+        &mod_wsgi,
+        &active_requests,
+        bound_function(&handle, EVENTS_METHODS.get(c"_activate_requests"))?,
+        bound_function(&handle, EVENTS_METHODS.get(c"request_data"))?,
+    ))?;
     let events = InterpEvents {
         interp: current_interpreter(py),
         event_callbacks: OwnedRef::new(mod_wsgi.getattr("event_callbacks")?),

@@ -5,7 +5,7 @@
 use super::callbacks::{input_iter_slots, ADAPTER_METHODS, INPUT_METHODS, LOG_METHODS};
 use super::process_log::{ProcessLog, PROCESS_LOG_METHODS};
 use crate::python::objects::current_interpreter;
-use crate::python::objects::{create_type, new_handle, sys_modules, OwnedRef};
+use crate::python::objects::{bound_function, create_type, new_capsule, sys_modules, OwnedRef};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule, PyString, PyType};
 use std::sync::{Arc, Mutex, RwLock};
@@ -213,12 +213,14 @@ fn add_modules(
 
 /// Replaces `sys.stdout` and `sys.stderr` with writers into the error log.
 fn install_log_streams(py: Python<'_>, source: &Source<'_>) -> PyResult<()> {
-    let raw_type = create_type(py, c"mod_wsgi.ProcessLog", &PROCESS_LOG_METHODS, None)?;
-    let raw_stdout = new_handle(&raw_type, Arc::new(ProcessLog))?;
-    let raw_stderr = new_handle(&raw_type, Arc::new(ProcessLog))?;
+    // Both streams write through the same two functions: the partial line is kept per thread.
+    let raw = new_capsule(py, Arc::new(ProcessLog))?;
+    let write = bound_function(&raw, PROCESS_LOG_METHODS.get(c"write"))?;
+    let flush = bound_function(&raw, PROCESS_LOG_METHODS.get(c"flush"))?;
+    let buffer_class = bound_function(&raw, PROCESS_LOG_METHODS.get(c"log_buffer_class"))?;
     source
         .take("install_streams")?
-        .call1((py.import("sys")?, raw_stdout, raw_stderr))?;
+        .call1((py.import("sys")?, write, flush, buffer_class))?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! only turns that into Python objects.
 
 use crate::python::objects::{
-    bound_function, create_type, latin1_str, new_handle, MethodTable, METHOD_TABLE_END,
+    bound_function, latin1_str, new_capsule, MethodTable, METHOD_TABLE_END,
 };
 use crate::{handle_method, py_method};
 use pyo3::prelude::*;
@@ -142,14 +142,12 @@ static METRICS_METHODS: MethodTable<2> = MethodTable([
     METHOD_TABLE_END,
 ]);
 
-/// `mod_wsgi.server_metrics` for the interpreter this thread is attached to (its type is made
-/// per interpreter, DESIGN.md rule 5).
+/// `mod_wsgi.server_metrics` for the interpreter this thread is attached to.
 pub fn server_metrics_function(
     py: Python<'_>,
     reader: Option<ScoreboardReader>,
 ) -> PyResult<Bound<'_, PyAny>> {
-    let ty = create_type(py, c"mod_wsgi.ServerMetrics", &METRICS_METHODS, None)?;
-    let handle = new_handle(&ty, Arc::new(MetricsSource(reader)))?;
+    let handle = new_capsule(py, Arc::new(MetricsSource(reader)))?;
     bound_function(&handle, METRICS_METHODS.get(c"server_metrics"))
 }
 

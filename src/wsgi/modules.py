@@ -20,41 +20,6 @@ import codecs as _codecs
 import io as _io
 
 
-class _LogBuffer(_io.BufferedIOBase):
-    """`sys.stdout.buffer`: bytes written here are decoded as UTF-8 (an invalid sequence as
-    U+FFFD) and logged as the text stream logs text."""
-
-    def __init__(self, stream):
-        self._stream = stream
-        self._decoder = None
-
-    @property
-    def name(self):
-        return self._stream.name
-
-    def writable(self):
-        return True
-
-    # Closing it only flushes: the stream is the server's, and `io.TextIOWrapper(sys.stdout.buffer)`
-    # closes it when the wrapper is collected, which must not silence the process's output.
-    @property
-    def closed(self):
-        return False
-
-    def close(self):
-        self.flush()
-
-    def write(self, data):
-        data = memoryview(data).cast("B")
-        if self._decoder is None:
-            self._decoder = _codecs.getincrementaldecoder("utf-8")("replace")
-        self._stream.write(self._decoder.decode(data))
-        return len(data)
-
-    def flush(self):
-        self._stream.flush()
-
-
 class LogStream(_io.TextIOBase):
     """sys.stdout and sys.stderr: text written here goes to Apache's error log, one entry per
     line (attributed to the request the writing thread serves, if any)."""
@@ -62,8 +27,9 @@ class LogStream(_io.TextIOBase):
     line_buffering = True
     write_through = True
 
-    def __init__(self, raw, name):
-        self._raw = raw
+    def __init__(self, raw_write, raw_flush, name):
+        self._raw_write = raw_write
+        self._raw_flush = raw_flush
         self._name = name
         self._encoding = "utf-8"
         self._errors = "replace"
@@ -75,8 +41,12 @@ class LogStream(_io.TextIOBase):
 
     @property
     def buffer(self):
-        # Made when first asked for: most applications never do.
+        # Made when first asked for: most applications never do, and until then the class is
+        # not even compiled (log_buffer.py).
+        global _LogBuffer
         if self._buffer is None:
+            if _LogBuffer is None:
+                _LogBuffer = _log_buffer_class()
             self._buffer = _LogBuffer(self)
         return self._buffer
 
@@ -92,11 +62,11 @@ class LogStream(_io.TextIOBase):
         return True
 
     def write(self, text):
-        self._raw.write(text)
+        self._raw_write(text)
         return len(text)
 
     def flush(self):
-        self._raw.flush()
+        self._raw_flush()
 
     # Closing only flushes, as for wsgi.errors: a `with sys.stdout:` block, or a library closing
     # what it was given, must not break every later print() of the process.
@@ -123,14 +93,20 @@ class LogStream(_io.TextIOBase):
         return "<mod_wsgi.LogStream name=%r>" % self._name
 
 
-def install_streams(sys, raw_stdout, raw_stderr):
-    sys.stdout = LogStream(raw_stdout, "<stdout>")
-    sys.stderr = LogStream(raw_stderr, "<stderr>")
+_LogBuffer = None
+
+
+def install_streams(sys, raw_write, raw_flush, log_buffer_class):
+    global _log_buffer_class
+    _log_buffer_class = log_buffer_class
+    sys.stdout = LogStream(raw_write, raw_flush, "<stdout>")
+    sys.stderr = LogStream(raw_write, raw_flush, "<stderr>")
 
 
 def give_stream_api(cls, name):
     """The attributes of a text stream that libraries look for on wsgi.errors, beyond the
-    write/writelines/flush PEP 3333 asks for."""
+    write/writelines/flush PEP 3333 asks for (its other methods, writable() to __exit__(), are
+    the type's own)."""
     cls.name = name
     cls.encoding = "utf-8"
     cls.errors = "replace"
@@ -138,13 +114,4 @@ def give_stream_api(cls, name):
     cls.write_through = True
     cls.closed = False
     cls.mode = "w"
-    cls.writable = lambda self: True
-    cls.readable = cls.seekable = cls.isatty = lambda self: False
-
-    def fileno(self):
-        raise _io.UnsupportedOperation("fileno")
-
-    cls.fileno = fileno
-    cls.__enter__ = lambda self: self
-    cls.__exit__ = lambda self, *exc: None
     _io.TextIOBase.register(cls)

@@ -12,7 +12,7 @@ use crate::python::detached;
 use crate::python::objects::{MethodTable, METHOD_TABLE_END};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyString};
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
@@ -99,7 +99,7 @@ fn emit(py: Python<'_>, all: bool) {
     }
 }
 
-/// The payload of the raw stream objects behind `sys.stdout` and `sys.stderr`.
+/// The payload of the raw `write` and `flush` functions behind `sys.stdout` and `sys.stderr`.
 pub struct ProcessLog;
 
 handle_method!(
@@ -138,8 +138,26 @@ handle_method!(
     }
 );
 
-pub static PROCESS_LOG_METHODS: MethodTable<3> = MethodTable([
+// The class of `sys.stdout.buffer`, compiled when an application first asks for one.
+handle_method!(
+    process_log_buffer_class,
+    ProcessLog,
+    "log_buffer_class",
+    [],
+    |py, _slf, _log, _args| {
+        let namespace = PyDict::new(py);
+        namespace.set_item("__name__", "mod_wsgi")?;
+        let source = std::ffi::CString::new(include_str!("log_buffer.py")).expect("no NUL");
+        py.run(&source, Some(&namespace), None)?;
+        Ok(namespace
+            .get_item("_LogBuffer")?
+            .expect("defined by log_buffer.py"))
+    }
+);
+
+pub static PROCESS_LOG_METHODS: MethodTable<4> = MethodTable([
     py_method!(c"write", process_log_write),
     py_method!(c"flush", process_log_flush),
+    py_method!(c"log_buffer_class", process_log_buffer_class),
     METHOD_TABLE_END,
 ]);

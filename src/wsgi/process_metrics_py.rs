@@ -4,7 +4,7 @@
 
 use super::process_metrics::{self as pm, Report, BUCKETS};
 use crate::python::objects::METHOD_TABLE_END;
-use crate::python::objects::{bound_function, create_type, new_handle, MethodTable};
+use crate::python::objects::{bound_function, new_capsule, MethodTable};
 use crate::{handle_method, py_method};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyModule};
@@ -135,7 +135,7 @@ static METHODS: MethodTable<3> = MethodTable([
 ]);
 
 /// Adds `process_metrics` and `request_metrics` to the `mod_wsgi` module of the interpreter this
-/// thread is attached to (their type is made per interpreter, DESIGN.md rule 5). The first call
+/// thread is attached to. The first call
 /// in a process, when Python starts, marks the time it started serving (`restart_time`).
 pub fn add_functions(
     py: Python<'_>,
@@ -144,12 +144,11 @@ pub fn add_functions(
     threads_maximum: i32,
 ) -> PyResult<()> {
     pm::process_start();
-    let ty = create_type(py, c"mod_wsgi.ProcessMetrics", &METHODS, None)?;
     let info = ProcessInfo {
         daemon,
         threads_maximum: threads_maximum.max(1) as usize,
     };
-    let handle = new_handle(&ty, Arc::new(info))?;
+    let handle = new_capsule(py, Arc::new(info))?;
     for name in [c"process_metrics", c"request_metrics"] {
         let f = bound_function(&handle, METHODS.get(name))?;
         module.setattr(name.to_str().expect("ASCII"), f)?;
