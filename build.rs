@@ -153,14 +153,17 @@ fn order_hot_code() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,--no-warn-symbol-ordering");
     // The kernel maps a library's pages into a process in 64 KiB blocks around each page touched
     // (fault-around), aligned on the address. Segments aligned to 64 KiB make the loader put the
-    // module on such a boundary (glibc 2.35+), so the blocks fall the same way in every load,
-    // with the listed code starting one. The exception tables, which only a panic reads, go
+    // module on such a boundary (glibc 2.35+), so the blocks fall the same way in every load;
+    // `separate-code` starts the code segment on one, so the listed code fills whole blocks (it
+    // had begun 24 KiB into one, whatever the constants before it added up to). The exception
+    // tables, which only a panic reads, go
     // after `.rodata` and `.eh_frame` instead of before `.rodata`, so a constant read does not
     // map them. The PLT, which the C shims and every thread-local access (`__tls_get_addr`) call
     // through, goes before `.text`, beside the listed code, instead of alone after the cold
     // code, where it cost a block of its own. `.rodata` starts the module, with the constants
     // the serving code reads first (see `hot_constants`). tests/code_layout.rs checks all four.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,max-page-size=65536");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,separate-code");
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let script = out_dir.join("code-layout.ld");
     std::fs::write(

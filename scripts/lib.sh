@@ -68,6 +68,24 @@ LoadModule wsgi_module $3
 EOF
 }
 
+# Drops the page cache's copy of files $@ (a module not in use), so that the processes about to
+# map them read them in as a loaded module's pages are read, by page faults and their
+# read-ahead. Since Linux 6.18 a page fault maps a whole large folio around the page, and how
+# large the cached folios are depends on how the file came into the cache: a module just written
+# by the linker or `cp` can be mapped 128 KiB at a time, where the same module read in on faults
+# is mapped in 64 KiB blocks, and a measurement of what a tree maps would then depend on how the
+# file was last written rather than on its layout.
+evict_page_cache() {
+    sync "$@"
+    /usr/bin/python3 - "$@" <<'EOF'
+import os, sys
+for path in sys.argv[1:]:
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+EOF
+}
+
 # Starts Apache with the benchmark harness's own configuration for mode $2 (embedded|daemon)
 # and module $1, on 127.0.0.1:$4, with its run directory under $3 (../shared/bench, or
 # $BENCH_DIR); returns once /hello answers. Apache's pid is then in $3/run/httpd.pid. Used by

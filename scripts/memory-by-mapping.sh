@@ -22,6 +22,7 @@ chmod 0755 "$work"
 trap 'rm -rf "$work"' EXIT
 
 head -c 1048576 /dev/zero | tr '\0' a >"$work/body"
+evict_page_cache "$module"
 start_bench_apache "$module" "$mode" "$work" "$port"
 for app in environ/sub big file; do
     curl -s -o /dev/null --max-time 20 "http://127.0.0.1:$port/$app"

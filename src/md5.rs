@@ -66,7 +66,13 @@ pub fn digest(data: &[u8]) -> [u8; 16] {
 
 /// The digest as 32 lowercase hex digits.
 pub fn hex_digest(data: &[u8]) -> String {
-    digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(32);
+    for b in digest(data) {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 15)] as char);
+    }
+    hex
 }
 
 #[cfg(test)]

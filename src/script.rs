@@ -7,7 +7,6 @@ use crate::python::objects::{compile_module_source, sys_modules};
 use crate::wsgi::interp::Names;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// Why no application could be had from a script.
@@ -70,17 +69,19 @@ impl LoadError {
     }
 }
 
-/// Module names by script path, so the digest is computed once per script.
-static MODULE_NAMES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+/// Module names by script path, so the digest is computed once per script. A list: a process
+/// serves a handful of scripts, and a hash map would bring its hashing and random keys (3 KB of
+/// code) into every request's path.
+static MODULE_NAMES: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
-fn module_names() -> MutexGuard<'static, Option<HashMap<String, String>>> {
+fn module_names() -> MutexGuard<'static, Vec<(String, String)>> {
     MODULE_NAMES
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn module_name(path: &str) -> String {
-    if let Some(name) = module_names().get_or_insert_with(HashMap::new).get(path) {
+    if let Some((_, name)) = module_names().iter().find(|(p, _)| p == path) {
         return name.clone();
     }
     // On a file system that ignores case, `/srv/App.wsgi` and `/srv/app.wsgi` are one script
@@ -90,10 +91,12 @@ fn module_name(path: &str) -> String {
     } else {
         crate::md5::hex_digest(path.to_ascii_lowercase().as_bytes())
     };
-    let name = format!("_mod_wsgi_{digest}");
-    module_names()
-        .get_or_insert_with(HashMap::new)
-        .insert(path.to_string(), name.clone());
+    // Not format!(): see note_loading.
+    let name = ["_mod_wsgi_", &digest].concat();
+    let mut names = module_names();
+    if !names.iter().any(|(p, _)| p == path) {
+        names.push((path.to_string(), name.clone()));
+    }
     name
 }
 
@@ -157,8 +160,7 @@ fn load_module<'py>(
     path: &str,
     mtime: i64,
 ) -> Result<Bound<'py, PyAny>, LoadError> {
-    let source = std::fs::read(path).map_err(|e| LoadError::Unreadable(os_error(py, &e, path)))?;
-    let code = compile_module_source(py, &source, path).map_err(LoadError::Unreadable)?;
+    let code = compiled_script(py, path)?;
     let run = || -> PyResult<Bound<'py, PyAny>> {
         let builtins = py.import("builtins")?;
         let module = PyModule::new(py, name)?;
@@ -174,6 +176,14 @@ fn load_module<'py>(
         Ok(module.into_any())
     };
     run().map_err(LoadError::Failed)
+}
+
+/// The script at `path`, read and compiled. Apart from [`load_module`], so that neither its
+/// source nor this work's frame stays on the stack, or in memory, while the script runs.
+#[inline(never)]
+fn compiled_script<'py>(py: Python<'py>, path: &str) -> Result<Bound<'py, PyAny>, LoadError> {
+    let source = std::fs::read(path).map_err(|e| LoadError::Unreadable(os_error(py, &e, path)))?;
+    compile_module_source(py, &source, path).map_err(LoadError::Unreadable)
 }
 
 /// The Python exception for a failure to read `path`, as `open()` would raise it
@@ -269,20 +279,26 @@ pub fn load_application<'py>(
 fn note_loading(py: Python<'_>, path: &str, again: bool) {
     let objects = crate::wsgi::interp::objects(py);
     let what = if again {
-        format!("Reloading WSGI script '{path}'.")
+        "Reloading WSGI script '"
     } else {
-        format!("Loading Python script file '{path}'.")
+        "Loading Python script file '"
     };
-    crate::wsgi::process_log::log(
-        py,
-        crate::wsgi::Level::Info,
-        &format!(
-            "mod_wsgi (pid={}, process='{}', application='{}'): {what}",
-            std::process::id(),
-            objects.process_group,
-            objects.group
-        ),
-    );
+    // Joined rather than format!(): nothing else a serving process runs formats, so this keeps
+    // the formatting machinery (5 KB of code) out of the pages every Apache process maps.
+    let line = [
+        "mod_wsgi (pid=",
+        &std::process::id().to_string(),
+        ", process='",
+        &objects.process_group,
+        "', application='",
+        &objects.group,
+        "'): ",
+        what,
+        path,
+        "'.",
+    ]
+    .concat();
+    crate::wsgi::process_log::log(py, crate::wsgi::Level::Info, &line);
 }
 
 /// Whether the script at `path` was loaded completely into the attached interpreter and has
@@ -326,6 +342,14 @@ fn callable_of<'py>(
 pub fn modification_time(meta: &std::fs::Metadata) -> i64 {
     use std::os::unix::fs::MetadataExt;
     meta.mtime() * 1_000_000 + meta.mtime_nsec() / 1_000
+}
+
+/// [`modification_time`] of the file at `path`, 0 if it cannot be read (which then fails to
+/// load and is logged). Not inlined: a file's metadata is 150 bytes that would otherwise sit in
+/// the caller's frame, on the stack below which the application then runs.
+#[inline(never)]
+pub fn file_modification_time(path: &str) -> i64 {
+    std::fs::metadata(path).map_or(0, |m| modification_time(&m))
 }
 
 /// What importing a script at process start did.

@@ -227,6 +227,18 @@ fn the_module_loads_on_64_kib_blocks_with_its_exception_tables_last_and_its_plt_
             "not 64 KiB aligned: {load}"
         );
     }
+    // The code starts a block (`-z separate-code`), so the listed functions fill whole blocks:
+    // begun 24 KiB into one, the serving code of an embedded tree took three blocks, not two.
+    let code = loads
+        .iter()
+        .find(|l| l.contains(" R E "))
+        .unwrap_or_else(|| panic!("no code segment in:\n{segments}"));
+    let code_address = code
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+        .unwrap_or_else(|| panic!("no address in {code}"));
+    assert_eq!(code_address % 0x10000, 0, "code not on a block: {code}");
     let sections = readelf(&["--section-headers", "--wide"]);
     let address = |name: &str| {
         section_address(&sections, name).unwrap_or_else(|| panic!("no {name} in:\n{sections}"))

@@ -402,48 +402,59 @@ unsafe extern "C" fn access_checker(r: *mut ap::request_rec) -> c_int {
         ap::HTTP_INTERNAL_SERVER_ERROR as c_int,
         || {
             // SAFETY: httpd calls the hook with a live request.
-            let Some(script) = unsafe { dir_config(r) }.access_script.clone() else {
-                return ap::DECLINED;
-            };
-            // SAFETY: live request and connection; the host string is httpd's (or null).
-            let host = unsafe {
-                let mut host = ap::ap_get_remote_host(
-                    (*r).connection,
-                    (*r).per_dir_config as *mut c_void,
-                    ap::REMOTE_HOST as c_int,
-                    ptr::null_mut(),
-                );
-                if host.is_null() {
-                    host = (*r).useragent_ip;
-                }
-                (!host.is_null()).then(|| String::from_utf8_lossy(c_bytes(host)).into_owned())
-            };
-            // SAFETY: live request.
-            let allow = unsafe {
-                with_hook_call(r, &script, "WSGIAccessScript", |py, call| {
-                    auth::allow_access(py, call, host.as_deref())
-                })
-            };
-            match allow {
-                Some(None) => ap::DECLINED,
-                Some(Some(true)) => ap::OK as c_int,
-                _ => {
-                    // SAFETY: live request.
-                    let filename = unsafe { c_bytes((*r).filename) };
-                    request_log(
-                        r,
-                        APLOG_ERR,
-                        &format!(
-                            "mod_wsgi (pid={}): Client denied by server configuration: '{}'.",
-                            std::process::id(),
-                            String::from_utf8_lossy(filename)
-                        ),
-                    );
-                    ap::HTTP_FORBIDDEN as c_int
-                }
+            match unsafe { dir_config(r) }.access_script.as_ref() {
+                None => ap::DECLINED,
+                // SAFETY: as above.
+                Some(script) => unsafe { check_access(r, script) },
             }
         },
     )
+}
+
+/// `WSGIAccessScript`'s answer for `r`. Apart from the hook, which every request calls: only a
+/// configuration with the script runs this, so its code stays out of the other servers' pages.
+///
+/// # Safety
+/// `r` must be the live request of the hook call.
+#[inline(never)]
+unsafe fn check_access(r: *mut ap::request_rec, script: &HookScript) -> c_int {
+    // SAFETY: live request and connection; the host string is httpd's (or null).
+    let host = unsafe {
+        let mut host = ap::ap_get_remote_host(
+            (*r).connection,
+            (*r).per_dir_config as *mut c_void,
+            ap::REMOTE_HOST as c_int,
+            ptr::null_mut(),
+        );
+        if host.is_null() {
+            host = (*r).useragent_ip;
+        }
+        (!host.is_null()).then(|| String::from_utf8_lossy(c_bytes(host)).into_owned())
+    };
+    // SAFETY: live request.
+    let allow = unsafe {
+        with_hook_call(r, script, "WSGIAccessScript", |py, call| {
+            auth::allow_access(py, call, host.as_deref())
+        })
+    };
+    match allow {
+        Some(None) => ap::DECLINED,
+        Some(Some(true)) => ap::OK as c_int,
+        _ => {
+            // SAFETY: live request.
+            let filename = unsafe { c_bytes((*r).filename) };
+            request_log(
+                r,
+                APLOG_ERR,
+                &format!(
+                    "mod_wsgi (pid={}): Client denied by server configuration: '{}'.",
+                    std::process::id(),
+                    String::from_utf8_lossy(filename)
+                ),
+            );
+            ap::HTTP_FORBIDDEN as c_int
+        }
+    }
 }
 
 /// A provider named in the configuration where no script is set: logged, and `failed`.

@@ -6,7 +6,7 @@ use super::bindings as ap;
 use super::config::dir_config;
 use super::hooks::{application_group, callable_object, process_group, request_facts};
 use super::request::Request;
-use crate::config::RequestSettings;
+use crate::config::{HookScript, RequestSettings};
 use crate::wsgi::dispatch::{ask, Overrides};
 use crate::wsgi::environ::complete_cgi_vars;
 use std::os::raw::c_int;
@@ -20,11 +20,28 @@ pub(super) unsafe fn apply(
     r: *mut ap::request_rec,
     settings: &mut RequestSettings,
 ) -> Result<(), c_int> {
+    // SAFETY: live request (caller's contract).
+    match unsafe { dir_config(r) }.dispatch_script.as_ref() {
+        None => Ok(()),
+        // SAFETY: as above.
+        Some(script) => unsafe { dispatch(r, script, settings) },
+    }
+}
+
+/// Asks `script` about `r` and applies its answer. Apart from [`apply`], which every request
+/// calls: only a configuration with the script runs this, so its code stays out of the other
+/// servers' pages.
+///
+/// # Safety
+/// `r` must be the live request of the handler call.
+#[inline(never)]
+unsafe fn dispatch(
+    r: *mut ap::request_rec,
+    script: &HookScript,
+    settings: &mut RequestSettings,
+) -> Result<(), c_int> {
     // SAFETY: live request (caller's contract) for every call below.
     unsafe {
-        let Some(script) = dir_config(r).dispatch_script.as_ref() else {
-            return Ok(());
-        };
         // The environ the application would get (C builds it before dispatching).
         let mut seen = settings.clone();
         seen.application_group = application_group(r, seen.configured_application_group.as_deref());

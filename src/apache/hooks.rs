@@ -788,12 +788,7 @@ unsafe fn serve_embedded(
         let (script, mtime) = match settings.handler_script.as_deref() {
             // Not the file the request maps to: its own modification time (0 if it cannot be
             // read, which then fails to load and is logged).
-            Some(script) => (
-                script,
-                std::fs::metadata(script)
-                    .map(|m| crate::script::modification_time(&m))
-                    .unwrap_or(0),
-            ),
+            Some(script) => (script, crate::script::file_modification_time(script)),
             None => (resource.as_str(), (*r).finfo.mtime),
         };
         let group = settings.application_group.clone();
@@ -914,6 +909,7 @@ fn not_attached(r: *mut ap::request_rec, error: python::AttachError, group: &str
 ///
 /// # Safety
 /// `r` must be the live request of the handler call; the Request must not outlive it.
+#[inline(never)]
 pub(super) unsafe fn prepare_request(
     r: *mut ap::request_rec,
     settings: &mut RequestSettings,

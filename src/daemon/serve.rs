@@ -199,7 +199,7 @@ fn run_request(
         }
         _ => std::borrow::Cow::Borrowed(script.as_str()),
     };
-    let mtime = script_mtime(&script);
+    let mtime = crate::script::file_modification_time(&script);
     let client = format!(
         "{}:{}",
         String::from_utf8_lossy(head.vars.get("REMOTE_ADDR").unwrap_or_default()),
@@ -310,14 +310,6 @@ fn reject(status: u16, msg: &str) -> Vec<u8> {
     let mut payload = Vec::with_capacity(msg.len() + 2);
     wire::encode_reject(status, msg, &mut payload);
     payload
-}
-
-/// The script's modification time in microseconds (Apache's apr_time_t), 0 if it cannot be
-/// read (loading it then fails with the reason).
-fn script_mtime(path: &str) -> i64 {
-    std::fs::metadata(path)
-        .map(|m| crate::script::modification_time(&m))
-        .unwrap_or(0)
 }
 
 /// Imports one of the group's start-up scripts into its interpreter.

@@ -223,6 +223,14 @@ fn group_thread_state(group: &str) -> Result<*mut ffi::PyThreadState, AttachErro
     if group.is_empty() {
         return Ok(main_thread_state());
     }
+    sub_interpreter_thread_state(group)
+}
+
+/// This thread's thread state for application group `group`'s sub-interpreter. Apart from
+/// [`group_thread_state`]: a server whose applications all run in the main interpreter
+/// (`%{GLOBAL}`) never runs this, so its code stays out of that server's pages.
+#[inline(never)]
+fn sub_interpreter_thread_state(group: &str) -> Result<*mut ffi::PyThreadState, AttachError> {
     let known = GROUPS.with(|g| {
         g.borrow()
             .iter()

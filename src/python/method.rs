@@ -31,6 +31,35 @@ pub struct Args<'py> {
 }
 
 impl<'py> Args<'py> {
+    /// The arguments CPython passed, checked against `params`. Not generic, so the methods
+    /// share its code rather than each inlining a copy.
+    ///
+    /// # Safety
+    /// `args` must be a tuple and `kwargs` null or a dict, borrowed for the call.
+    #[inline(never)]
+    unsafe fn new(
+        py: Python<'py>,
+        args: *mut ffi::PyObject,
+        kwargs: *mut ffi::PyObject,
+        func: &'static str,
+        params: &[&str],
+    ) -> PyResult<Args<'py>> {
+        // SAFETY: by this function's contract.
+        let (positional, keywords) = unsafe {
+            let positional = Borrowed::from_ptr(py, args).cast_unchecked::<PyTuple>();
+            let keywords = Borrowed::from_ptr_or_opt(py, kwargs)
+                .map(|k| k.cast_unchecked::<PyDict>().to_owned());
+            (positional, keywords)
+        };
+        let args = Args {
+            func,
+            positional: positional.iter().collect(),
+            keywords,
+        };
+        args.check(params)?;
+        Ok(args)
+    }
+
     /// Argument `index`/`name`; None when absent or None.
     pub fn get(&self, index: usize, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
         let by_name = match &self.keywords {
@@ -114,20 +143,11 @@ pub unsafe fn method<'py, T>(
     guarded(|| {
         // SAFETY: by this function's contract: slf is a live handle with a T payload, and the
         // argument objects are borrowed for the duration of the call.
-        let (this, payload, positional, keywords) = unsafe {
+        let (this, payload, args) = unsafe {
             let this = Borrowed::from_ptr(py, slf).to_owned();
             let payload = payload::<T>(slf).expect("handle payload");
-            let positional = Borrowed::from_ptr(py, args).cast_unchecked::<PyTuple>();
-            let keywords = Borrowed::from_ptr_or_opt(py, kwargs)
-                .map(|k| k.cast_unchecked::<PyDict>().to_owned());
-            (this, payload, positional, keywords)
+            (this, payload, Args::new(py, args, kwargs, name, params)?)
         };
-        let args = Args {
-            func: name,
-            positional: positional.iter().collect(),
-            keywords,
-        };
-        args.check(params)?;
         Ok(body(&this, payload, &args)?.into_ptr())
     })
 }

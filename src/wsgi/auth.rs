@@ -7,7 +7,7 @@ use super::environ::CgiVars;
 use super::Level;
 use crate::python::objects::latin1_str;
 use crate::python::scoped::Scoped;
-use crate::script::{load_application, modification_time, LoadError};
+use crate::script::{file_modification_time, load_application, LoadError};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PyString, PyTuple};
@@ -253,9 +253,7 @@ fn call_hook<'py>(
     hook: Hook,
     args: impl FnOnce(Bound<'py, PyDict>) -> PyResult<Bound<'py, PyAny>>,
 ) -> Option<Bound<'py, PyAny>> {
-    let mtime = std::fs::metadata(call.script)
-        .map(|m| modification_time(&m))
-        .unwrap_or(0);
+    let mtime = file_modification_time(call.script);
     let report = |py: Python<'_>, err: &PyErr| {
         log_exception(py, call, err);
     };

@@ -5,7 +5,7 @@
 //! or an answer of another type fails the request.
 
 use super::auth::{environ, log_exception, HookCall, Logged};
-use crate::script::{load_application, modification_time, LoadError};
+use crate::script::{file_modification_time, load_application, LoadError};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -27,9 +27,7 @@ const QUESTIONS: [(&str, &str); 3] = [
 
 /// Loads the dispatch script (again, if it changed) and asks its functions.
 pub fn ask(py: Python<'_>, call: &HookCall<'_>) -> Result<Overrides, Logged> {
-    let mtime = std::fs::metadata(call.script)
-        .map(|m| modification_time(&m))
-        .unwrap_or(0);
+    let mtime = file_modification_time(call.script);
     let report = |py: Python<'_>, err: &PyErr| {
         log_exception(py, call, err);
     };

@@ -296,6 +296,9 @@ pub fn request_started<'py>(
     }
 }
 
+// The publishing itself is apart from the checks every request makes (here and below): only a
+// process with a subscriber runs it, so its code stays out of the other servers' pages.
+#[inline(never)]
 fn publish_request_started<'py>(
     py: Python<'py>,
     events: &InterpEvents,
@@ -351,22 +354,30 @@ pub fn response_started(
     let Some(events) = serving().filter(|e| e.subscribed(py)) else {
         return;
     };
-    let published = (|| -> PyResult<()> {
-        let (id, data) = request_facts(py, events)?;
-        let event = new_event(py, id)?;
-        event.set_item("response_status", status)?;
-        event.set_item("response_headers", headers)?;
-        match exc_info {
-            Some(info) => event.set_item("exception_info", info)?,
-            None => event.set_item("exception_info", py.None())?,
-        }
-        event.set_item("request_data", data)?;
-        publish(py, events, "response_started", &event);
-        Ok(())
-    })();
-    if let Err(e) = published {
+    if let Err(e) = publish_response_started(py, events, status, headers, exc_info) {
         log_callback_error(py, &e);
     }
+}
+
+#[inline(never)]
+fn publish_response_started(
+    py: Python<'_>,
+    events: &InterpEvents,
+    status: &Bound<'_, PyAny>,
+    headers: &Bound<'_, PyAny>,
+    exc_info: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let (id, data) = request_facts(py, events)?;
+    let event = new_event(py, id)?;
+    event.set_item("response_status", status)?;
+    event.set_item("response_headers", headers)?;
+    match exc_info {
+        Some(info) => event.set_item("exception_info", info)?,
+        None => event.set_item("exception_info", py.None())?,
+    }
+    event.set_item("request_data", data)?;
+    publish(py, events, "response_started", &event);
+    Ok(())
 }
 
 /// Publishes `request_exception` (after the application's exception was logged) if anybody
@@ -458,42 +469,48 @@ pub fn request_finished(py: Python<'_>, stats: impl FnOnce() -> IoStats) {
         return;
     };
     let finish_us = now_micros();
-    let published = (|| -> PyResult<()> {
-        let stats = stats();
-        let (cpu_start, app_start_us) = RECORD.with(|record| {
-            let c = lock(&record.0);
-            (c.cpu_start, c.app_start_us)
-        });
-        let (id, data) = request_facts(py, events)?;
-        let event = new_event(py, id)?;
-        event.set_item("input_reads", stats.input_reads)?;
-        event.set_item("input_length", stats.input_length)?;
-        event.set_item("input_time", stats.input_time.as_secs_f64())?;
-        event.set_item("output_length", stats.output_length)?;
-        event.set_item("output_writes", stats.output_writes)?;
-        let application_time = if app_start_us > 0 {
-            seconds(finish_us - app_start_us).max(0.0)
-        } else {
-            0.0
-        };
-        // C leaves the CPU times out when the thread had used none when the request started.
-        if let Some(start) = cpu_start.filter(|s| s.0 != 0.0) {
-            if let Ok(end) = thread_cpu(py) {
-                let (user, system) = cpu_split(start, end, application_time);
-                event.set_item("cpu_user_time", user)?;
-                event.set_item("cpu_system_time", system)?;
-            }
-        }
-        event.set_item("output_time", stats.output_time.as_secs_f64())?;
-        event.set_item("application_finish", seconds(finish_us))?;
-        event.set_item("application_time", application_time)?;
-        event.set_item("request_data", data)?;
-        publish(py, events, "request_finished", &event);
-        Ok(())
-    })();
-    if let Err(e) = published {
+    if let Err(e) = publish_request_finished(py, events, stats(), finish_us) {
         log_callback_error(py, &e);
     }
+}
+
+#[inline(never)]
+fn publish_request_finished(
+    py: Python<'_>,
+    events: &InterpEvents,
+    stats: IoStats,
+    finish_us: i64,
+) -> PyResult<()> {
+    let (cpu_start, app_start_us) = RECORD.with(|record| {
+        let c = lock(&record.0);
+        (c.cpu_start, c.app_start_us)
+    });
+    let (id, data) = request_facts(py, events)?;
+    let event = new_event(py, id)?;
+    event.set_item("input_reads", stats.input_reads)?;
+    event.set_item("input_length", stats.input_length)?;
+    event.set_item("input_time", stats.input_time.as_secs_f64())?;
+    event.set_item("output_length", stats.output_length)?;
+    event.set_item("output_writes", stats.output_writes)?;
+    let application_time = if app_start_us > 0 {
+        seconds(finish_us - app_start_us).max(0.0)
+    } else {
+        0.0
+    };
+    // C leaves the CPU times out when the thread had used none when the request started.
+    if let Some(start) = cpu_start.filter(|s| s.0 != 0.0) {
+        if let Ok(end) = thread_cpu(py) {
+            let (user, system) = cpu_split(start, end, application_time);
+            event.set_item("cpu_user_time", user)?;
+            event.set_item("cpu_system_time", system)?;
+        }
+    }
+    event.set_item("output_time", stats.output_time.as_secs_f64())?;
+    event.set_item("application_finish", seconds(finish_us))?;
+    event.set_item("application_time", application_time)?;
+    event.set_item("request_data", data)?;
+    publish(py, events, "request_finished", &event);
+    Ok(())
 }
 
 /// Why the process stops, for `process_stopping` (C's `wsgi_shutdown_reason`): '' unless a
