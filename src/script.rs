@@ -3,7 +3,7 @@
 //! modification time changes. The same script in two groups is two modules, loaded separately.
 
 use crate::python::detached;
-use crate::python::objects::{compile_module_source, sys_modules};
+use crate::python::objects::{compile_module_source, exec_module_code, sys_modules};
 use crate::wsgi::interp::Names;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
@@ -160,22 +160,34 @@ fn load_module<'py>(
     path: &str,
     mtime: i64,
 ) -> Result<Bound<'py, PyAny>, LoadError> {
+    // The script runs on the request thread's stack below this frame, as deep as everything it
+    // imports goes, and a thread keeps each page of stack it touched: the work around the run
+    // is in functions of their own, and the code runs without a call through `exec()`.
     let code = compiled_script(py, path)?;
-    let run = || -> PyResult<Bound<'py, PyAny>> {
-        let builtins = py.import("builtins")?;
-        let module = PyModule::new(py, name)?;
-        module.setattr("__file__", path)?;
-        describe_origin(py, &module, name, path);
-        let modules = sys_modules(py)?;
-        modules.set_item(name, &module)?;
-        let ran = builtins.getattr("exec")?.call1((code, module.dict()));
-        if let Err(e) = ran.and_then(|_| module.setattr("__mtime__", mtime)) {
+    let module = registered_module(py, name, path).map_err(LoadError::Failed)?;
+    let ran = exec_module_code(py, &code, &module.dict())
+        .and_then(|()| module.setattr("__mtime__", mtime));
+    if let Err(e) = ran {
+        if let Ok(modules) = sys_modules(py) {
             let _ = modules.del_item(name);
-            return Err(e);
         }
-        Ok(module.into_any())
-    };
-    run().map_err(LoadError::Failed)
+        return Err(LoadError::Failed(e));
+    }
+    Ok(module.into_any())
+}
+
+/// A new module for the script at `path`, registered in `sys.modules` as `name`.
+#[inline(never)]
+fn registered_module<'py>(
+    py: Python<'py>,
+    name: &str,
+    path: &str,
+) -> PyResult<Bound<'py, PyModule>> {
+    let module = PyModule::new(py, name)?;
+    module.setattr("__file__", path)?;
+    describe_origin(py, &module, name, path);
+    sys_modules(py)?.set_item(name, &module)?;
+    Ok(module)
 }
 
 /// The script at `path`, read and compiled. Apart from [`load_module`], so that neither its

@@ -6,6 +6,7 @@
 use super::now_us;
 use super::unix::{self, RetryPolicy};
 use super::wire::{self, DeclaredBody, FrameReader, FrameWriter, Kind, RequestHead};
+use crate::wsgi::io::log_failure;
 use crate::wsgi::{Level, Pulled, RequestIo};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -93,9 +94,10 @@ pub fn forward(target: &Target<'_>, head: &mut RequestHead, io: &mut dyn Request
                         std::thread::sleep(Duration::from_millis(pause));
                         continue;
                     }
-                    io.log(
+                    log_failure(
+                        io,
                         Level::Error,
-                        &format!(
+                        format_args!(
                             "mod_wsgi: Daemon process group '{}' kept restarting instead of \
                              taking request {request_id} ({restarts} attempts).",
                             target.group
@@ -143,9 +145,10 @@ fn connect(
         } else {
             String::new()
         };
-        io.log(
+        log_failure(
+            io,
             Level::Error,
-            &format!(
+            format_args!(
                 "mod_wsgi: Unable to connect to WSGI daemon process '{}' on '{}' as user with \
                  uid={uid}{waited}: {err}",
                 target.group,
@@ -206,9 +209,10 @@ fn exchange(
     let fail = |io: &mut dyn RequestIo, stage: Stage, what: &str| -> Attempt {
         match stage {
             Stage::Sent => {
-                io.log(
+                log_failure(
+                    io,
                     Level::Error,
-                    &format!(
+                    format_args!(
                         "mod_wsgi: Daemon process group '{group}' {what} before sending \
                          response headers for request {request_id}: the process serving it \
                          died (its supervisor logs its pid and how it ended)."
@@ -217,9 +221,10 @@ fn exchange(
                 Attempt::Finished(Exchange::Status(502))
             }
             Stage::Sending => {
-                io.log(
+                log_failure(
+                    io,
                     Level::Error,
-                    &format!(
+                    format_args!(
                         "mod_wsgi: Daemon process group '{group}' {what} in the middle of the \
                          response to request {request_id}; the response is truncated."
                     ),
@@ -252,9 +257,10 @@ fn exchange(
                 let secs = target.io_timeout.as_secs();
                 return match stage {
                     Stage::Sent => {
-                        io.log(
+                        log_failure(
+                            io,
                             Level::Error,
-                            &format!(
+                            format_args!(
                                 "mod_wsgi: Timeout waiting for daemon process group '{group}' \
                                  for response headers: socket-timeout of {secs} seconds \
                                  expired for request {request_id} (the application is slow, \
@@ -285,17 +291,18 @@ fn exchange(
                 let head = match wire::decode_response_head(frame.payload) {
                     Ok(head) => head,
                     Err(e) => {
-                        io.log(
+                        log_failure(io,
                             Level::Error,
-                            &format!("mod_wsgi: Malformed response headers from daemon process group '{group}': {e}"),
+                            format_args!("mod_wsgi: Malformed response headers from daemon process group '{group}': {e}"),
                         );
                         return Attempt::Finished(Exchange::Status(500));
                     }
                 };
                 if let Some(problem) = header_problem(&head, target.header_buffer_size) {
-                    io.log(
+                    log_failure(
+                        io,
                         Level::Error,
-                        &format!(
+                        format_args!(
                             "mod_wsgi: Response headers from daemon process group '{group}' \
                              refused for request {request_id}: {problem}"
                         ),
@@ -303,7 +310,7 @@ fn exchange(
                     return Attempt::Finished(Exchange::Status(500));
                 }
                 if let Err(e) = io.send_headers(&head) {
-                    io.log(Level::Error, &format!("mod_wsgi: {e}"));
+                    log_failure(io, Level::Error, format_args!("mod_wsgi: {e}"));
                     return Attempt::Finished(Exchange::Status(500));
                 }
                 if let Some(timeout) = target.response_timeout {

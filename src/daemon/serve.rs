@@ -33,7 +33,10 @@ pub enum Served {
 
 /// Logs why a connection was refused, at most once a second per process (with how many were
 /// refused since): whoever may connect must not be able to flood the error log.
-fn log_refusal(plan: &GroupPlan, line: String) {
+#[cold]
+#[inline(never)]
+fn log_refusal(plan: &GroupPlan, line: std::fmt::Arguments<'_>) {
+    let line = line.to_string();
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST_SECOND: AtomicU64 = AtomicU64::new(0);
     static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
@@ -85,7 +88,7 @@ pub fn connection(
         Ok(peer) => {
             log_refusal(
                 plan,
-                format!(
+                format_args!(
                     "{tag}: Request origin could not be validated: connection to daemon process \
                      group '{}' from pid {} with uid {} refused (only Apache's children may \
                      connect).",
@@ -120,7 +123,7 @@ pub fn connection(
         Ok(_) => {
             log_refusal(
                 plan,
-                format!(
+                format_args!(
                     "{tag}: Request origin could not be validated: a request to daemon process \
                      group '{}' carried the wrong secret.",
                     plan.name
@@ -131,7 +134,7 @@ pub fn connection(
         Err(e) => {
             log_refusal(
                 plan,
-                format!(
+                format_args!(
                     "{tag}: Request origin could not be validated: unreadable request to daemon \
                      process group '{}' ({e}).",
                     plan.name
@@ -147,18 +150,7 @@ pub fn connection(
     }
     let _serving = Serving(board.clone());
     if let Some(status) = queue_expired(plan, &head, daemon_start) {
-        let msg = format!(
-            "{tag}: Queue timeout expired for WSGI daemon process '{}': the request waited \
-             longer than queue-timeout ({} seconds).",
-            plan.name,
-            plan.options.queue_timeout.as_secs()
-        );
-        plan.log(Level::Error, &msg);
-        let mut w = lock(&writer);
-        let _ = w
-            .frame(Kind::Reject, &reject(status, &msg))
-            .and_then(|()| w.flush());
-        return Served::Done;
+        return queue_timed_out(plan, status, &writer);
     }
     head.vars
         .set("mod_wsgi.daemon_start", daemon_start.to_string());
@@ -167,6 +159,25 @@ pub fn connection(
         head.vars.get("mod_wsgi.ignore_activity") == Some(b"1"),
     );
     run_request(head, reader, writer, board, timers)
+}
+
+/// Answers a request that waited too long (see [`queue_expired`]) with `status`, and logs it.
+#[cold]
+#[inline(never)]
+fn queue_timed_out(plan: &GroupPlan, status: u16, writer: &SharedWriter) -> Served {
+    let msg = format!(
+        "{}: Queue timeout expired for WSGI daemon process '{}': the request waited longer \
+         than queue-timeout ({} seconds).",
+        plan.tag(),
+        plan.name,
+        plan.options.queue_timeout.as_secs()
+    );
+    plan.log(Level::Error, &msg);
+    let mut w = lock(writer);
+    let _ = w
+        .frame(Kind::Reject, &reject(status, &msg))
+        .and_then(|()| w.flush());
+    Served::Done
 }
 
 /// Refuses a request that waited for a process longer than queue-timeout (counted from when the

@@ -46,11 +46,20 @@ struct Stopping {
 
 /// The supervisor's whole life, in the forked process; never returns.
 pub fn run(mut plan: GroupPlan) -> ! {
+    let (signals, slots) = set_up(&mut plan);
+    supervise(&plan, &signals, slots)
+}
+
+/// The supervisor's start: its identity and environment, the signals it waits for, and a slot
+/// per process. Apart from the loop, so that its code is start-up code, unmapped once it has
+/// run, not serving code every supervisor keeps.
+#[inline(never)]
+fn set_up(plan: &mut GroupPlan) -> (Vec<libc::c_int>, Vec<Slot>) {
     let name = plan.name.clone();
     plan.token =
         (plan.forget_inherited)(plan.listener, &name, plan.identity.uid, plan.identity.gid);
     process::set_thread_name(&format!("wsgi-sv:{name}"));
-    if let Err(e) = prepare_process(&plan) {
+    if let Err(e) = prepare_process(plan) {
         plan.log(
             Level::Error,
             &format!(
@@ -68,7 +77,7 @@ pub fn run(mut plan: GroupPlan) -> ! {
     let mut signals = CONTROL_SIGNALS.to_vec();
     signals.push(libc::SIGCHLD);
     process::mask_signals(&signals, true);
-    let mut slots: Vec<Slot> = (0..plan.options.processes.max(1))
+    let slots: Vec<Slot> = (0..plan.options.processes.max(1))
         .map(|_| Slot {
             pid: None,
             started: Instant::now(),
@@ -79,14 +88,21 @@ pub fn run(mut plan: GroupPlan) -> ! {
                 .map(Arc::new),
         })
         .collect();
+    (signals, slots)
+}
+
+/// Keeps the group's processes running until the supervisor is told to stop, then stops them
+/// and exits. Serving code (scripts/hot-symbols.sh profiles this loop so), from where the
+/// start-up code is let go: returning into start-up code would map it again.
+#[inline(never)]
+fn supervise(plan: &GroupPlan, signals: &[libc::c_int], mut slots: Vec<Slot>) -> ! {
+    process::release_start_up_code();
     let mut replaced: Vec<Stopping> = Vec::new();
     let mut stopping = false;
-    // What follows is serving code (scripts/hot-symbols.sh profiles this loop so).
-    process::release_start_up_code();
     loop {
         if !stopping {
-            replace_stopping(&plan, &mut slots, &mut replaced);
-            start_due(&plan, &mut slots);
+            replace_stopping(plan, &mut slots, &mut replaced);
+            start_due(plan, &mut slots);
         } else if slots.iter().all(|s| s.pid.is_none()) && replaced.is_empty() {
             process::exit_now(0);
         }
@@ -94,7 +110,7 @@ pub fn run(mut plan: GroupPlan) -> ! {
         let timeout = next_due
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(60));
-        match process::wait_signal(&signals, Some(timeout)) {
+        match process::wait_signal(signals, Some(timeout)) {
             Some(libc::SIGCHLD) | None => {}
             Some(libc::SIGUSR1) if !stopping => forward(&slots, libc::SIGUSR1),
             Some(libc::SIGUSR1) => {}
@@ -110,12 +126,12 @@ pub fn run(mut plan: GroupPlan) -> ! {
             if let Some(slot) = slots.iter_mut().find(|s| s.pid == Some(pid)) {
                 slot.pid = None;
                 if !stopping {
-                    note_death(&plan, slot, pid, ended);
+                    note_death(plan, slot, pid, ended);
                 }
             } else if let Some(at) = replaced.iter().position(|r| r.pid == pid) {
                 let old = replaced.swap_remove(at);
                 if !stopping {
-                    note_replaced_death(&plan, &old, ended);
+                    note_replaced_death(plan, &old, ended);
                 }
             }
         }

@@ -120,3 +120,12 @@ pub trait RequestIo: Send {
     /// Writes one line to the server's error log, attributed to this request.
     fn log(&mut self, level: Level, msg: &str);
 }
+
+/// Logs a failure's line, formatted here: a function of its own (and marked cold), so that the
+/// formatting of what is rarely logged stays out of the body, and the pages, of the code that
+/// serves requests.
+#[cold]
+#[inline(never)]
+pub fn log_failure(io: &mut dyn RequestIo, level: Level, line: std::fmt::Arguments<'_>) {
+    io.log(level, &line.to_string());
+}
