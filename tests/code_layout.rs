@@ -103,8 +103,9 @@ fn executed_functions_are_linked_together() {
 /// `scripts/hot-symbols.sh --check` serves the profile's requests in both modes and fails if any
 /// process maps module code outside the blocks of the listed serving functions. An embedded-mode
 /// tree that has served only requests that succeed must also keep to the first two groups of the
-/// list and to three blocks (168 KiB; C mod_wsgi's tree maps 140 KiB): with the code of failing
-/// requests and the daemon side's request I/O among them, it mapped four. In every mode the tree
+/// list and to two blocks (128 KiB; C mod_wsgi's tree maps 136-144 KiB): with the code of failing
+/// requests and the daemon side's request I/O among them, it mapped four, and before the code
+/// started a block, three. In every mode the tree
 /// may map only the first 64 KiB block of the module's constants (src/hot-rodata.txt). Checked for this
 /// checkout's build only: a build for another Python has other symbols.
 #[test]

@@ -216,6 +216,23 @@ pub fn bound_function<'py>(
     }
 }
 
+/// A built-in function object calling `def` without a `self` (a module-level function that needs
+/// no Rust data).
+pub fn unbound_function<'py>(
+    py: Python<'py>,
+    def: &'static ffi::PyMethodDef,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: attached; def is static and never written; no self or module object.
+    unsafe {
+        let f = ffi::PyCFunction_NewEx(
+            def as *const ffi::PyMethodDef as *mut ffi::PyMethodDef,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        );
+        Bound::from_owned_ptr_or_err(py, f)
+    }
+}
+
 /// A method-table entry (`METH_VARARGS | METH_KEYWORDS`) for `$f`, an
 /// `unsafe fn(Python, slf, args, kwargs) -> PyResult<*mut PyObject>`.
 #[macro_export]

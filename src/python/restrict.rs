@@ -3,13 +3,12 @@
 //! writes its warnings to Apache's error log.
 
 use super::method::guarded;
-use super::objects::{MethodTable, METHOD_TABLE_END};
+use super::objects::{unbound_function, MethodTable, METHOD_TABLE_END};
 use crate::py_method;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use std::ptr;
 use std::sync::OnceLock;
 
 /// Where warnings from Python code go; set once, from the settings Python starts with.
@@ -103,14 +102,5 @@ static LOG_WARNING_DEF: MethodTable<2> =
 
 /// A built-in function object for [`log_warning`] in the current interpreter.
 fn log_warning_function(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    let def = LOG_WARNING_DEF.get(c"log_warning");
-    // SAFETY: attached (py); def is static and never written; no self or module object.
-    unsafe {
-        let f = ffi::PyCFunction_NewEx(
-            def as *const ffi::PyMethodDef as *mut ffi::PyMethodDef,
-            ptr::null_mut(),
-            ptr::null_mut(),
-        );
-        Bound::from_owned_ptr_or_err(py, f)
-    }
+    unbound_function(py, LOG_WARNING_DEF.get(c"log_warning"))
 }

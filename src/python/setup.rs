@@ -1,7 +1,7 @@
 //! What an interpreter (the main one, or an application group's) needs before it serves
 //! requests, and what it runs before it is destroyed.
 
-use super::objects::{MethodTable, METHOD_TABLE_END};
+use super::objects::{unbound_function, MethodTable, METHOD_TABLE_END};
 use super::restrict::{is_restricted, Restrictions};
 use super::runtime::PythonSettings;
 use pyo3::exceptions::PyAttributeError;
@@ -122,16 +122,7 @@ static FORGET_DUMMY_THREAD: MethodTable<2> = MethodTable([
 ]);
 
 fn forget_dummy_thread_function(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    let def = FORGET_DUMMY_THREAD.get(c"forget_current_dummy_thread");
-    // SAFETY: attached; def is static and never written; a function without self or module.
-    unsafe {
-        let f = ffi::PyCFunction_NewEx(
-            def as *const ffi::PyMethodDef as *mut ffi::PyMethodDef,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
-        Bound::from_owned_ptr_or_err(py, f)
-    }
+    unbound_function(py, FORGET_DUMMY_THREAD.get(c"forget_current_dummy_thread"))
 }
 
 /// shutdown.py, run in the attached interpreter.
