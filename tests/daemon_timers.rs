@@ -679,3 +679,33 @@ fn without_graceful_timeout_maximum_requests_shuts_down_at_once() {
         "{log}"
     );
 }
+
+/// `queue-timeout`: a request that waited longer than it for a thread of the group is answered
+/// 504 when a process takes it, and logged once, against the request, as in C (the daemon
+/// logged the line too, in the process's own name).
+#[test]
+fn a_request_queued_over_queue_timeout_is_a_504_logged_once() {
+    let apache = Apache::start(
+        "timers_queue",
+        &[("pid.wsgi", PID)],
+        "WSGIDaemonProcess site threads=1 queue-timeout=1\n\
+         WSGIScriptAlias /pid {dir}/pid.wsgi process-group=site",
+    );
+    pid(&apache);
+    let busy = apache.path("busy");
+    let queued = std::thread::scope(|scope| {
+        let slow = scope.spawn(|| apache.get("/pid/slow?2.5"));
+        wait_for_file(&busy);
+        let queued = apache.get("/pid");
+        assert_eq!(slow.join().unwrap().status, 200);
+        queued
+    });
+    assert_eq!(queued.status, 504, "{}", apache.error_log());
+    let log = apache.wait_for_log("Queue timeout expired");
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Queue timeout expired for WSGI daemon process 'site'"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("[client 127.0.0.1"), "{log}");
+}

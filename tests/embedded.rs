@@ -631,6 +631,11 @@ def application(environ, start_response):
              str(isinstance(errors, io.TextIOBase))]
     with errors as entered:
         facts.append(str(entered is errors))
+    for name in ("seekable", "isatty", "close"):
+        try:
+            getattr(errors, name)(1)
+        except TypeError as e:
+            facts.append(str(e).split("(")[0])
     errors.write("still open after a with block\n")
     threading.Timer(0.2, later).start()
     start_response("200 OK", [])
@@ -644,7 +649,7 @@ def application(environ, start_response):
     assert_eq!(
         apache.get("/app").text(),
         "<stdout> <stderr> utf-8 False <wsgi.errors> utf-8 False False UnsupportedOperation \
-         (True, False, False) True True"
+         (True, False, False) True True seekable isatty close"
     );
     let log = apache.wait_for_log("printed by a thread after its request");
     let entry = |text: &str| {

@@ -161,7 +161,8 @@ pub fn connection(
     run_request(head, reader, writer, board, timers)
 }
 
-/// Answers a request that waited too long (see [`queue_expired`]) with `status`, and logs it.
+/// Answers a request that waited too long (see [`queue_expired`]) with `status`. The Apache
+/// child logs the answer's text against the request, once, as C does.
 #[cold]
 #[inline(never)]
 fn queue_timed_out(plan: &GroupPlan, status: u16, writer: &SharedWriter) -> Served {
@@ -172,7 +173,6 @@ fn queue_timed_out(plan: &GroupPlan, status: u16, writer: &SharedWriter) -> Serv
         plan.name,
         plan.options.queue_timeout.as_secs()
     );
-    plan.log(Level::Error, &msg);
     let mut w = lock(writer);
     let _ = w
         .frame(Kind::Reject, &reject(status, &msg))

@@ -361,6 +361,17 @@ handle_method!(
     }
 );
 
+handle_method!(
+    log_close,
+    LogPayload,
+    "close",
+    [],
+    |py, _slf, log, _args| {
+        flush_log(py, log)?;
+        none(py)
+    }
+);
+
 pub fn flush_log(py: Python<'_>, log: &LogPayload) -> PyResult<()> {
     emit_lines(py, log, &complete_lines(log, "", true))
 }
@@ -376,10 +387,27 @@ handle_method!(
     |py, _slf, _log, _args| Ok(true.into_pyobject(py)?.to_owned().into_any())
 );
 
+// One function per name: a wrong call's TypeError names the method called.
 handle_method!(
-    log_answers_false,
+    log_readable,
     LogPayload,
     "readable",
+    [],
+    |py, _slf, _log, _args| Ok(false.into_pyobject(py)?.to_owned().into_any())
+);
+
+handle_method!(
+    log_seekable,
+    LogPayload,
+    "seekable",
+    [],
+    |py, _slf, _log, _args| Ok(false.into_pyobject(py)?.to_owned().into_any())
+);
+
+handle_method!(
+    log_isatty,
+    LogPayload,
+    "isatty",
     [],
     |py, _slf, _log, _args| Ok(false.into_pyobject(py)?.to_owned().into_any())
 );
@@ -415,11 +443,11 @@ pub static LOG_METHODS: MethodTable<12> = MethodTable([
     py_method!(c"write", log_write),
     py_method!(c"writelines", log_writelines),
     py_method!(c"flush", log_flush),
-    py_method!(c"close", log_flush),
+    py_method!(c"close", log_close),
     py_method!(c"writable", log_writable),
-    py_method!(c"readable", log_answers_false),
-    py_method!(c"seekable", log_answers_false),
-    py_method!(c"isatty", log_answers_false),
+    py_method!(c"readable", log_readable),
+    py_method!(c"seekable", log_seekable),
+    py_method!(c"isatty", log_isatty),
     py_method!(c"fileno", log_fileno),
     py_method!(c"__enter__", log_enter),
     py_method!(c"__exit__", log_exit),
