@@ -128,8 +128,9 @@ impl<'py> Args<'py> {
 /// The shared frame of every method: see the module documentation.
 ///
 /// # Safety
-/// `slf` must be an object of a handle type whose payload is a `T` (true for the `self` of a
-/// method in that type's table); `args` is a tuple and `kwargs` null or a dict, as CPython passes
+/// `slf` must be an object of a handle type, or a payload capsule, whose payload is a `T` (true
+/// for the `self` of a method in that type's table, and of a function bound to that capsule);
+/// `args` is a tuple and `kwargs` null or a dict, as CPython passes
 /// them to a `METH_VARARGS | METH_KEYWORDS` function.
 pub unsafe fn method<'py, T>(
     py: Python<'py>,
@@ -141,7 +142,7 @@ pub unsafe fn method<'py, T>(
     body: impl FnOnce(&Bound<'py, PyAny>, &T, &Args<'py>) -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<*mut ffi::PyObject> {
     guarded(|| {
-        // SAFETY: by this function's contract: slf is a live handle with a T payload, and the
+        // SAFETY: by this function's contract: slf is a live handle (or capsule) with a T payload, and the
         // argument objects are borrowed for the duration of the call.
         let (this, payload, args) = unsafe {
             let this = Borrowed::from_ptr(py, slf).to_owned();
@@ -199,8 +200,8 @@ macro_rules! handle_method {
              -> pyo3::PyResult<pyo3::Bound<'py, pyo3::PyAny>> { $body };
             let (py, name, params): (pyo3::Python<'py>, &'static str, &[&str]) =
                 ($py, $py_name, &[$($param),*]);
-            // SAFETY: this function is only listed in the method table of the type whose
-            // payload is the one named, so `self` is one of its objects.
+            // SAFETY: this function is only listed in the method table of the type, or bound to
+            // a capsule, whose payload is the one named, so `self` is one of its objects.
             unsafe {
                 $crate::python::method::method::<$payload>(py, slf, args, kwargs, name, params, body)
             }
