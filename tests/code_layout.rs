@@ -200,10 +200,16 @@ fn readelf(flags: &[&str]) -> String {
 
 /// The address of section `name` in `readelf --section-headers` output `sections`.
 fn section_address(sections: &str, name: &str) -> Option<u64> {
+    section_extent(sections, name).map(|(address, _)| address)
+}
+
+/// The address and size of section `name` in `readelf --section-headers` output `sections`.
+fn section_extent(sections: &str, name: &str) -> Option<(u64, u64)> {
     sections.lines().find_map(|l| {
         let words: Vec<&str> = l.split_whitespace().collect();
         let at = words.iter().position(|w| *w == name)?;
-        u64::from_str_radix(words.get(at + 2)?, 16).ok()
+        let number = |i: usize| u64::from_str_radix(words.get(at + i)?, 16).ok();
+        Some((number(2)?, number(4)?))
     })
 }
 
@@ -455,15 +461,7 @@ fn a_breakpoint_set_before_apache_starts_stops_a_request() {
 fn the_data_every_process_writes_is_on_one_page() {
     let sections = readelf(&["--section-headers", "--wide"]);
     let extent = |name: &str| {
-        sections
-            .lines()
-            .find_map(|l| {
-                let words: Vec<&str> = l.split_whitespace().collect();
-                let at = words.iter().position(|w| *w == name)?;
-                let number = |i: usize| u64::from_str_radix(words.get(at + i)?, 16).ok();
-                Some((number(2)?, number(4)?))
-            })
-            .unwrap_or_else(|| panic!("no {name} in:\n{sections}"))
+        section_extent(&sections, name).unwrap_or_else(|| panic!("no {name} in:\n{sections}"))
     };
     let (data, data_size) = extent(".data");
     let (bss, bss_size) = extent(".bss");
