@@ -304,8 +304,8 @@ fn note_replaced_death(plan: &GroupPlan, old: &Stopping, ended: Ended) {
     plan.log(
         Level::Error,
         &format!(
-            "mod_wsgi (pid={}): Process {} of daemon group '{}' {ended}{serving} after {:.1} \
-             seconds, as it stopped; it had been replaced already.",
+            "mod_wsgi (pid={}): Process {} of daemon group '{}' {ended}{serving}, {:.1} \
+             seconds after it started, as it stopped; it had been replaced already.",
             std::process::id(),
             old.pid,
             plan.name,
@@ -386,8 +386,8 @@ fn note_death(plan: &GroupPlan, slot: &mut Slot, pid: i32, ended: Ended) {
         plan.log(
             Level::Error,
             &format!(
-                "mod_wsgi (pid={}): Process {pid} of daemon group '{}' {ended}{serving} after \
-                 {:.1} seconds; {next}.",
+                "mod_wsgi (pid={}): Process {pid} of daemon group '{}' {ended}{serving}, \
+                 {:.1} seconds after it started; {next}.",
                 std::process::id(),
                 plan.name,
                 lived.as_secs_f64()

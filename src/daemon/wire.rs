@@ -38,6 +38,9 @@ const WRITE_BUFFER: usize = 64 << 10;
 /// responses. A connection serves one request, so a buffer allocated (and, for the reader,
 /// zeroed) at full size would cost that much for every request; it grows when a frame needs it.
 const INITIAL_BUFFER: usize = 8 << 10;
+/// Past this a reader's buffer is given back to the kernel when dropped (a daemon's request
+/// reader stops growing here).
+const GROWN_BUFFER: usize = 16 << 10;
 /// Payloads from this size on are sent straight from the caller's memory (one `sendmsg` with the
 /// buffered frames, the header and the payload), never copied.
 const LARGE_PAYLOAD: usize = 16 << 10;
@@ -746,6 +749,16 @@ pub struct FrameReader<S: AsFd> {
     fds: VecDeque<OwnedFd>,
 }
 
+/// A buffer grown past what a request's frames need (an Apache child's reader grows to
+/// response-buffer-size for a large response) gives its pages back rather than leaving them in
+/// the thread's malloc arena: each Apache thread that once proxied a large response would keep
+/// 64 KiB for good, which idle Apache children in C mod_wsgi do not.
+impl<S: AsFd> Drop for FrameReader<S> {
+    fn drop(&mut self) {
+        self.give_back_grown_buffer();
+    }
+}
+
 impl<S: AsFd> FrameReader<S> {
     pub fn new(sock: S) -> Self {
         Self::with_buffer_size(sock, READ_BUFFER)
@@ -769,6 +782,16 @@ impl<S: AsFd> FrameReader<S> {
 
     pub fn get_ref(&self) -> &S {
         &self.sock
+    }
+
+    /// Returns the pages of a buffer that has grown past GROWN_BUFFER; true if it had. Its
+    /// bytes are gone: only for a reader that reads no more.
+    fn give_back_grown_buffer(&mut self) -> bool {
+        if self.buf.len() <= GROWN_BUFFER {
+            return false;
+        }
+        crate::buf::return_whole_pages(&mut self.buf);
+        true
     }
 
     /// Takes the descriptor of the `File` frame just read (descriptors queue in arrival order).
@@ -978,6 +1001,26 @@ mod tests {
     fn pair() -> (FrameWriter<UnixStream>, FrameReader<UnixStream>) {
         let (a, b) = UnixStream::pair().unwrap();
         (FrameWriter::new(a), FrameReader::new(b))
+    }
+
+    #[test]
+    fn a_reader_grown_for_large_frames_gives_its_pages_back() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (mut w, mut r) = (
+            FrameWriter::new(a),
+            FrameReader::with_buffer_size(b, READ_BUFFER),
+        );
+        w.frame(Kind::Headers, &[1; 100]).unwrap();
+        w.flush().unwrap();
+        whole(&mut r).unwrap();
+        assert!(!r.give_back_grown_buffer(), "an 8 KiB buffer is kept");
+        w.data(&[0x55; 60_000], true).unwrap();
+        whole(&mut r).unwrap();
+        assert!(r.buf.len() > GROWN_BUFFER);
+        assert!(r.buf[8192..60_000].iter().all(|&b| b == 0x55));
+        assert!(r.give_back_grown_buffer());
+        // Whole pages inside the buffer read as zeros now: the kernel has them back.
+        assert!(r.buf[8192..56_000].iter().all(|&b| b == 0));
     }
 
     /// The next frame with its pieces put back together.

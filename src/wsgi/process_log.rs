@@ -38,7 +38,22 @@ thread_local! {
     /// How to log against the request this thread is serving, if any.
     static CURRENT: RefCell<Option<RequestLogger>> = const { RefCell::new(None) };
     /// Text written to sys.stdout/sys.stderr on this thread that does not end a line yet.
-    static PENDING: RefCell<String> = const { RefCell::new(String::new()) };
+    static PENDING: PendingText = const { PendingText(RefCell::new(String::new())) };
+}
+
+/// A thread's unfinished line, logged when the thread ends: a thread the application started
+/// that prints without a final newline would otherwise lose that text (C mod_wsgi keeps it
+/// until some thread's next line; here it is logged on its own, in the server's log, as
+/// nothing else of that thread's can follow). A serving thread's is empty by then: each
+/// request logs what its thread left unfinished.
+struct PendingText(RefCell<String>);
+
+impl Drop for PendingText {
+    fn drop(&mut self) {
+        for line in self.0.get_mut().lines() {
+            server_log(Level::Error, line);
+        }
+    }
 }
 
 /// Marks the thread as serving a request, whose lines `logger` writes, until dropped. The
@@ -86,7 +101,7 @@ pub(crate) fn log(py: Python<'_>, level: Level, line: &str) {
 /// Logs the complete lines pending on this thread (with `all`, the partial one too).
 fn emit(py: Python<'_>, all: bool) {
     let text = PENDING.with(|p| {
-        let mut p = p.borrow_mut();
+        let mut p = p.0.borrow_mut();
         let cut = if all {
             p.len()
         } else {
@@ -119,7 +134,7 @@ handle_method!(
             ))
         })?;
         let s = crate::python::objects::log_text(text)?;
-        PENDING.with(|p| p.borrow_mut().push_str(&s));
+        PENDING.with(|p| p.0.borrow_mut().push_str(&s));
         if s.contains('\n') {
             emit(py, false);
         }
