@@ -4,11 +4,13 @@
 
 use std::ffi::CString;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
-/// The signals the supervisor and the daemon processes take synchronously (blocked, then
-/// collected with `sigtimedwait`/`sigwait`) instead of through handlers.
+/// The signals that stop or recycle the supervisor and the daemon processes. The supervisor
+/// takes them synchronously (blocked, then collected with `sigtimedwait`); a daemon process
+/// catches them and reads them from a pipe ([`forward_signals`]).
 pub const CONTROL_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
 
 /// What `fork` returned to this process.
@@ -193,6 +195,96 @@ pub fn default_action(signal: i32) {
 pub fn ignore(signal: i32) {
     // SAFETY: SIG_IGN is always a valid disposition.
     unsafe { libc::signal(signal, libc::SIG_IGN) };
+}
+
+/// The write end of the pipe that [`forward_signals`]' handler writes to, and the process it
+/// belongs to (-1 before).
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+static SIGNALLED_PROCESS: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn forward_signal(signal: libc::c_int) {
+    // SAFETY: only async-signal-safe calls (getpid, write, signal, raise); errno is put back
+    // as it was for the code the signal interrupted.
+    unsafe {
+        let errno = *libc::__errno_location();
+        if libc::getpid() == SIGNALLED_PROCESS.load(Ordering::Relaxed) {
+            let byte = signal as u8;
+            libc::write(
+                SIGNAL_PIPE.load(Ordering::Relaxed),
+                (&byte as *const u8).cast(),
+                1,
+            );
+        } else {
+            // A process the application forked (multiprocessing, say) inherited the handler:
+            // the signal is its own, with its default action, not a stop for the daemon
+            // process whose pipe it also inherited.
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+        *libc::__errno_location() = errno;
+    }
+}
+
+/// The signals caught by [`forward_signals`], in arrival order.
+pub struct ForwardedSignals {
+    read: OwnedFd,
+}
+
+impl ForwardedSignals {
+    /// Waits for the next signal; None if the pipe fails (it never closes: its write end is
+    /// the handler's, for the life of the process).
+    pub fn next(&self) -> Option<i32> {
+        let mut byte = 0u8;
+        loop {
+            // SAFETY: reads one byte into a one-byte buffer from a descriptor we own.
+            let n = unsafe { libc::read(self.read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
+            if n == 1 {
+                return Some(byte as i32);
+            }
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return None;
+        }
+    }
+}
+
+/// Catches `signals` in this process with a handler that writes each to a pipe, read with
+/// [`ForwardedSignals::next`], then unblocks them for the calling thread, whose mask the threads
+/// it starts afterwards inherit. A daemon process must not keep them blocked for a `sigwait`
+/// thread, as the supervisor does: a blocked mask is inherited by every thread the application
+/// starts and every program it runs, and `subprocess.Popen(...).terminate()` then could not
+/// stop a child. Python also sees a handler that is not its own, so `signal.getsignal()`
+/// answers None for them, as with C mod_wsgi, and importing `signal` leaves SIGINT alone.
+pub fn forward_signals(signals: &[i32]) -> io::Result<ForwardedSignals> {
+    let mut ends = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `ends`.
+    check(
+        unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) },
+        "pipe2",
+    )?;
+    // SAFETY: both descriptors are new and owned here; the write end is handed to the handler
+    // for the life of the process (never closed).
+    let read = unsafe { OwnedFd::from_raw_fd(ends[0]) };
+    // A full pipe (signals faster than they are read) drops one rather than block a handler.
+    // SAFETY: plain fcntl on the new write end.
+    unsafe { libc::fcntl(ends[1], libc::F_SETFL, libc::O_NONBLOCK) };
+    SIGNAL_PIPE.store(ends[1], Ordering::Relaxed);
+    // SAFETY: getpid has no preconditions.
+    SIGNALLED_PROCESS.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    for &signal in signals {
+        // SAFETY: a zeroed sigaction is valid; the handler is async-signal-safe (above).
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = forward_signal as extern "C" fn(libc::c_int) as usize;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: action is initialised; the old action is not wanted.
+        check(
+            unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) },
+            "sigaction",
+        )?;
+    }
+    mask_signals(signals, false);
+    Ok(ForwardedSignals { read })
 }
 
 /// Waits up to `timeout` (forever with None) for one of the blocked `signals`.

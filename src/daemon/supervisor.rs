@@ -281,6 +281,16 @@ fn replace_stopping(plan: &GroupPlan, slots: &mut [Slot], replaced: &mut Vec<Sto
     }
 }
 
+/// The requests a process that died was serving, as the end of its log line (after its age, so
+/// that the age is not read as the last request's).
+fn serving(requests: Vec<String>) -> String {
+    match requests.len() {
+        0 => String::new(),
+        1 => format!(", while serving request {}", requests[0]),
+        _ => format!(", while serving requests {}", requests.join(", ")),
+    }
+}
+
 /// Logs how a process that was already replaced ended: only its failure is news.
 fn note_replaced_death(plan: &GroupPlan, old: &Stopping, ended: Ended) {
     if ended == Ended::Exited(0) {
@@ -295,17 +305,12 @@ fn note_replaced_death(plan: &GroupPlan, old: &Stopping, ended: Ended) {
         );
         return;
     }
-    let requests = old.board.as_ref().map(|b| b.take()).unwrap_or_default();
-    let serving = if requests.is_empty() {
-        String::new()
-    } else {
-        format!(" while serving request {}", requests.join(", "))
-    };
+    let serving = serving(old.board.as_ref().map(|b| b.take()).unwrap_or_default());
     plan.log(
         Level::Error,
         &format!(
-            "mod_wsgi (pid={}): Process {} of daemon group '{}' {ended}{serving}, {:.1} \
-             seconds after it started, as it stopped; it had been replaced already.",
+            "mod_wsgi (pid={}): Process {} of daemon group '{}' {ended} as it stopped, {:.1} \
+             seconds after it started{serving}; it had been replaced already.",
             std::process::id(),
             old.pid,
             plan.name,
@@ -366,12 +371,7 @@ fn note_death(plan: &GroupPlan, slot: &mut Slot, pid: i32, ended: Ended) {
         } else {
             0
         };
-        let requests = slot.board.as_ref().map(|b| b.take()).unwrap_or_default();
-        let serving = if requests.is_empty() {
-            String::new()
-        } else {
-            format!(" while serving request {}", requests.join(", "))
-        };
+        let serving = serving(slot.board.as_ref().map(|b| b.take()).unwrap_or_default());
         let pause = backoff(slot.failures);
         let next = if pause.is_zero() {
             "starting its replacement".to_string()
@@ -386,8 +386,8 @@ fn note_death(plan: &GroupPlan, slot: &mut Slot, pid: i32, ended: Ended) {
         plan.log(
             Level::Error,
             &format!(
-                "mod_wsgi (pid={}): Process {pid} of daemon group '{}' {ended}{serving}, \
-                 {:.1} seconds after it started; {next}.",
+                "mod_wsgi (pid={}): Process {pid} of daemon group '{}' {ended}, {:.1} \
+                 seconds after it started{serving}; {next}.",
                 std::process::id(),
                 plan.name,
                 lived.as_secs_f64()

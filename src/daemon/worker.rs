@@ -162,8 +162,17 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
     // SAFETY: getppid has no preconditions.
     let supervisor = unsafe { libc::getppid() };
     process::mask_signals(&[libc::SIGCHLD], false);
-    // Before any thread starts, so that only the signal thread takes it (see DAEMON_SIGNALS).
-    process::mask_signals(&[libc::SIGXCPU], true);
+    // Before any thread starts, so that every thread inherits the signals unblocked.
+    let signals = match process::forward_signals(&DAEMON_SIGNALS) {
+        Ok(signals) => signals,
+        Err(e) => {
+            plan.log(
+                Level::Error,
+                &format!("{}: Cannot catch the control signals: {e}", plan.tag()),
+            );
+            process::exit_now(1);
+        }
+    };
     if !process::die_with_parent(libc::SIGTERM, supervisor) {
         process::exit_now(0);
     }
@@ -192,7 +201,7 @@ pub fn run(plan: GroupPlan, board: Option<Arc<Scoreboard>>) -> ! {
             process::exit_now(1);
         }
     };
-    spawn_signal_thread(&plan, state.clone());
+    spawn_signal_thread(&plan, state.clone(), signals);
     process::watch_for_forks();
     let info = plan.server_info.clone();
     let prepare =
@@ -289,7 +298,7 @@ fn log_thread_stacks(plan: &GroupPlan) {
     }
 }
 
-fn spawn_signal_thread(plan: &GroupPlan, state: Arc<State>) {
+fn spawn_signal_thread(plan: &GroupPlan, state: Arc<State>, signals: process::ForwardedSignals) {
     let (log, tag, name) = (plan.log, plan.tag(), plan.name.clone());
     let _ = std::thread::Builder::new()
         .name("wsgi:signals".into())
@@ -304,7 +313,7 @@ fn spawn_signal_thread(plan: &GroupPlan, state: Arc<State>) {
                 log(Level::Info, &format!("{tag}: {why}, {what} '{name}'."));
                 crate::wsgi::events::set_shutdown_reason(reason);
             };
-            match process::wait_signal(&DAEMON_SIGNALS, None) {
+            match signals.next() {
                 // As C: finish the requests in progress (within graceful-timeout) and be
                 // replaced; the hard limit (shutdown-timeout and a second more of CPU) stays
                 // the kernel's.
