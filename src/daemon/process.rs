@@ -251,7 +251,7 @@ impl ForwardedSignals {
 
 /// Catches `signals` in this process with a handler that writes each to a pipe, read with
 /// [`ForwardedSignals::next`], then unblocks them for the calling thread, whose mask the threads
-/// it starts afterwards inherit. A daemon process must not keep them blocked for a `sigwait`
+/// it starts afterwards inherit. A daemon process must not keep them blocked for a `sigtimedwait`
 /// thread, as the supervisor does: a blocked mask is inherited by every thread the application
 /// starts and every program it runs, and `subprocess.Popen(...).terminate()` then could not
 /// stop a child. Python also sees a handler that is not its own, so `signal.getsignal()`
@@ -287,30 +287,16 @@ pub fn forward_signals(signals: &[i32]) -> io::Result<ForwardedSignals> {
     Ok(ForwardedSignals { read })
 }
 
-/// Waits up to `timeout` (forever with None) for one of the blocked `signals`.
-pub fn wait_signal(signals: &[i32], timeout: Option<Duration>) -> Option<i32> {
+/// Waits up to `timeout` for one of the blocked `signals`; None when none came.
+pub fn wait_signal(signals: &[i32], timeout: Duration) -> Option<i32> {
     let set = signal_set(signals);
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
     loop {
-        let got = match timeout {
-            None => {
-                let mut sig = 0;
-                // SAFETY: set is initialised and the signals in it are blocked by the caller.
-                let rc = unsafe { libc::sigwait(&set, &mut sig) };
-                if rc == 0 {
-                    sig
-                } else {
-                    -1
-                }
-            }
-            Some(t) => {
-                let ts = libc::timespec {
-                    tv_sec: t.as_secs() as libc::time_t,
-                    tv_nsec: t.subsec_nanos() as libc::c_long,
-                };
-                // SAFETY: set and ts are initialised; the siginfo is not wanted.
-                unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) }
-            }
-        };
+        // SAFETY: set and ts are initialised; the siginfo is not wanted.
+        let got = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
         if got > 0 {
             return Some(got);
         }
@@ -588,11 +574,11 @@ mod tests {
             // SAFETY: raise to this thread only.
             unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGUSR2) };
             assert_eq!(
-                wait_signal(&[libc::SIGUSR2], Some(Duration::from_secs(5))),
+                wait_signal(&[libc::SIGUSR2], Duration::from_secs(5)),
                 Some(libc::SIGUSR2)
             );
             assert_eq!(
-                wait_signal(&[libc::SIGUSR2], Some(Duration::from_millis(10))),
+                wait_signal(&[libc::SIGUSR2], Duration::from_millis(10)),
                 None
             );
         })

@@ -110,7 +110,7 @@ fn supervise(plan: &GroupPlan, signals: &[libc::c_int], mut slots: Vec<Slot>) ->
         let timeout = next_due
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(60));
-        match process::wait_signal(signals, Some(timeout)) {
+        match process::wait_signal(signals, timeout) {
             Some(libc::SIGCHLD) | None => {}
             Some(libc::SIGUSR1) if !stopping => forward(&slots, libc::SIGUSR1),
             Some(libc::SIGUSR1) => {}
